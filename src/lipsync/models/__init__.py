@@ -1,0 +1,1 @@
+"""The SayAnything model: plain PyTorch (no Lightning, no Hydra), importable by inference alone."""

@@ -1,0 +1,127 @@
+"""ID-Guider: the identity encoder of SayAnything (paper section 3.3, SPEC section 2).
+
+Reference frame + mask indicator (pixel space) -> pure conv downsampler to latent resolution ->
+SVD's down path with its temporal and attention parts removed: at each of SVD's three cross-attention
+levels (320, 640, 1280) two 2D ResBlocks and a 2x downsampler, no timestep -> one residual per UNet
+down level (the fourth, 1280 at 1/8 latent size, is the last downsampler's output). No up path, no
+temporal layers and no timestep input, so it is computed once per sample, not once per denoising step.
+
+Parameter count at full size (diffusers ``ResnetBlock2D``/``Downsample2D`` without time embedding):
+ResBlocks + downsamplers 88.6 M (SPEC section 2), zero-initialised 1x1 output projections 3.8 M, pixel
+downsampler 5.4 M (``pixel_channels=80``) = 97.8 M, the paper's "98M".
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+from diffusers.models.downsampling import Downsample2D
+from diffusers.models.resnet import ResnetBlock2D
+from torch import Tensor, nn
+
+
+def zero_module(module: nn.Module) -> nn.Module:
+    """Zero every parameter of ``module`` so the pathway it closes is an exact no-op at init."""
+    for p in module.parameters():
+        nn.init.zeros_(p)
+    return module
+
+
+class PixelDownsampler(nn.Sequential):
+    """Pure convolutional downsampler from pixels to latent resolution (paper: "simple pure conv downsampler").
+
+    ``conv3x3(in -> c0)``, then per factor of two ``conv3x3(c_i -> c_i), conv3x3 stride 2 (c_i -> c_{i+1})``
+    with SiLU between, widths doubling from ``base_channels``; a final ``conv3x3`` to ``out_channels``.
+
+    Args:
+        in_channels: 4 = RGB + mask indicator.
+        out_channels: the UNet's first width (320 for SVD).
+        factor: pixel -> latent downsample factor (the VAE's: 8 for SVD); a power of two.
+        base_channels: width of the first stage.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, factor: int, base_channels: int) -> None:
+        stages = int(round(math.log2(factor))) if factor >= 1 else -1
+        if factor < 1 or 2**stages != factor:
+            raise ValueError(f"ID-Guider downsample factor must be a power of two (the VAE's), got {factor}")
+        widths = [base_channels * 2**i for i in range(stages + 1)]
+        layers: list[nn.Module] = [nn.Conv2d(in_channels, widths[0], 3, padding=1), nn.SiLU()]
+        for c, c_next in zip(widths[:-1], widths[1:]):
+            layers += [nn.Conv2d(c, c, 3, padding=1), nn.SiLU(), nn.Conv2d(c, c_next, 3, padding=1, stride=2), nn.SiLU()]
+        layers.append(nn.Conv2d(widths[-1], out_channels, 3, padding=1))
+        super().__init__(*layers)
+
+
+class IDGuider(nn.Module):
+    """Identity encoder: ``(I_ref, M_ref) -> [(B, C_l, H/f/2^l, W/f/2^l) for each level l]``.
+
+    Args:
+        block_out_channels: widths per level, SVD's cross-attention levels (320, 640, 1280) by default.
+        layers_per_block: 2D ResBlocks per level (SVD's 2).
+        downsample_factor: pixel -> latent factor f, the VAE's (8 for SVD).
+        pixel_channels: first width of the pixel downsampler (96 puts the full model at the paper's 98 M).
+        in_channels: 3 (RGB) + 1 (mask indicator).
+
+    Every level ends in a zero-initialised 1x1 conv, so adding the features to the UNet is an exact
+    no-op at init and the loaded SVD is unchanged at step 0.
+    """
+
+    def __init__(
+        self,
+        block_out_channels: Sequence[int] = (320, 640, 1280),
+        layers_per_block: int = 2,
+        downsample_factor: int = 8,
+        pixel_channels: int = 96,
+        in_channels: int = 4,
+    ) -> None:
+        super().__init__()
+        widths = tuple(block_out_channels)
+        self.downsample_factor = downsample_factor
+        self.pixel_downsampler = PixelDownsampler(in_channels, widths[0], downsample_factor, pixel_channels)
+        self.levels = nn.ModuleList(
+            nn.Sequential(*[ResnetBlock2D(in_channels=c_in if i == 0 else c, out_channels=c, temb_channels=None)
+                            for i in range(layers_per_block)])
+            for c_in, c in zip((widths[0],) + widths[:-1], widths)
+        )
+        # Same 2x conv downsampler SVD's down path uses between levels.
+        self.downsamplers = nn.ModuleList(
+            Downsample2D(c, use_conv=True, out_channels=c, padding=1, name="op") for c in widths[:-1]
+        )
+        self.out_projs = nn.ModuleList(zero_module(nn.Conv2d(c, c, 1)) for c in widths)
+
+    @property
+    def block_out_channels(self) -> tuple[int, ...]:
+        return tuple(p.out_channels for p in self.out_projs)
+
+    def forward(self, ref: Tensor, ref_mask: Tensor) -> list[Tensor]:
+        """Encode the reference frame.
+
+        Args:
+            ref: (B, 3, H, W) reference frame, RGB in [-1, 1].
+            ref_mask: (B, 1, H, W) its lip mask (1 inside the edit rectangle).
+
+        Returns:
+            Per level l: (B, C_l, H / f / 2^l, W / f / 2^l) residuals for the UNet's down path.
+        """
+        self._check(ref, ref_mask)
+        h = self.pixel_downsampler(torch.cat([ref, ref_mask.to(ref.dtype)], dim=1))
+        feats = []
+        for i, level in enumerate(self.levels):
+            if i > 0:
+                h = self.downsamplers[i - 1](h)
+            h = level(h)
+            feats.append(self.out_projs[i](h))
+        return feats
+
+    def _check(self, ref: Tensor, ref_mask: Tensor) -> None:
+        if ref.ndim != 4 or ref.shape[1] != 3:
+            raise ValueError(f"ref must be (B, 3, H, W) RGB in [-1, 1], got {tuple(ref.shape)}")
+        if ref_mask.shape != (ref.shape[0], 1, *ref.shape[2:]):
+            raise ValueError(f"ref_mask must be (B, 1, H, W) = {(ref.shape[0], 1, *ref.shape[2:])}, "
+                             f"got {tuple(ref_mask.shape)}")
+        f = self.downsample_factor * 2 ** (len(self.levels) - 1)
+        if ref.shape[-1] % f or ref.shape[-2] % f:
+            raise ValueError(f"reference size {tuple(ref.shape[-2:])} must be divisible by {f} "
+                             f"(VAE factor {self.downsample_factor} x 2^(levels-1))")

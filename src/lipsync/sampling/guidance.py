@@ -1,0 +1,49 @@
+"""Classifier-free guidance with the training condition structure (SPEC section 6)."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping
+
+import torch
+from torch import Tensor
+
+from lipsync.models.conditions import audio_free_conditions, cat_conditions, null_conditions
+
+Denoiser = Callable[[Tensor, Tensor, Mapping[str, Any]], Tensor]
+
+
+class GuidedDenoiser:
+    """Turns ``D(x, sigma, cond)`` into a guided ``D(x, sigma)`` for the samplers.
+
+    One scale (default): ``D_u + scale * (D_c - D_u)``, with the unconditional pass = reference and
+    audio dropped, as in training. Two scales (``audio_scale`` set): passes uncond, reference-only and
+    full, ``D_u + scale * (D_ref - D_u) + audio_scale * (D_c - D_ref)``. All passes go through the
+    network as one batch; ``scale == 1`` without ``audio_scale`` skips guidance (one pass).
+    """
+
+    def __init__(self, denoiser: Denoiser, cond: Mapping[str, Any], scale: float = 3.0,
+                 audio_scale: float | None = None) -> None:
+        self.denoiser = denoiser
+        self.scale = scale
+        self.audio_scale = audio_scale
+        if audio_scale is not None:
+            passes = [null_conditions(cond), audio_free_conditions(cond), dict(cond)]
+        elif scale != 1.0:
+            passes = [null_conditions(cond), dict(cond)]
+        else:
+            passes = [dict(cond)]
+        self.num_passes = len(passes)
+        self.batched_cond = cat_conditions(passes) if len(passes) > 1 else passes[0]
+
+    def __call__(self, x: Tensor, sigma: Tensor) -> Tensor:
+        b = x.shape[0]
+        sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).expand(b)
+        out = self.denoiser(x.repeat(self.num_passes, *([1] * (x.ndim - 1))), sigma.repeat(self.num_passes),
+                            self.batched_cond).split(b)
+        if self.num_passes == 1:
+            return out[0]
+        if self.num_passes == 2:
+            uncond, full = out
+            return uncond + self.scale * (full - uncond)
+        uncond, ref_only, full = out
+        return uncond + self.scale * (ref_only - uncond) + self.audio_scale * (full - ref_only)  # type: ignore[operator]
