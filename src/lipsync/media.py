@@ -156,6 +156,13 @@ class VideoWriter:
         self._v.pix_fmt = "yuv420p"
         self._v.options = {"crf": str(crf), "preset": "veryfast"}
         self._audio, self._audio_rate = audio, audio_rate
+        # Every stream must exist before the first packet is muxed (the header fixes their time bases).
+        self._a = None
+        if audio is not None:
+            if not audio_rate:
+                raise ValueError("audio given without audio_rate; pass the audio's sample rate in Hz")
+            layout = "mono" if np.atleast_2d(audio).shape[0] == 1 else "stereo"
+            self._a = self._c.add_stream("aac", rate=audio_rate, layout=layout)
         self.frames_written = 0
 
     def write(self, frame: np.ndarray) -> None:
@@ -170,7 +177,7 @@ class VideoWriter:
     def _write_audio(self) -> None:
         audio = np.atleast_2d(np.asarray(self._audio, dtype=np.float32))
         layout = "mono" if audio.shape[0] == 1 else "stereo"
-        stream = self._c.add_stream("aac", rate=self._audio_rate, layout=layout)
+        stream = self._a
         step = 1024
         for i in range(0, audio.shape[1], step):
             chunk = np.ascontiguousarray(audio[:, i:i + step])

@@ -55,41 +55,51 @@ class PixelDownsampler(nn.Sequential):
 
 
 class IDGuider(nn.Module):
-    """Identity encoder: ``(I_ref, M_ref) -> [(B, C_l, H/f/2^l, W/f/2^l) for each level l]``.
+    """Identity encoder: ``(I_ref, M_ref) -> [(B, C_l, H / f / 2^l, W / f / 2^l) for each UNet down level l]``.
 
     Args:
-        block_out_channels: widths per level, SVD's cross-attention levels (320, 640, 1280) by default.
+        block_out_channels: widths of the UNet down levels it feeds, SVD's (320, 640, 1280, 1280).
+        res_levels: how many leading levels hold ResBlocks (SVD's three cross-attention levels); the
+            remaining level (at most one) gets the last downsampler's output only.
         layers_per_block: 2D ResBlocks per level (SVD's 2).
         downsample_factor: pixel -> latent factor f, the VAE's (8 for SVD).
-        pixel_channels: first width of the pixel downsampler (96 puts the full model at the paper's 98 M).
+        pixel_channels: first width of the pixel downsampler (80 puts the full model at the paper's 98 M).
         in_channels: 3 (RGB) + 1 (mask indicator).
 
-    Every level ends in a zero-initialised 1x1 conv, so adding the features to the UNet is an exact
+    Every output ends in a zero-initialised 1x1 conv, so adding the features to the UNet is an exact
     no-op at init and the loaded SVD is unchanged at step 0.
     """
 
     def __init__(
         self,
-        block_out_channels: Sequence[int] = (320, 640, 1280),
+        block_out_channels: Sequence[int] = (320, 640, 1280, 1280),
+        res_levels: int = 3,
         layers_per_block: int = 2,
         downsample_factor: int = 8,
-        pixel_channels: int = 96,
+        pixel_channels: int = 80,
         in_channels: int = 4,
     ) -> None:
         super().__init__()
         widths = tuple(block_out_channels)
+        if not 1 <= res_levels <= len(widths) <= res_levels + 1:
+            raise ValueError(f"res_levels={res_levels} must be len(block_out_channels)={len(widths)} or one less")
         self.downsample_factor = downsample_factor
         self.pixel_downsampler = PixelDownsampler(in_channels, widths[0], downsample_factor, pixel_channels)
         self.levels = nn.ModuleList(
-            nn.Sequential(*[ResnetBlock2D(in_channels=c_in if i == 0 else c, out_channels=c, temb_channels=None)
-                            for i in range(layers_per_block)])
-            for c_in, c in zip((widths[0],) + widths[:-1], widths)
+            self._res_level(c_in, c, layers_per_block) for c_in, c in zip(widths[:1] + widths[:-1], widths[:res_levels])
         )
-        # Same 2x conv downsampler SVD's down path uses between levels.
+        # SVD's 2x conv downsampler keeps the width (the next level's first ResBlock widens); only the
+        # hop into the ResBlock-free last level has to widen itself.
         self.downsamplers = nn.ModuleList(
-            Downsample2D(c, use_conv=True, out_channels=c, padding=1, name="op") for c in widths[:-1]
+            Downsample2D(c, use_conv=True, out_channels=widths[i + 1] if i + 1 == res_levels else c, padding=1, name="op")
+            for i, c in enumerate(widths[: len(widths) - 1])
         )
         self.out_projs = nn.ModuleList(zero_module(nn.Conv2d(c, c, 1)) for c in widths)
+
+    @staticmethod
+    def _res_level(c_in: int, c: int, n: int) -> nn.ModuleList:
+        return nn.ModuleList(ResnetBlock2D(in_channels=c_in if i == 0 else c, out_channels=c, temb_channels=None)
+                             for i in range(n))
 
     @property
     def block_out_channels(self) -> tuple[int, ...]:
@@ -103,16 +113,17 @@ class IDGuider(nn.Module):
             ref_mask: (B, 1, H, W) its lip mask (1 inside the edit rectangle).
 
         Returns:
-            Per level l: (B, C_l, H / f / 2^l, W / f / 2^l) residuals for the UNet's down path.
+            Per UNet down level l: (B, C_l, H / f / 2^l, W / f / 2^l) residual features.
         """
         self._check(ref, ref_mask)
         h = self.pixel_downsampler(torch.cat([ref, ref_mask.to(ref.dtype)], dim=1))
         feats = []
-        for i, level in enumerate(self.levels):
+        for i, proj in enumerate(self.out_projs):
             if i > 0:
                 h = self.downsamplers[i - 1](h)
-            h = level(h)
-            feats.append(self.out_projs[i](h))
+            for resnet in self.levels[i] if i < len(self.levels) else ():
+                h = resnet(h, None)  # no timestep: temb=None
+            feats.append(proj(h))
         return feats
 
     def _check(self, ref: Tensor, ref_mask: Tensor) -> None:
@@ -121,7 +132,7 @@ class IDGuider(nn.Module):
         if ref_mask.shape != (ref.shape[0], 1, *ref.shape[2:]):
             raise ValueError(f"ref_mask must be (B, 1, H, W) = {(ref.shape[0], 1, *ref.shape[2:])}, "
                              f"got {tuple(ref_mask.shape)}")
-        f = self.downsample_factor * 2 ** (len(self.levels) - 1)
+        f = self.downsample_factor * 2 ** (len(self.out_projs) - 1)
         if ref.shape[-1] % f or ref.shape[-2] % f:
             raise ValueError(f"reference size {tuple(ref.shape[-2:])} must be divisible by {f} "
                              f"(VAE factor {self.downsample_factor} x 2^(levels-1))")

@@ -1,0 +1,361 @@
+"""Face tracks: one box and one landmark set per frame, from a detector or from a file.
+
+Every backend answers the same question, ``track(source, frames) -> FaceTrack``: for each (source
+frame index, RGB frame) it is given, the largest face's box and landmarks, or NaN when there is none.
+
+Backends (picked by ``_target_`` in ``conf/prepare.yaml``, key ``faces``):
+
+- :class:`MediaPipeFaces` (default; its models ship inside the ``mediapipe`` wheel): the full-range
+  BlazeFace detector (``model_selection=1``, finds small faces) on the whole frame, then the 478-point
+  face mesh on a square crop around that face. Between detections the crop follows the previous frame's
+  landmarks, so the detector runs only every ``detect_every`` frames or after the face was lost.
+- :class:`InsightFaceFaces`: InsightFace's detector and 68-point landmarks from a model pack on disk
+  (``buffalo_l``); a missing pack is one clear error naming the folder and the config key.
+- :class:`LandmarksFileFaces`: true landmarks stored beside a video (the synthetic world writes them).
+
+Landmarks file format (``<video>.landmarks.npz``, e.g. ``talk.mp4.landmarks.npz`` beside ``talk.mp4``):
+
+============== ============= ==================================================================
+key            shape / type  meaning
+============== ============= ==================================================================
+landmarks      (N, K, 2) f4  pixel coordinates (x right, y down, origin at the top-left corner of
+                             the video's own frame, its stored resolution); N = number of frames
+                             the file decodes to, in decode order; a NaN row = no face in that frame
+boxes          (N, 4) f4     face box x0, y0, x1, y1 in the same pixels; NaN where no face
+kind           str           a layout named in :data:`LAYOUTS` (``"mediapipe478"``, ``"ibug68"``) ...
+mouth_idx      (M,) int      ... or, instead of ``kind``, the indices of the lip points, and
+lower_face_idx (L,) int      the points whose bounding box is the lower face (nose base, chin,
+                             both cheeks); the mask rectangle is the box of mouth and lower face
+============== ============= ==================================================================
+
+:meth:`FaceTrack.save` writes exactly this format and :meth:`FaceTrack.load` reads it.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import cv2
+import numpy as np
+
+from lipsync.media import MediaError
+
+# --- landmark layouts ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LandmarkLayout:
+    """Which landmark indices are the lips and which span the lower face (SPEC section 3).
+
+    Attributes:
+        kind: layout name stored in landmark files ("custom" when given by index arrays).
+        mouth_idx: (M,) indices of the lip points.
+        lower_face_idx: (L,) indices whose bounding box runs from the nose base to the chin and from
+            cheek to cheek; the adaptive mask is the box of these and the lips, plus padding.
+    """
+
+    kind: str
+    mouth_idx: np.ndarray
+    lower_face_idx: np.ndarray
+
+    def __post_init__(self) -> None:
+        for name in ("mouth_idx", "lower_face_idx"):
+            idx = np.asarray(getattr(self, name), dtype=np.int64)
+            if idx.ndim != 1 or idx.size == 0:
+                raise ValueError(f"layout {self.kind!r}: {name} must be a non-empty 1-D index array, got {idx.shape}")
+            object.__setattr__(self, name, idx)
+
+    @property
+    def num_points(self) -> int:
+        """Smallest K a landmark array must have for this layout."""
+        return int(max(self.mouth_idx.max(), self.lower_face_idx.max())) + 1
+
+
+# MediaPipe face mesh (478 points with iris refinement): the 40 lip points of FACEMESH_LIPS; the lower
+# face is the nose base (subnasale 2, 94; alar bases 98, 327), the chin (152 menton, 148/377, 176/400)
+# and the cheeks along the jaw at mouth height (132/361, 58/288, 172/397).
+MEDIAPIPE_478 = LandmarkLayout(
+    "mediapipe478",
+    mouth_idx=np.array([0, 13, 14, 17, 37, 39, 40, 61, 78, 80, 81, 82, 84, 87, 88, 91, 95, 146, 178, 181, 185,
+                        191, 267, 269, 270, 291, 308, 310, 311, 312, 314, 317, 318, 321, 324, 375, 402, 405, 409,
+                        415]),
+    lower_face_idx=np.array([2, 94, 98, 327, 152, 148, 377, 176, 400, 132, 361, 58, 288, 172, 397]),
+)
+
+# iBUG 300-W 68 points (dlib, InsightFace 1k3d68, FAN): jaw 0-16, nose base 31-35, lips 48-67.
+IBUG_68 = LandmarkLayout(
+    "ibug68",
+    mouth_idx=np.arange(48, 68),
+    lower_face_idx=np.array([3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 31, 32, 33, 34, 35]),
+)
+
+LAYOUTS: dict[str, LandmarkLayout] = {layout.kind: layout for layout in (MEDIAPIPE_478, IBUG_68)}
+
+
+def get_layout(kind: str) -> LandmarkLayout:
+    """The layout registered under ``kind``; ValueError naming the known ones otherwise."""
+    if kind not in LAYOUTS:
+        raise ValueError(f"unknown landmark layout {kind!r}; known: {sorted(LAYOUTS)} "
+                         "(or store mouth_idx and lower_face_idx arrays instead of kind)")
+    return LAYOUTS[kind]
+
+
+# --- per-frame faces and whole tracks -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Face:
+    """One detected face: ``box`` (4,) x0, y0, x1, y1 and ``landmarks`` (K, 2), both in frame pixels."""
+
+    box: np.ndarray
+    landmarks: np.ndarray
+
+
+@dataclass
+class FaceTrack:
+    """The largest face of every frame of one video.
+
+    Attributes:
+        boxes: (N, 4) float32 x0, y0, x1, y1 in pixels; NaN rows where no face was found.
+        landmarks: (N, K, 2) float32 pixel coordinates; NaN rows where no face was found.
+        layout: which landmark indices are lips and lower face.
+    """
+
+    boxes: np.ndarray
+    landmarks: np.ndarray
+    layout: LandmarkLayout
+
+    def __post_init__(self) -> None:
+        self.boxes = np.asarray(self.boxes, dtype=np.float32).reshape(-1, 4)
+        self.landmarks = np.asarray(self.landmarks, dtype=np.float32)
+        n = len(self.boxes)
+        if self.landmarks.ndim != 3 or self.landmarks.shape[0] != n or self.landmarks.shape[2] != 2:
+            raise ValueError(f"landmarks must be (N={n}, K, 2) to match boxes {self.boxes.shape}, "
+                             f"got {self.landmarks.shape}")
+        if n and self.landmarks.shape[1] < self.layout.num_points:
+            raise ValueError(f"layout {self.layout.kind!r} indexes {self.layout.num_points} points but the "
+                             f"landmarks have K={self.landmarks.shape[1]}")
+
+    def __len__(self) -> int:
+        return len(self.boxes)
+
+    @property
+    def found(self) -> np.ndarray:
+        """(N,) bool: a face was found in that frame."""
+        return ~np.isnan(self.boxes).any(axis=1)
+
+    @classmethod
+    def from_faces(cls, faces: list[Face | None], layout: LandmarkLayout, num_points: int) -> "FaceTrack":
+        """Stack per-frame results, NaN rows for ``None``."""
+        boxes = np.full((len(faces), 4), np.nan, np.float32)
+        landmarks = np.full((len(faces), num_points, 2), np.nan, np.float32)
+        for i, face in enumerate(faces):
+            if face is not None:
+                boxes[i], landmarks[i] = face.box, face.landmarks
+        return cls(boxes, landmarks, layout)
+
+    def take(self, rows: np.ndarray | slice) -> "FaceTrack":
+        """The sub-track of the given frame rows."""
+        return FaceTrack(self.boxes[rows], self.landmarks[rows], self.layout)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the landmarks-file format of the module docstring, atomically."""
+        from lipsync.media import atomic_path
+
+        arrays: dict[str, np.ndarray] = {"landmarks": self.landmarks, "boxes": self.boxes}
+        if self.layout.kind in LAYOUTS:
+            arrays["kind"] = np.array(self.layout.kind)
+        else:
+            arrays["mouth_idx"], arrays["lower_face_idx"] = self.layout.mouth_idx, self.layout.lower_face_idx
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "FaceTrack":
+        """Read a landmarks file (format in the module docstring)."""
+        with np.load(path, allow_pickle=False) as data:
+            if "kind" in data:
+                layout = get_layout(str(data["kind"]))
+            elif "mouth_idx" in data and "lower_face_idx" in data:
+                layout = LandmarkLayout("custom", data["mouth_idx"], data["lower_face_idx"])
+            else:
+                raise ValueError(f"{path}: landmarks file needs 'kind' or both 'mouth_idx' and 'lower_face_idx'")
+            return cls(data["boxes"], data["landmarks"], layout)
+
+
+def landmarks_file(video: str | os.PathLike) -> Path:
+    """Where the true landmarks of ``video`` are stored: ``<video>.landmarks.npz`` beside it."""
+    return Path(f"{video}.landmarks.npz")
+
+
+# --- backends -------------------------------------------------------------------------------------
+
+
+class FaceBackend(ABC):
+    """Finds the largest face per frame; subclasses implement :meth:`track`."""
+
+    @abstractmethod
+    def track(self, source: Path, frames: Iterable[tuple[int, np.ndarray]]) -> FaceTrack:
+        """Face of every given frame.
+
+        Args:
+            source: the video file the frames come from.
+            frames: ``(source_frame_index, rgb uint8 (H, W, 3))`` in time order (a frame may repeat when
+                the caller resampled to a higher rate).
+
+        Returns:
+            A track with one row per given frame.
+        """
+
+
+def _largest(boxes: list[np.ndarray]) -> np.ndarray | None:
+    if not boxes:
+        return None
+    return max(boxes, key=lambda b: (b[2] - b[0]) * (b[3] - b[1]))
+
+
+def square_around(box: np.ndarray, scale: float) -> np.ndarray:
+    """Square x0, y0, x1, y1 centred on ``box`` with side ``scale * max(width, height)``."""
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    half = scale * max(box[2] - box[0], box[3] - box[1]) / 2
+    return np.array([cx - half, cy - half, cx + half, cy + half], dtype=np.float32)
+
+
+def crop_square(frame: np.ndarray, region: np.ndarray, size: int) -> np.ndarray:
+    """Resample the square ``region`` (x0, y0, x1, y1; may leave the frame) to ``(size, size, 3)``.
+
+    Outside the frame is black, so a face at the border keeps its place in the crop.
+    """
+    scale = size / float(region[2] - region[0])
+    affine = np.array([[scale, 0, -region[0] * scale], [0, scale, -region[1] * scale]], dtype=np.float32)
+    # INTER_AREA-like quality for strong downscaling: pre-shrink with a pyramid step first.
+    while scale < 0.5:
+        frame = cv2.pyrDown(frame)
+        affine[:, :2] *= 2
+        scale *= 2
+    return cv2.warpAffine(frame, affine, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+
+
+class MediaPipeFaces(FaceBackend):
+    """Full-range BlazeFace detector, then the 478-point face mesh on a crop around the face.
+
+    Args:
+        min_detection_confidence: detector score threshold.
+        min_tracking_confidence: face mesh presence threshold (below it the face counts as lost).
+        detect_every: rerun the detector every this many frames (a larger face entering the shot is
+            then picked up; the face mesh follows the face in between).
+        crop_scale: side of the mesh crop relative to the face box (the mesh wants some margin).
+        mesh_size: pixels of the square crop given to the mesh (its model runs at 192).
+    """
+
+    layout = MEDIAPIPE_478
+
+    def __init__(self, min_detection_confidence: float = 0.5, min_tracking_confidence: float = 0.5,
+                 detect_every: int = 10, crop_scale: float = 1.6, mesh_size: int = 192) -> None:
+        if detect_every < 1:
+            raise ValueError(f"detect_every must be >= 1, got {detect_every}")
+        self.min_detection_confidence = min_detection_confidence
+        self.min_tracking_confidence = min_tracking_confidence
+        self.detect_every = detect_every
+        self.crop_scale = crop_scale
+        self.mesh_size = mesh_size
+
+    def track(self, source: Path, frames: Iterable[tuple[int, np.ndarray]]) -> FaceTrack:
+        os.environ.setdefault("GLOG_minloglevel", "2")  # mediapipe's C++ INFO/WARNING lines per graph
+        from mediapipe.python.solutions import face_detection, face_mesh
+
+        # New graphs per video: the mesh keeps tracking state between calls.
+        with face_detection.FaceDetection(model_selection=1, min_detection_confidence=self.min_detection_confidence
+                                          ) as detector, \
+                face_mesh.FaceMesh(static_image_mode=False, max_num_faces=1, refine_landmarks=True,
+                                   min_detection_confidence=self.min_detection_confidence,
+                                   min_tracking_confidence=self.min_tracking_confidence) as mesh:
+            faces = list(self._faces(detector, mesh, frames))
+        return FaceTrack.from_faces(faces, self.layout, 478)
+
+    def _faces(self, detector, mesh, frames: Iterable[tuple[int, np.ndarray]]) -> Iterator[Face | None]:
+        previous: np.ndarray | None = None  # the last face box, where the mesh crop goes next
+        for i, (_, frame) in enumerate(frames):
+            if previous is None or i % self.detect_every == 0:
+                detected = self._detect(detector, frame)
+                previous = detected if detected is not None else previous
+            face = None if previous is None else self._mesh(mesh, frame, previous)
+            previous = None if face is None else face.box
+            yield face
+
+    def _detect(self, detector, frame: np.ndarray) -> np.ndarray | None:
+        result = detector.process(frame)
+        h, w = frame.shape[:2]
+        boxes = []
+        for det in result.detections or []:
+            r = det.location_data.relative_bounding_box
+            boxes.append(np.array([r.xmin * w, r.ymin * h, (r.xmin + r.width) * w, (r.ymin + r.height) * h]))
+        return _largest(boxes)
+
+    def _mesh(self, mesh, frame: np.ndarray, box: np.ndarray) -> Face | None:
+        region = square_around(box, self.crop_scale)
+        result = mesh.process(crop_square(frame, region, self.mesh_size))
+        if not result.multi_face_landmarks:
+            return None
+        pts = np.array([(p.x, p.y) for p in result.multi_face_landmarks[0].landmark], dtype=np.float32)
+        pts = pts * (region[2] - region[0]) + region[:2]
+        return Face(np.concatenate([pts.min(0), pts.max(0)]), pts)
+
+
+class InsightFaceFaces(FaceBackend):
+    """InsightFace detector + 68-point landmarks (iBUG layout) from a model pack on disk.
+
+    Args:
+        root: the InsightFace home holding ``models/<model_pack>/`` (its default is ``~/.insightface``).
+        model_pack: pack name, e.g. ``buffalo_l`` (holds ``det_10g.onnx`` and ``1k3d68.onnx``).
+        det_size: detector input size in pixels.
+    """
+
+    layout = IBUG_68
+
+    def __init__(self, root: str = "~/.insightface", model_pack: str = "buffalo_l", det_size: int = 640) -> None:
+        self.root = Path(root).expanduser()
+        self.model_pack = model_pack
+        self.det_size = det_size
+        pack = self.root / "models" / model_pack
+        if not pack.is_dir() or not any(pack.glob("*.onnx")):
+            raise FileNotFoundError(f"InsightFace model pack not found at {pack} (no *.onnx); put the "
+                                    f"'{model_pack}' pack there or set faces.root / faces.model_pack in "
+                                    "conf/prepare.yaml (or use faces=mediapipe)")
+        try:
+            from insightface.app import FaceAnalysis
+        except ImportError:
+            raise ImportError("the InsightFace backend needs `pip install -c constraints.txt insightface "
+                              "onnxruntime` (or use faces=mediapipe)") from None
+        self._app = FaceAnalysis(name=model_pack, root=str(self.root),
+                                 allowed_modules=["detection", "landmark_3d_68"])
+        self._app.prepare(ctx_id=-1, det_size=(det_size, det_size))
+
+    def track(self, source: Path, frames: Iterable[tuple[int, np.ndarray]]) -> FaceTrack:
+        faces = []
+        for _, frame in frames:
+            found = self._app.get(np.ascontiguousarray(frame[:, :, ::-1]))  # InsightFace wants BGR
+            best = max(found, key=lambda f: (f.bbox[2] - f.bbox[0]) * (f.bbox[3] - f.bbox[1]), default=None)
+            faces.append(None if best is None else Face(np.asarray(best.bbox[:4]),
+                                                        np.asarray(best.landmark_3d_68)[:, :2]))
+        return FaceTrack.from_faces(faces, self.layout, 68)
+
+
+class LandmarksFileFaces(FaceBackend):
+    """Reads the true landmarks stored beside the video (``<video>.landmarks.npz``, format above)."""
+
+    def track(self, source: Path, frames: Iterable[tuple[int, np.ndarray]]) -> FaceTrack:
+        path = landmarks_file(source)
+        if not path.exists():
+            raise MediaError(f"{source}: no landmarks file {path.name} beside it (faces=landmarks-file)")
+        stored = FaceTrack.load(path)
+        rows = np.array([index for index, _ in frames], dtype=np.int64)
+        if rows.size and rows.max() >= len(stored):
+            raise MediaError(f"{path}: holds {len(stored)} frames but the video decodes to at least "
+                             f"{rows.max() + 1}")
+        return stored.take(rows)

@@ -1,0 +1,234 @@
+"""Pipeline checkpoints: ``save_pretrained`` / ``from_pretrained`` folders, and training-checkpoint conversion.
+
+A pipeline folder holds two files:
+
+- ``config.json``: how to build each component, as Hydra ``_target_`` nodes (the training config's own
+  grammar), plus the preprocessing the model was trained with (crop scale, resolution, audio context);
+- ``model.safetensors``: every component's weights under ``<component>.`` prefixes.
+
+Loading never executes code from the files: weights come from safetensors, and a component is built
+only by a ``_target_`` under :data:`ALLOWED_TARGETS` (``lipsync.`` and ``diffusers.``), so a crafted
+config cannot call ``os.system``. Lightning ``.ckpt`` files are pickles: they are read with
+``torch.load(weights_only=True)``, which rebuilds tensors and plain containers only; the few data-only
+classes our training checkpoints store in their hyper-parameters are allowed by exact name
+(:data:`SAFE_CHECKPOINT_GLOBALS`), and anything else (``posix.system``, ``builtins.eval``...) is
+refused with a :class:`CheckpointError` naming it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+from lipsync.media import atomic_path
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+FORMAT = "lipsync-pipeline"
+FORMAT_VERSION = 1
+ALLOWED_TARGETS = ("lipsync.", "diffusers.")
+COMPONENTS = ("net", "vae", "audio_encoder", "precond", "mask")
+WEIGHTED = ("net", "vae", "audio_encoder")
+
+# Globals a LipSyncSystem checkpoint needs besides tensors (hyper-parameters, RNG states). Each is a
+# plain data holder: rebuilding it stores fields, it opens no file and calls nothing it is handed.
+SAFE_CHECKPOINT_GLOBALS = (
+    "functools.partial",
+    "numpy.core.multiarray._reconstruct",
+    "numpy.ndarray",
+    "numpy.dtype",
+    "numpy.dtypes.UInt32DType",
+    "numpy.dtypes.Float64DType",
+    "numpy.dtypes.Int64DType",
+    "torch.optim.adamw.AdamW",
+    "torch.optim.adam.Adam",
+    "lipsync.models.precond.SVDPrecond",
+    "lipsync.models.precond.EDMPrecond",
+    "lipsync.models.loss.DSMLoss",
+    "lipsync.models.loss.LogNormalSigma",
+    "lipsync.models.conditions.ConditionDropout",
+)
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, unreadable, inconsistent or unsafe (the message is one line)."""
+
+
+# --- configs --------------------------------------------------------------------------------------
+
+
+def check_targets(node: Any, where: str = "config") -> None:
+    """Refuse any ``_target_`` outside :data:`ALLOWED_TARGETS`, anywhere in a nested config."""
+    if isinstance(node, Mapping):
+        target = node.get("_target_")
+        if target is not None and not (isinstance(target, str) and target.startswith(ALLOWED_TARGETS)):
+            raise CheckpointError(f"{where}: refused _target_ {target!r}; components must be built by "
+                                  f"callables under {ALLOWED_TARGETS}")
+        for key, value in node.items():
+            check_targets(value, f"{where}.{key}")
+    elif isinstance(node, (list, tuple)):
+        for i, value in enumerate(node):
+            check_targets(value, f"{where}[{i}]")
+
+
+def build_component(node: Mapping[str, Any], name: str) -> Any:
+    """Instantiate one component config (after :func:`check_targets`)."""
+    from hydra.utils import instantiate
+
+    check_targets(node, name)
+    try:
+        return instantiate(dict(node), _convert_="all")
+    except Exception as err:  # Hydra wraps every failure in its own exception types
+        raise CheckpointError(f"cannot build component {name!r} from its config: {_one_line(err)}") from None
+
+
+def _one_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[-1] if text else ''}"
+
+
+# --- pipeline folders -----------------------------------------------------------------------------
+
+
+def save_folder(directory: str | os.PathLike, config: Mapping[str, Any], modules: Mapping[str, nn.Module]) -> Path:
+    """Write ``config.json`` and ``model.safetensors`` (weights first, config last, each atomically)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    state: dict[str, Tensor] = {}
+    for name, module in modules.items():
+        for key, tensor in module.state_dict().items():
+            state[f"{name}.{key}"] = tensor.detach().contiguous().cpu()
+    with atomic_path(directory / WEIGHTS_NAME) as tmp:
+        save_file(state, str(tmp), metadata={"format": FORMAT})
+    payload = {"format": FORMAT, "version": FORMAT_VERSION, **config}
+    with atomic_path(directory / CONFIG_NAME) as tmp:
+        tmp.write_text(json.dumps(payload, indent=2, sort_keys=False))
+    return directory
+
+
+def read_config(directory: Path) -> dict[str, Any]:
+    """The pipeline config of a folder, validated (format, components present, targets allowed)."""
+    path = directory / CONFIG_NAME
+    if not path.is_file():
+        raise CheckpointError(f"{directory}: no {CONFIG_NAME} (not a lipsync pipeline folder; make one with "
+                              "save_pretrained or convert a training checkpoint)")
+    try:
+        config = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{path}: not valid JSON ({err.__class__.__name__})") from None
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a {FORMAT} config (missing \"format\": \"{FORMAT}\")")
+    missing = [c for c in COMPONENTS if c not in config.get("components", {})]
+    if missing:
+        raise CheckpointError(f"{path}: components {missing} are missing")
+    check_targets(config["components"], f"{path.name}:components")
+    return config
+
+
+def read_weights(path: Path) -> dict[str, Tensor]:
+    """All tensors of a safetensors file (no code can run: safetensors holds only a header and bytes)."""
+    if not path.is_file():
+        raise CheckpointError(f"{path}: weights file is missing")
+    try:
+        return load_file(str(path), device="cpu")
+    except (SafetensorError, OSError) as err:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({_one_line(err)})") from None
+
+
+def load_component_weights(module: nn.Module, state: Mapping[str, Tensor], name: str, source: Path) -> None:
+    """Load the ``<name>.`` tensors of ``state`` into ``module``; every key must match exactly."""
+    prefix = f"{name}."
+    own = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    expected = module.state_dict()
+    missing = sorted(set(expected) - set(own))
+    unexpected = sorted(set(own) - set(expected))
+    wrong = [k for k in set(own) & set(expected) if own[k].shape != expected[k].shape]
+    if missing or unexpected or wrong:
+        raise CheckpointError(f"{source}: {name} weights do not fit its config: {len(missing)} missing "
+                              f"(e.g. {missing[:2]}), {len(unexpected)} unexpected (e.g. {unexpected[:2]}), "
+                              f"{len(wrong)} of wrong shape (e.g. {wrong[:2]})")
+    module.load_state_dict(own, strict=True)
+
+
+# --- training checkpoints -------------------------------------------------------------------------
+
+
+def _locate(name: str) -> Any:
+    module, _, attr = name.rpartition(".")
+    import importlib
+
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError):
+        return None
+
+
+def load_torch_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a ``torch.save`` file with ``weights_only=True``; refuse anything that could run code.
+
+    Raises:
+        CheckpointError: missing, unreadable, or needing a global outside :data:`SAFE_CHECKPOINT_GLOBALS`.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        needed = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
+    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError, OSError) as err:
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({_one_line(err)})") from None
+    refused = [g for g in needed if g not in SAFE_CHECKPOINT_GLOBALS]
+    if refused:
+        raise CheckpointError(f"{path}: refused: unpickling it would call {refused[0]!r}, which can run code "
+                              f"(only tensors and plain data load); re-save its state_dict on a trusted machine")
+    allowed = [obj for obj in (_locate(g) for g in needed) if obj is not None]
+    try:
+        with torch.serialization.safe_globals(allowed):
+            checkpoint = torch.load(str(path), map_location="cpu", weights_only=True)
+    except (RuntimeError, pickle.UnpicklingError, EOFError, ValueError, OSError) as err:
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({_one_line(err)})") from None
+    if not isinstance(checkpoint, dict):
+        raise CheckpointError(f"{path}: holds a {type(checkpoint).__name__}, not a checkpoint dict")
+    return checkpoint
+
+
+def training_state(checkpoint: Mapping[str, Any], path: Path, use_ema: bool = True) -> dict[str, Tensor]:
+    """Pipeline-keyed weights (``net.``, ``vae.``) from a LipSyncSystem checkpoint.
+
+    The system stores the raw network under ``denoiser.net.`` and the frozen VAE under ``vae.``. When
+    an EMA callback saved a shadow of the network (a ``callbacks`` entry with an ``ema_state_dict`` or
+    ``shadow`` mapping of ``denoiser.net.`` or bare network keys) and ``use_ema`` is set, its weights win.
+    """
+    state = checkpoint.get("state_dict")
+    if not isinstance(state, Mapping):
+        raise CheckpointError(f"{path}: no state_dict (not a Lightning checkpoint of the training system)")
+    out: dict[str, Tensor] = {}
+    for key, value in state.items():
+        if key.startswith("denoiser.net."):
+            out["net." + key[len("denoiser.net."):]] = value
+        elif key.startswith("vae."):
+            out[key] = value
+    if not any(k.startswith("net.") for k in out):
+        raise CheckpointError(f"{path}: state_dict has no 'denoiser.net.' weights (not a LipSyncSystem checkpoint)")
+    if use_ema:
+        out.update(_ema_weights(checkpoint))
+    return out
+
+
+def _ema_weights(checkpoint: Mapping[str, Any]) -> dict[str, Tensor]:
+    for state in (checkpoint.get("callbacks") or {}).values():
+        if not isinstance(state, Mapping):
+            continue
+        shadow = state.get("ema_state_dict", state.get("shadow"))
+        if isinstance(shadow, Mapping) and shadow:
+            return {"net." + k.removeprefix("denoiser.net.").removeprefix("net."): v for k, v in shadow.items()
+                    if isinstance(v, Tensor)}
+    return {}

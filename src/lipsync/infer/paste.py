@@ -1,0 +1,111 @@
+"""Paste the generated face crop back into the full frame (paper Appendix B, SPEC section 6).
+
+The region is the union of the original frame's and the generated frame's face boxes, each dilated
+slightly (a generated jaw may open lower than the original one). The blend weight ``alpha`` is 1 deep
+inside that union and falls to 0 *at* its border over ``feather`` pixels (measured inward, by a distance
+transform), so every pixel outside the dilated boxes is the source pixel, bit for bit. Only the region's
+bounding rectangle is warped and blended: the CPU cost is the face's size, not the frame's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+
+def dilate_box(box: np.ndarray, ratio: float) -> np.ndarray:
+    """Grow ``box`` (x0, y0, x1, y1) by ``ratio`` of its width and height on every side."""
+    w, h = box[2] - box[0], box[3] - box[1]
+    return np.array([box[0] - ratio * w, box[1] - ratio * h, box[2] + ratio * w, box[3] + ratio * h],
+                    dtype=np.float64)
+
+
+def crop_to_frame(box: np.ndarray, crop: np.ndarray, size: int) -> np.ndarray:
+    """Map a box from crop pixels (``size x size`` resampling of the square ``crop``) to frame pixels."""
+    scale = (crop[2] - crop[0]) / size
+    return np.asarray(box, dtype=np.float64) * scale + np.array([crop[0], crop[1], crop[0], crop[1]])
+
+
+@dataclass(frozen=True)
+class PasteResult:
+    """A composited frame and where it may differ from the source.
+
+    Attributes:
+        frame: (H, W, 3) uint8.
+        region: (4,) int x0, y0, x1, y1 (exclusive) bounding the pixels with alpha > 0; zeros if none.
+    """
+
+    frame: np.ndarray
+    region: np.ndarray
+
+
+def union_rect(boxes: Sequence[np.ndarray], height: int, width: int) -> tuple[int, int, int, int] | None:
+    """Integer bounding rectangle of ``boxes`` clipped to the frame, or None when it is empty."""
+    stacked = np.stack([np.asarray(b, dtype=np.float64) for b in boxes])
+    x0 = max(0, int(np.floor(stacked[:, 0].min())))
+    y0 = max(0, int(np.floor(stacked[:, 1].min())))
+    x1 = min(width, int(np.ceil(stacked[:, 2].max())))
+    y1 = min(height, int(np.ceil(stacked[:, 3].max())))
+    return None if x1 <= x0 or y1 <= y0 else (x0, y0, x1, y1)
+
+
+def feathered_alpha(boxes: Sequence[np.ndarray], rect: tuple[int, int, int, int], feather: float,
+                    limit: np.ndarray | None = None) -> np.ndarray:
+    """Blend weight over ``rect`` (x0, y0, x1, y1), ``(y1 - y0, x1 - x0)`` float32 in [0, 1].
+
+    1 inside the union of ``boxes`` farther than ``feather`` pixels from its border, ramping (smoothstep)
+    to 0 at the border, 0 outside. ``limit`` (a box) clips the union, e.g. to the generated crop.
+    """
+    x0, y0, x1, y1 = rect
+    xs = np.arange(x0, x1, dtype=np.float64) + 0.5
+    ys = np.arange(y0, y1, dtype=np.float64) + 0.5
+    inside = np.zeros((y1 - y0, x1 - x0), dtype=bool)
+    for b in boxes:
+        inside |= ((ys >= b[1]) & (ys < b[3]))[:, None] & ((xs >= b[0]) & (xs < b[2]))[None, :]
+    if limit is not None:
+        inside &= ((ys >= limit[1]) & (ys < limit[3]))[:, None] & ((xs >= limit[0]) & (xs < limit[2]))[None, :]
+    if feather <= 0:
+        return inside.astype(np.float32)
+    # Distance (pixels) from each inside pixel to the nearest outside one; pad so the rect edge counts as outside.
+    padded = np.pad(inside.astype(np.uint8), 1)
+    dist = cv2.distanceTransform(padded, cv2.DIST_L2, 5)[1:-1, 1:-1]
+    t = np.clip(dist / feather, 0.0, 1.0)
+    return (t * t * (3 - 2 * t)).astype(np.float32)  # smoothstep: no visible kink at either end
+
+
+def paste_back(frame: np.ndarray, crop_image: np.ndarray, crop: np.ndarray, boxes: Sequence[np.ndarray],
+               feather: float, weight: float = 1.0) -> PasteResult:
+    """Composite ``crop_image`` into ``frame`` inside the feathered union of ``boxes``.
+
+    Args:
+        frame: (H, W, 3) uint8 source frame (not modified).
+        crop_image: (S, S, 3) float or uint8 generated crop, pixel values in [0, 255].
+        crop: (4,) the square (frame pixels) the crop was resampled from.
+        boxes: already dilated boxes in frame pixels whose union is pasted.
+        feather: width of the alpha ramp in frame pixels.
+        weight: global edit weight of this frame in [0, 1] (0 returns the source frame unchanged).
+
+    Returns:
+        The composited frame and the rectangle where it can differ from ``frame``.
+    """
+    h, w = frame.shape[:2]
+    rect = union_rect(boxes, h, w) if weight > 0 and len(boxes) else None
+    if rect is None:
+        return PasteResult(frame, np.zeros(4, dtype=np.int64))
+    x0, y0, x1, y1 = rect
+    alpha = feathered_alpha(boxes, rect, feather, limit=np.asarray(crop, dtype=np.float64)) * float(weight)
+    size = crop_image.shape[0]
+    scale = (crop[2] - crop[0]) / size
+    # crop pixel (u, v) lands at frame (crop0 + scale*u); shift by the rect's origin to warp into it only.
+    to_rect = np.array([[scale, 0, crop[0] - x0], [0, scale, crop[1] - y0]], dtype=np.float64)
+    warped = cv2.warpAffine(np.ascontiguousarray(crop_image, dtype=np.float32), to_rect, (x1 - x0, y1 - y0),
+                            flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    out = frame.copy()
+    src = frame[y0:y1, x0:x1].astype(np.float32)
+    a = alpha[..., None]
+    blended = np.clip(np.rint(src + a * (warped - src)), 0, 255).astype(np.uint8)
+    out[y0:y1, x0:x1] = np.where(a > 0, blended, frame[y0:y1, x0:x1])
+    return PasteResult(out, np.array(rect, dtype=np.int64))

@@ -1,0 +1,174 @@
+"""Face tracking for inference: per-frame faces, gaps, smoothed crop boxes and edit weights (Appendix B).
+
+1. :func:`detect_faces` runs a face backend over the source frames in chunks and keeps only what later
+   phases need (the face box and the landmarks of the mask's points), so memory is a few hundred bytes
+   per frame, never frames.
+2. :meth:`FaceTrackSummary.filled` fills short face-less gaps from context (the detector blinked), the
+   same way training masks are filled (:func:`lipsync.data.masks.fill_gaps`); longer gaps stay face-less.
+3. :func:`crop_boxes` expands each face box to a square by ``crop_scale`` (the crop the model was trained
+   on) and smooths its centre and side over time, forward and backward (zero lag), within each run of
+   frames with a face; face-less frames hold the nearest crop (their result is never shown).
+4. :func:`edit_weights` turns "this frame may be edited" into a weight that fades in and out over a
+   few frames around face-less stretches, so a pass-through frame never meets an edited one abruptly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+from scipy.ndimage import distance_transform_edt
+
+from lipsync.data.faces import FaceBackend, LandmarkLayout
+from lipsync.data.masks import fill_gaps
+
+
+def subset_layout(layout: LandmarkLayout) -> tuple[np.ndarray, LandmarkLayout]:
+    """Keep only the lip and lower-face points: ``(indices into the full set, the layout re-indexed)``.
+
+    The mask depends on no other landmark, so storing this subset per frame is lossless for the mask.
+    """
+    keep = np.union1d(layout.mouth_idx, layout.lower_face_idx)
+    remap = {int(old): new for new, old in enumerate(keep)}
+    sub = LandmarkLayout(layout.kind if layout.kind != "custom" else "custom",
+                         np.array([remap[int(i)] for i in layout.mouth_idx]),
+                         np.array([remap[int(i)] for i in layout.lower_face_idx]))
+    return keep, sub
+
+
+@dataclass
+class FaceTrackSummary:
+    """What inference keeps of a face track, per source frame.
+
+    Attributes:
+        boxes: (N, 4) face boxes x0, y0, x1, y1 in frame pixels; NaN where no face.
+        landmarks: (N, P, 2) lip and lower-face landmarks in frame pixels; NaN where no face.
+        layout: the re-indexed layout of those P points.
+        detected: (N,) bool, the backend itself found a face (not filled from context).
+    """
+
+    boxes: np.ndarray
+    landmarks: np.ndarray
+    layout: LandmarkLayout
+    detected: np.ndarray
+
+    @property
+    def found(self) -> np.ndarray:
+        """(N,) bool: the frame has a face box (detected or filled)."""
+        return ~np.isnan(self.boxes).any(axis=1)
+
+    def filled(self, max_gap: int) -> "FaceTrackSummary":
+        """Fill face-less runs of at most ``max_gap`` frames from the frames around them."""
+        boxes, _ = fill_gaps(self.boxes, max_gap)
+        landmarks, _ = fill_gaps(self.landmarks, max_gap)
+        both = ~np.isnan(boxes).any(axis=1) & ~np.isnan(landmarks.reshape(len(boxes), -1)).any(axis=1)
+        boxes[~both], landmarks[~both] = np.nan, np.nan
+        return FaceTrackSummary(boxes, landmarks, self.layout, self.detected.copy())
+
+
+def _chunks(frames: Iterable[np.ndarray], size: int) -> Iterator[list[tuple[int, np.ndarray]]]:
+    chunk: list[tuple[int, np.ndarray]] = []
+    for i, frame in enumerate(frames):
+        chunk.append((i, frame))
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def detect_faces(frames: Iterable[np.ndarray], backend: FaceBackend, source: Path,
+                 chunk: int = 256) -> FaceTrackSummary:
+    """Largest face of every frame, reduced to boxes and mask landmarks, ``chunk`` frames at a time.
+
+    Args:
+        frames: RGB uint8 ``(H, W, 3)`` frames in order (a stream: at most ``chunk`` are held).
+        backend: a :class:`~lipsync.data.faces.FaceBackend`.
+        source: the video file the frames come from (the landmarks-file backend reads beside it).
+        chunk: frames per backend call.
+    """
+    boxes, landmarks, detected, keep, layout = [], [], [], None, None
+    for part in _chunks(frames, chunk):
+        track = backend.track(source, part)
+        if keep is None:
+            keep, layout = subset_layout(track.layout)
+        boxes.append(track.boxes)
+        landmarks.append(track.landmarks[:, keep])
+        detected.append(track.found)
+    if keep is None or layout is None:
+        raise ValueError(f"{source}: no video frames to track")
+    return FaceTrackSummary(np.concatenate(boxes), np.concatenate(landmarks), layout, np.concatenate(detected))
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """Half-open ``[start, stop)`` runs where ``mask`` is True."""
+    edges = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
+    return list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist()))
+
+
+def smooth_zero_phase(values: np.ndarray, alpha: float) -> np.ndarray:
+    """Exponential smoothing run forward then backward (no lag), ``(N, D)`` -> ``(N, D)``.
+
+    The forward pass is SPEC section 3's ``b~_t = alpha*b_t + (1-alpha)*b~_(t-1)``; running it again
+    backwards cancels its delay, so the crop does not trail a moving head.
+    """
+    if not 0.0 < alpha <= 1.0:
+        raise ValueError(f"box smoothing alpha must be in (0, 1], got {alpha}")
+    out = np.array(values, dtype=np.float64, copy=True)
+    for order in (range(1, len(out)), range(len(out) - 2, -1, -1)):
+        step = 1 if order.step == 1 else -1
+        for t in order:
+            out[t] = alpha * out[t] + (1 - alpha) * out[t - step]
+    return out
+
+
+def _hold_nearest(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Fill invalid rows with the nearest valid row (ties go to the earlier one)."""
+    if valid.all():
+        return values
+    idx = np.flatnonzero(valid)
+    t = np.arange(len(values))
+    pos = np.searchsorted(idx, t)
+    before = idx[np.clip(pos - 1, 0, len(idx) - 1)]
+    after = idx[np.clip(pos, 0, len(idx) - 1)]
+    nearest = np.where(np.abs(t - before) <= np.abs(after - t), before, after)
+    return values[nearest]
+
+
+def crop_boxes(face_boxes: np.ndarray, crop_scale: float, alpha: float) -> np.ndarray:
+    """Square crop per frame, ``(N, 4)``, from face boxes ``(N, 4)`` (NaN rows = no face).
+
+    The square is centred on the face with side ``crop_scale * max(width, height)`` (the training
+    crop, :func:`lipsync.data.faces.square_around`); centre and side are smoothed with
+    :func:`smooth_zero_phase` inside each run of faces. Face-less frames take the nearest crop.
+    Raises ValueError when no frame has a face.
+    """
+    found = ~np.isnan(face_boxes).any(axis=1)
+    if not found.any():
+        raise ValueError("no face in any frame")
+    centre = (face_boxes[:, :2] + face_boxes[:, 2:]) / 2
+    side = crop_scale * np.max(face_boxes[:, 2:] - face_boxes[:, :2], axis=1, keepdims=True)
+    state = np.concatenate([centre, side], axis=1).astype(np.float64)
+    for start, stop in _runs(found):
+        state[start:stop] = smooth_zero_phase(state[start:stop], alpha)
+    state = _hold_nearest(state, found)
+    half = state[:, 2:] / 2
+    return np.concatenate([state[:, :2] - half, state[:, :2] + half], axis=1).astype(np.float32)
+
+
+def edit_weights(editable: np.ndarray, fade: int) -> np.ndarray:
+    """Per-frame weight of the edit in the output, ``(N,)`` in [0, 1].
+
+    0 on frames that must pass through, rising linearly over ``fade`` frames away from them:
+    ``w_t = min(1, d_t / (fade + 1))`` with ``d_t`` the distance in frames to the nearest
+    non-editable frame (1 everywhere when every frame is editable).
+    """
+    editable = np.asarray(editable, dtype=bool)
+    if editable.all():
+        return np.ones(len(editable), dtype=np.float32)
+    if not editable.any():
+        return np.zeros(len(editable), dtype=np.float32)
+    distance = distance_transform_edt(editable)
+    return np.minimum(1.0, distance / (fade + 1)).astype(np.float32)

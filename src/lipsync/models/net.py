@@ -1,0 +1,300 @@
+"""The raw SayAnything network F: SVD's spatio-temporal UNet plus audio and identity pathways (SPEC 2).
+
+``F(c_in * x, c_noise, cond)`` where ``cond`` is role-keyed:
+
+- ``"concat"``: z_m, the VAE-encoded masked video (B, T, C, h, w), concatenated on channels with the
+  noisy latent (SVD's 8-channel input; it replaces SVD's first-frame concat);
+- ``"audio"``: (B, T, A, D) per-frame windows of audio-encoder steps; the net projects D -> audio width
+  and attends to them from new per-frame cross-attention layers in the down and up blocks;
+- ``"id"``: the ID-Guider's per-level features (:meth:`LipSyncNet.encode_reference`) or None; added as
+  residuals on the down path.
+
+The forward pass is an explicit loop over diffusers' own submodules, because diffusers' UNet forward
+repeats one ``encoder_hidden_states`` over frames and its temporal transformers read frame 0's tokens, so
+per-frame audio needs its own path. SVD's CLIP cross-attention layers stay and receive zeros (SVD's null
+image embedding). Every new layer ends in a zero-initialised projection, so at init the net computes
+exactly what diffusers' ``UNetSpatioTemporalConditionModel.forward`` computes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Literal, Mapping, Sequence
+
+import torch
+from diffusers import UNetSpatioTemporalConditionModel
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+
+from lipsync.models.audio_attention import AudioCrossAttention
+from lipsync.models.id_guider import IDGuider
+
+AudioMode = Literal["separate", "svd_crossattn"]
+
+
+@dataclass
+class _FrameContext:
+    """What every block call needs, already laid out per frame (B*T leading)."""
+
+    emb: Tensor  # (B*T, 4*C0) timestep + added-time-id embedding
+    clip: Tensor  # (B*T, S, cross_attention_dim) SVD's cross-attention context (zeros, or audio in the variant)
+    indicator: Tensor  # (B, T) SVD's image_only_indicator: zeros = video mode
+    audio: Tensor | None  # (B*T, A, W) projected audio tokens for the new layers
+    frames: int
+
+
+class LipSyncNet(nn.Module):
+    """SVD UNet + per-frame audio cross-attention + ID-Guider residuals.
+
+    Args:
+        unet: a diffusers ``UNetSpatioTemporalConditionModel`` with ``in_channels = 2 * out_channels``.
+        id_guider: the identity encoder; its ``block_out_channels`` must be the UNet's leading widths.
+        audio_dim: width D of the raw audio-encoder features (384 for Whisper tiny).
+        audio_width: width W the audio tokens are projected to.
+        fps: clip frame rate; SVD was conditioned on ``fps - 1`` (its pipeline subtracts one).
+        motion_bucket_id: SVD's motion conditioning constant.
+        noise_aug_strength: SVD's conditioning-noise constant.
+        gradient_checkpointing: recompute each resnet/attention in backward to save activation memory.
+        audio_mode: ``"separate"`` (the paper: new per-frame layers in down and up blocks) or
+            ``"svd_crossattn"`` (ablation: audio fed to SVD's own cross-attention instead of zeros; its
+            temporal transformers then see frame 0's tokens, which is diffusers' behaviour, and step 0 is
+            no longer SVD).
+    """
+
+    def __init__(
+        self,
+        unet: UNetSpatioTemporalConditionModel,
+        id_guider: IDGuider,
+        audio_dim: int = 384,
+        audio_width: int = 1024,
+        fps: int = 25,
+        motion_bucket_id: int = 127,
+        noise_aug_strength: float = 0.02,
+        gradient_checkpointing: bool = False,
+        audio_mode: AudioMode = "separate",
+    ) -> None:
+        super().__init__()
+        cfg = unet.config
+        if cfg.in_channels != 2 * cfg.out_channels:
+            raise ValueError(f"UNet in_channels={cfg.in_channels} must be 2 * out_channels={cfg.out_channels} "
+                             "(noisy latent concatenated with the masked-video latent)")
+        widths = tuple(cfg.block_out_channels)
+        if tuple(id_guider.block_out_channels) != widths[: len(id_guider.block_out_channels)]:
+            raise ValueError(f"ID-Guider widths {id_guider.block_out_channels} must match the UNet's {widths}")
+        if audio_mode not in ("separate", "svd_crossattn"):
+            raise ValueError(f"audio_mode must be 'separate' or 'svd_crossattn', got {audio_mode!r}")
+        self.unet = unet
+        self.id_guider = id_guider
+        self.audio_mode = audio_mode
+        self.gradient_checkpointing = gradient_checkpointing
+        self.latent_channels = int(cfg.out_channels)
+        self.load_report: Any = None  # set by lipsync.models.pretrained when SVD weights are loaded
+        clip_dim = _first(cfg.cross_attention_dim)
+        self.audio_proj = nn.Linear(audio_dim, clip_dim if audio_mode == "svd_crossattn" else audio_width)
+        new_layers = audio_mode == "separate"
+        self.audio_down = nn.ModuleList(_audio_layers(b, audio_width, new_layers) for b in unet.down_blocks)
+        self.audio_up = nn.ModuleList(_audio_layers(b, audio_width, new_layers) for b in unet.up_blocks)
+        # SVD's micro-conditioning "added time ids": (fps - 1, motion bucket, noise augmentation).
+        ids = torch.tensor([fps - 1, motion_bucket_id, noise_aug_strength], dtype=torch.float32)
+        self.register_buffer("added_time_ids", ids, persistent=False)
+
+    # ----------------------------------------------------------------------------------------------
+    def encode_reference(self, ref: Tensor, ref_mask: Tensor) -> list[Tensor]:
+        """ID-Guider features, once per sample: ref (B, 3, H, W) in [-1, 1], ref_mask (B, 1, H, W).
+
+        Returns per UNet down level l: (B, C_l, h / 2^l, w / 2^l).
+        """
+        return self.id_guider(ref, ref_mask)
+
+    def forward(self, x_in: Tensor, c_noise: Tensor, cond: Mapping[str, Any]) -> Tensor:
+        """Raw network output F.
+
+        Args:
+            x_in: (B, T, C, h, w) preconditioned noisy latent c_in * x.
+            c_noise: (B,) noise conditioning (0.25 ln sigma for SVD), SVD's "timestep".
+            cond: {"concat": (B, T, C, h, w), "audio": (B, T, A, D), "id": list of (B, C_l, h_l, w_l) or None}.
+
+        Returns:
+            (B, T, C, h, w) network output F (v-prediction for SVD's preconditioning).
+        """
+        z_m, audio, id_feats = self._check(x_in, c_noise, cond)
+        b, t = x_in.shape[:2]
+        # 1. per-frame context: time embedding, SVD's cross-attention context, audio tokens
+        ctx = self._context(x_in, c_noise, audio)
+        # 2. SVD's 8-channel input: noisy latent and masked-video latent on channels, frames into batch
+        h = self.unet.conv_in(torch.cat([x_in, z_m.to(x_in.dtype)], dim=2).flatten(0, 1))
+        # 3. down path with audio attention and ID residuals
+        h, skips = self._down(h, ctx, id_feats)
+        # 4. SVD's mid block, unchanged
+        h = self._mid(h, ctx)
+        # 5. up path with audio attention
+        h = self._up(h, skips, ctx)
+        # 6. SVD's output head
+        u = self.unet
+        h = u.conv_out(u.conv_act(u.conv_norm_out(h)))
+        return h.reshape(b, t, *h.shape[1:])
+
+    # ----------------------------------------------------------------------------------------------
+    def _context(self, x_in: Tensor, c_noise: Tensor, audio: Tensor) -> _FrameContext:
+        b, t = x_in.shape[:2]
+        emb = self._time_embedding(c_noise, b, x_in.dtype).repeat_interleave(t, dim=0)
+        tokens = self.audio_proj(audio.flatten(0, 1).to(x_in.dtype))  # (B*T, A, W)
+        if self.audio_mode == "svd_crossattn":
+            return _FrameContext(emb, tokens, x_in.new_zeros(b, t), None, t)
+        # SVD's null image embedding: one zero token per frame for its CLIP cross-attention.
+        clip = x_in.new_zeros(b * t, 1, _first(self.unet.config.cross_attention_dim))
+        return _FrameContext(emb, clip, x_in.new_zeros(b, t), tokens, t)
+
+    def _time_embedding(self, c_noise: Tensor, b: int, dtype: torch.dtype) -> Tensor:
+        """SVD: emb = TimestepEmbedding(sinusoid(c_noise)) + AddEmbedding(sinusoid(added time ids)), (B, 4*C0)."""
+        u = self.unet
+        emb = u.time_embedding(u.time_proj(c_noise.expand(b)).to(dtype))
+        ids = self.added_time_ids.to(c_noise.device).expand(b, -1)
+        time_embeds = u.add_time_proj(ids.flatten()).reshape(b, -1).to(emb.dtype)
+        return emb + u.add_embedding(time_embeds)
+
+    def _down(self, h: Tensor, ctx: _FrameContext, id_feats: Sequence[Tensor] | None) -> tuple[Tensor, list[Tensor]]:
+        skips = [h]
+        for level, (block, audio_layers) in enumerate(zip(self.unet.down_blocks, self.audio_down)):
+            for j, resnet in enumerate(block.resnets):
+                h = self._call(resnet, h, ctx.emb, ctx.indicator)
+                h = self._attend(block, audio_layers, j, h, ctx)
+                if j == len(block.resnets) - 1 and id_feats is not None and level < len(id_feats):
+                    # ID-Guider residual, shared by all frames of the sample (computed once per sample).
+                    h = h + id_feats[level].to(h.dtype).repeat_interleave(ctx.frames, dim=0)
+                skips.append(h)
+            if block.downsamplers is not None:
+                h = block.downsamplers[0](h)
+                skips.append(h)
+        return h, skips
+
+    def _mid(self, h: Tensor, ctx: _FrameContext) -> Tensor:
+        mid = self.unet.mid_block
+        h = self._call(mid.resnets[0], h, ctx.emb, ctx.indicator)
+        for attn, resnet in zip(mid.attentions, mid.resnets[1:]):
+            h = self._call(attn, h, ctx.clip, ctx.indicator, False)[0]
+            h = self._call(resnet, h, ctx.emb, ctx.indicator)
+        return h
+
+    def _up(self, h: Tensor, skips: list[Tensor], ctx: _FrameContext) -> Tensor:
+        for block, audio_layers in zip(self.unet.up_blocks, self.audio_up):
+            for j, resnet in enumerate(block.resnets):
+                h = torch.cat([h, skips.pop()], dim=1)
+                h = self._call(resnet, h, ctx.emb, ctx.indicator)
+                h = self._attend(block, audio_layers, j, h, ctx)
+            if block.upsamplers is not None:
+                # diffusers passes the skip's size only when the latent is not a multiple of 2^levels
+                size = skips[-1].shape[2:] if skips[-1].shape[2] != 2 * h.shape[2] or skips[-1].shape[3] != 2 * h.shape[3] else None
+                h = block.upsamplers[0](h, size)
+        return h
+
+    def _attend(self, block: nn.Module, audio_layers: nn.ModuleList, j: int, h: Tensor, ctx: _FrameContext) -> Tensor:
+        """SVD's spatio-temporal transformer j of ``block`` (if any), then the new audio attention after it."""
+        attentions = getattr(block, "attentions", None)
+        if attentions is None:
+            return h
+        h = self._call(attentions[j], h, ctx.clip, ctx.indicator, False)[0]
+        if len(audio_layers):
+            h = self._call(audio_layers[j], h, ctx.audio)
+        return h
+
+    def _call(self, module: Callable[..., Any], *args: Any) -> Any:
+        """Run a block, recomputing it in backward when gradient checkpointing is on."""
+        if self.gradient_checkpointing and torch.is_grad_enabled():
+            return checkpoint(module, *args, use_reentrant=False)
+        return module(*args)
+
+    def _check(self, x_in: Tensor, c_noise: Tensor, cond: Mapping[str, Any]) -> tuple[Tensor, Tensor, Any]:
+        if x_in.ndim != 5 or x_in.shape[2] != self.latent_channels:
+            raise ValueError(f"x_in must be (B, T, {self.latent_channels}, h, w), got {tuple(x_in.shape)}")
+        missing = [k for k in ("concat", "audio") if cond.get(k) is None]
+        if missing:
+            raise ValueError(f"cond is missing {missing}; a dropped audio condition is zeros, not None")
+        z_m, audio, id_feats = cond["concat"], cond["audio"], cond.get("id")
+        if z_m.shape != x_in.shape:
+            raise ValueError(f"cond['concat'] must match x_in {tuple(x_in.shape)}, got {tuple(z_m.shape)}")
+        if audio.ndim != 4 or audio.shape[:2] != x_in.shape[:2] or audio.shape[-1] != self.audio_proj.in_features:
+            raise ValueError(f"cond['audio'] must be (B, T, A, {self.audio_proj.in_features}) with B, T of x_in "
+                             f"{tuple(x_in.shape[:2])}, got {tuple(audio.shape)}")
+        if c_noise.shape not in ((), (1,), (x_in.shape[0],)):
+            raise ValueError(f"c_noise must be (B,) = ({x_in.shape[0]},), got {tuple(c_noise.shape)}")
+        return z_m, audio, id_feats
+
+
+def _first(value: int | Sequence[int]) -> int:
+    return value if isinstance(value, int) else int(value[0])
+
+
+def _audio_layers(block: nn.Module, audio_width: int, enabled: bool) -> nn.ModuleList:
+    """One :class:`AudioCrossAttention` per spatio-temporal transformer of ``block`` (none if it has none)."""
+    attentions = getattr(block, "attentions", None)
+    if not enabled or attentions is None:
+        return nn.ModuleList()
+    return nn.ModuleList(
+        AudioCrossAttention(a.in_channels, audio_width, a.num_attention_heads) for a in attentions
+    )
+
+
+def default_block_types(n_levels: int, cross_attn_levels: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """SVD's block layout: cross-attention at the first ``cross_attn_levels`` levels, mirrored on the up path."""
+    down = tuple("CrossAttnDownBlockSpatioTemporal" if i < cross_attn_levels else "DownBlockSpatioTemporal"
+                 for i in range(n_levels))
+    up = tuple(d.replace("Down", "Up") for d in reversed(down))
+    return down, up
+
+
+def build_unet(
+    block_out_channels: Sequence[int] = (320, 640, 1280, 1280),
+    layers_per_block: int = 2,
+    num_attention_heads: Sequence[int] | int = (5, 10, 20, 20),
+    cross_attention_dim: int = 1024,
+    cross_attn_levels: int | None = None,
+    latent_channels: int = 4,
+    num_frames: int = 25,
+) -> UNetSpatioTemporalConditionModel:
+    """A random-init diffusers SVD UNet; defaults are stable-video-diffusion-img2vid-xt's config."""
+    n = len(block_out_channels)
+    down, up = default_block_types(n, n - 1 if cross_attn_levels is None else cross_attn_levels)
+    return UNetSpatioTemporalConditionModel(
+        in_channels=2 * latent_channels,
+        out_channels=latent_channels,
+        down_block_types=down,
+        up_block_types=up,
+        block_out_channels=tuple(block_out_channels),
+        layers_per_block=layers_per_block,
+        num_attention_heads=num_attention_heads,
+        cross_attention_dim=cross_attention_dim,
+        num_frames=num_frames,
+    )
+
+
+def build_id_guider_for(unet: UNetSpatioTemporalConditionModel, downsample_factor: int = 8,
+                        pixel_channels: int = 80) -> IDGuider:
+    """An ID-Guider matching ``unet``: ResBlocks at its cross-attention levels, one feature per down level."""
+    cfg = unet.config
+    res_levels = sum(t.startswith("CrossAttn") for t in cfg.down_block_types)
+    widths = tuple(cfg.block_out_channels)[: res_levels + 1]
+    layers = _first(cfg.layers_per_block)
+    return IDGuider(widths, res_levels, layers, downsample_factor, pixel_channels)
+
+
+def build_net(
+    block_out_channels: Sequence[int] = (320, 640, 1280, 1280),
+    layers_per_block: int = 2,
+    num_attention_heads: Sequence[int] | int = (5, 10, 20, 20),
+    cross_attention_dim: int = 1024,
+    cross_attn_levels: int | None = None,
+    latent_channels: int = 4,
+    vae_downsample_factor: int = 8,
+    id_pixel_channels: int = 80,
+    **net_kwargs: Any,
+) -> LipSyncNet:
+    """Random-init :class:`LipSyncNet` from widths; the defaults are the paper's full size (SVD-xt).
+
+    ``net_kwargs`` go to :class:`LipSyncNet` (audio_dim, audio_width, fps, motion_bucket_id,
+    noise_aug_strength, gradient_checkpointing, audio_mode). Tiny CPU size, e.g.:
+    ``build_net((32, 64), 1, (2, 4), 32, cross_attn_levels=2, latent_channels=..., audio_width=32)``.
+    """
+    unet = build_unet(block_out_channels, layers_per_block, num_attention_heads, cross_attention_dim,
+                      cross_attn_levels, latent_channels)
+    return LipSyncNet(unet, build_id_guider_for(unet, vae_downsample_factor, id_pixel_channels), **net_kwargs)

@@ -1,0 +1,268 @@
+"""Model summary without weights: ``python -m lipsync.summary [experiment=full] [--frames 16 --size 320]``.
+
+Builds every component on the meta device (no memory, no weights) from the Hydra config when ``conf/``
+is there (else the paper's full size), and prints:
+
+1. parameters per component (SVD UNet 1,524,623,082 at full size; new audio attention; ID-Guider ~98 M;
+   VAE; audio encoder);
+2. FLOPs of one forward of each, counted by ``torch.utils.flop_counter`` on meta tensors;
+3. training-memory *estimates* per sample: weights, gradients, AdamW state, and the activations autograd
+   saves in one forward, with and without gradient checkpointing.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+from diffusers import AutoencoderKLTemporalDecoder
+from torch import Tensor, nn
+from torch.autograd.graph import saved_tensors_hooks
+from torch.utils.flop_counter import FlopCounterMode
+
+from lipsync.models.net import LipSyncNet, build_net
+from lipsync.models.vae import SpaceToDepthVAE, SVDVAE
+
+META = torch.device("meta")
+NET_TARGETS = ("lipsync.models.net.build_net", "lipsync.models.net.LipSyncNet")
+AUDIO_TOKENS = 10  # 2 * (2m + 1) Whisper steps per frame, m = 2
+
+
+@dataclass
+class Components:
+    """The model's parts, on the meta device."""
+
+    net: LipSyncNet
+    vae: nn.Module
+    audio_encoder: nn.Module
+    source: str  # where the configuration came from
+
+
+# ------------------------------------------------------------------------------------------------
+# 1. building on the meta device
+def svd_vae_full() -> SVDVAE:
+    """SVD's VAE architecture (stable-video-diffusion-img2vid-xt/vae/config.json), random init."""
+    return SVDVAE(AutoencoderKLTemporalDecoder(block_out_channels=(128, 256, 512, 512),
+                                               down_block_types=("DownEncoderBlock2D",) * 4, layers_per_block=2))
+
+
+def whisper_tiny_encoder() -> nn.Module:
+    """Whisper tiny.en's encoder, via the whisper helper's module when it is there."""
+    try:
+        from lipsync.models.audio import WHISPER_DIMS, WhisperAudioEncoder
+
+        return WhisperAudioEncoder.from_dims(WHISPER_DIMS["tiny.en"])
+    except ImportError:
+        from whisper.model import AudioEncoder
+
+        return AudioEncoder(n_mels=80, n_ctx=1500, n_state=384, n_head=6, n_layer=4)
+
+
+def _find_node(cfg: Any, targets: Sequence[str]) -> Any:
+    """First config node (depth-first) whose ``_target_`` is one of ``targets``."""
+    from omegaconf import DictConfig, ListConfig
+
+    if isinstance(cfg, DictConfig):
+        if cfg.get("_target_") in targets:
+            return cfg
+        children = [cfg[k] for k in cfg.keys() if not str(k).startswith("_")]
+    elif isinstance(cfg, ListConfig):
+        children = list(cfg)
+    else:
+        return None
+    for child in children:
+        found = _find_node(child, targets)
+        if found is not None:
+            return found
+    return None
+
+
+def config_dir() -> Path | None:
+    """The Hydra ``conf/`` folder: the repository's, or the one packaged with lipsync."""
+    here = Path(__file__).resolve()
+    for d in (here.parents[2] / "conf", here.parent / "conf"):
+        if (d / "train.yaml").is_file():
+            return d
+    return None
+
+
+def _vae_from_config(cfg: Any) -> nn.Module:
+    from hydra.utils import instantiate
+
+    node = _find_node(cfg, ("lipsync.models.vae.SpaceToDepthVAE",))
+    # SVD's VAE in the config loads weights from disk; its architecture is fixed, so build that instead.
+    return instantiate(node) if node is not None else svd_vae_full()
+
+
+def build_components(overrides: Sequence[str] = (), builtin: bool = False) -> Components:
+    """Compose ``conf/train.yaml`` with ``overrides`` and build its parts on meta.
+
+    Full size from :func:`build_net` defaults when there is no ``conf/`` or ``builtin`` is set.
+    """
+    conf = None if builtin else config_dir()
+    with META:
+        if conf is None:
+            net, vae, source = build_net(), svd_vae_full(), "built-in full size" + ("" if builtin else ", no conf/ found")
+        else:
+            from hydra import compose, initialize_config_dir
+            from hydra.utils import instantiate
+
+            with initialize_config_dir(config_dir=str(conf), version_base=None):
+                cfg = compose("train", overrides=list(overrides))
+            node = _find_node(cfg, NET_TARGETS)
+            if node is None:
+                raise ValueError(f"no node with _target_ in {NET_TARGETS} in {conf}/train.yaml {list(overrides)}")
+            net, vae, source = instantiate(node), _vae_from_config(cfg), f"{conf}/train.yaml {' '.join(overrides)}"
+        # some diffusers/whisper buffers use legacy constructors that ignore the device context
+        return Components(net.to(META), vae.to(META), whisper_tiny_encoder().to(META), source)
+
+
+# ------------------------------------------------------------------------------------------------
+# 2. parameters and FLOPs
+def count(module: nn.Module) -> int:
+    """Number of parameters (works on the meta device)."""
+    return sum(p.numel() for p in module.parameters())
+
+
+def parameter_rows(c: Components) -> list[tuple[str, int]]:
+    net = c.net
+    audio = count(net.audio_proj) + count(net.audio_down) + count(net.audio_up)
+    return [
+        ("UNet (SVD, from the checkpoint)", count(net.unet)),
+        ("audio attention (new)", audio),
+        ("ID-Guider (new)", count(net.id_guider)),
+        ("denoiser total", count(net)),
+        ("VAE (frozen)", count(c.vae)),
+        ("audio encoder (Whisper, frozen)", count(c.audio_encoder)),
+    ]
+
+
+def net_inputs(net: LipSyncNet, frames: int, latent: int, batch: int = 1,
+               dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor, dict]:
+    """Meta tensors for one forward: x_in, c_noise, cond (B, T, C, latent, latent)."""
+    shape = (batch, frames, net.latent_channels, latent, latent)
+    with META:
+        cond = {"concat": torch.empty(shape, dtype=dtype), "id": None,
+                "audio": torch.empty(batch, frames, AUDIO_TOKENS, net.audio_proj.in_features, dtype=dtype)}
+        return torch.empty(shape, dtype=dtype), torch.zeros(batch, dtype=dtype), cond
+
+
+def flops(fn: Callable[[], Any]) -> int:
+    """FLOPs of ``fn()`` (matmuls, convolutions, attention) counted on meta tensors."""
+    counter = FlopCounterMode(display=False)
+    with META, counter, torch.no_grad():
+        fn()
+    return counter.get_total_flops()
+
+
+def flop_rows(c: Components, frames: int, size: int) -> list[tuple[str, int]]:
+    net, f = c.net, c.vae.downsample_factor
+    x, c_noise, cond = net_inputs(net, frames, size // f)
+    with META:
+        video = torch.empty(1, frames, 3, size, size)
+        ref, mask = torch.empty(1, 3, size, size), torch.empty(1, 1, size, size)
+        mel = torch.empty(1, 80, 3000)
+    encoder = getattr(c.audio_encoder, "encoder", c.audio_encoder)
+    unet_only = flops(lambda: net.unet(torch.cat([x, cond["concat"]], 2), c_noise,
+                                       torch.zeros(1, 1, net.unet.config.cross_attention_dim), torch.zeros(1, 3)))
+    return [
+        (f"UNet alone (diffusers forward), {frames} frames {size}px", unet_only),
+        ("denoiser net F (UNet + audio attention), per sampling step", flops(lambda: net(x, c_noise, cond))),
+        ("ID-Guider, once per sample", flops(lambda: net.encode_reference(ref, mask))),
+        ("VAE encode, video + masked video", 2 * flops(lambda: c.vae.encode(video))),
+        ("VAE decode", flops(lambda: c.vae.decode(c.vae.encode(video))) - flops(lambda: c.vae.encode(video))),
+        ("Whisper encoder, one 30 s window", flops(lambda: encoder(mel))),
+    ]
+
+
+# ------------------------------------------------------------------------------------------------
+# 3. training-memory estimates
+def saved_activation_bytes(net: LipSyncNet, frames: int, latent: int,
+                           dtype: torch.dtype = torch.bfloat16) -> tuple[int, int]:
+    """Bytes autograd saves in one training forward (batch 1): (without, with gradient checkpointing).
+
+    Counted with saved-tensor hooks on meta tensors in ``dtype``. With checkpointing, what a block saves
+    is dropped and the block's inputs are kept instead, plus one block's activations during recompute.
+    An estimate: views of one storage count twice, and bf16-mixed keeps some tensors in fp32.
+    """
+    saved: dict[int, int] = {}
+    blocks: list[tuple[int, int]] = []  # (bytes saved inside, bytes of its tensor inputs) per block call
+
+    def pack(t: Tensor) -> Tensor:
+        saved[id(t)] = t.numel() * t.element_size()
+        return t
+
+    plain_call = net._call
+
+    def call(module: Any, *args: Any) -> Any:
+        before = sum(saved.values())
+        out = plain_call(module, *args)
+        inputs = sum(a.numel() * a.element_size() for a in args if isinstance(a, Tensor))
+        blocks.append((sum(saved.values()) - before, inputs))
+        return out
+
+    net_dtype = next(net.parameters()).dtype
+    net.to(dtype)
+    net._call = call  # type: ignore[method-assign]
+    try:
+        x, c_noise, cond = net_inputs(net, frames, latent, dtype=dtype)
+        with META, saved_tensors_hooks(pack, lambda t: t), torch.enable_grad():
+            net(x, c_noise, cond)
+    finally:
+        del net._call
+        net.to(net_dtype)
+    total = sum(saved.values())
+    inside = sum(b for b, _ in blocks)
+    return total, total - inside + sum(i for _, i in blocks) + max(b for b, _ in blocks)
+
+
+def memory_rows(c: Components, frames: int, size: int) -> list[tuple[str, int]]:
+    trainable = count(c.net)  # the paper fine-tunes the whole denoiser; VAE and Whisper are frozen
+    frozen = count(c.vae) + count(c.audio_encoder)
+    plain, ckpt = saved_activation_bytes(c.net, frames, size // c.vae.downsample_factor)
+    return [
+        ("weights fp32 (denoiser + frozen encoders)", 4 * (trainable + frozen)),
+        ("gradients fp32", 4 * trainable),
+        ("AdamW state fp32 (exp_avg, exp_avg_sq)", 8 * trainable),
+        ("activations bf16, no checkpointing, per sample", plain),
+        ("activations bf16, gradient checkpointing, per sample", ckpt),
+    ]
+
+
+# ------------------------------------------------------------------------------------------------
+def _table(title: str, rows: list[tuple[str, int]], fmt: Callable[[int], str]) -> str:
+    width = max(len(name) for name, _ in rows)
+    lines = [title, "-" * len(title)] + [f"  {name:<{width}}  {fmt(v):>18}" for name, v in rows]
+    return "\n".join(lines)
+
+
+def summary(overrides: Sequence[str] = (), frames: int = 16, size: int = 320, memory: bool = True,
+            builtin: bool = False) -> str:
+    """The printed report (see the module docstring)."""
+    c = build_components(overrides, builtin)
+    parts = [f"lipsync model summary ({c.source}; meta device, no weights)",
+             _table("parameters", parameter_rows(c), lambda v: f"{v:,}"),
+             _table(f"FLOPs per forward ({frames} frames, {size}x{size} px, batch 1)", flop_rows(c, frames, size),
+                    lambda v: f"{v / 1e12:.3f} TFLOP")]
+    if memory:
+        parts.append(_table(f"training memory, ESTIMATES ({frames} frames, {size}px, per sample)",
+                            memory_rows(c, frames, size), lambda v: f"{v / 2**30:.2f} GiB"))
+    return "\n\n".join(parts)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. experiment=full")
+    parser.add_argument("--frames", type=int, default=16)
+    parser.add_argument("--size", type=int, default=320, help="square pixel resolution")
+    parser.add_argument("--no-memory", action="store_true", help="skip the activation-memory estimate")
+    parser.add_argument("--builtin", action="store_true", help="ignore conf/: the paper's full size from code defaults")
+    args = parser.parse_args(argv)
+    print(summary(args.overrides, args.frames, args.size, memory=not args.no_memory, builtin=args.builtin))
+
+
+if __name__ == "__main__":
+    main()

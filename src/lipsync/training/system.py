@@ -1,0 +1,201 @@
+"""The training system: a LightningModule assembled from built parts (STYLE point 4, SPEC sections 2 and 5).
+
+    encode  ->  drop conditions  ->  denoising score matching loss  ->  log
+
+Everything configurable arrives built (Hydra ``_target_``): the raw network, its preconditioning, the
+loss, the condition dropout, the frozen VAE and the optimizer partial. EMA, checkpoint policy, NaN
+detection and sample videos are callbacks (:mod:`lipsync.training.callbacks`).
+
+Randomness of a step (noise, sigma, dropout) comes from a generator seeded by
+``(seed, rank, epoch, batch_idx)``, not from the global RNG, so a resumed run draws exactly what an
+uninterrupted run would have drawn, on every rank, whatever ran in between.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import lightning as L
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.optim import Optimizer
+
+from lipsync.data.batch import (AUDIO_FEATS, LATENTS, MASKED_LATENTS, MASKED_VIDEO, REF, REF_MASK, VIDEO,
+                                validate_batch)
+from lipsync.models.conditions import Cond, ConditionDropout
+from lipsync.models.denoiser import Denoiser
+from lipsync.models.loss import DSMLoss
+from lipsync.models.precond import EDMPrecond
+from lipsync.sampling import GuidedDenoiser, karras_sigmas, sample_euler
+
+OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
+SchedulerFactory = Callable[[Optimizer], Any]
+
+
+def derived_seed(*parts: object) -> int:
+    """A 63-bit seed that is a stable function of ``parts`` (same value in every process and run)."""
+    digest = hashlib.blake2b(repr(parts).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & ((1 << 63) - 1)
+
+
+class ConstantSigma:
+    """A degenerate sigma sampler: every sample at noise level ``sigma`` (loss-vs-sigma diagnostics)."""
+
+    def __init__(self, sigma: float) -> None:
+        if sigma <= 0:
+            raise ValueError(f"sigma must be > 0, got {sigma}")
+        self.sigma = sigma
+
+    def __call__(self, n: int, device: torch.device | str = "cpu",
+                 generator: torch.Generator | None = None) -> Tensor:
+        """(n,) copies of sigma."""
+        return torch.full((n,), self.sigma, device=device)
+
+
+class LipSyncSystem(L.LightningModule):
+    """SayAnything training: DSM loss on VAE latents of a clip, conditioned on masked video, audio and identity.
+
+    Args:
+        net: raw network F (``LipSyncNet``): ``forward(x_in, c_noise, cond)`` and ``encode_reference``.
+        precond: the preconditioning (``SVDPrecond`` for SVD weights, ``EDMPrecond`` from scratch).
+        loss: the DSM loss with its sigma distribution; returns a per-sample loss (B,).
+        dropout: training-time condition dropout (reference 5 %, audio 15 %, nested).
+        vae: frozen codec with ``encode(video (B, T, 3, H, W)) -> (B, T, C, h, w)`` and ``decode``.
+        optimizer: partial optimizer, called with the trainable parameters (AdamW, lr 6e-5 in the paper).
+        scheduler: optional partial LR scheduler, called with the optimizer, stepped every optimizer step.
+        seed: base of the per-step generators.
+        pretrained: the SVD folder the net and VAE configs loaded (provenance, kept in the checkpoint's
+            hyperparameters; the loading itself happens in those configs).
+        val_sigmas: fixed noise levels at which validation also reports the loss (loss-vs-sigma curve).
+    """
+
+    # Read by Lightning's ThroughputMonitor; None = FLOPs not counted (throughput still logged).
+    flops_per_batch: int | None = None
+
+    def __init__(
+        self,
+        net: nn.Module,
+        precond: EDMPrecond,
+        loss: DSMLoss,
+        dropout: ConditionDropout,
+        vae: nn.Module,
+        optimizer: OptimizerFactory,
+        scheduler: SchedulerFactory | None = None,
+        seed: int = 0,
+        pretrained: str | None = None,
+        val_sigmas: Sequence[float] = (0.05, 0.3, 1.0, 3.0, 20.0),
+    ) -> None:
+        super().__init__()
+        # Big modules stay out of the hyperparameters; the run's Hydra config is the full record.
+        self.save_hyperparameters(ignore=["net", "vae"], logger=False)
+        self.denoiser = Denoiser(net, precond)
+        self.vae = vae.requires_grad_(False).eval()  # frozen: never optimised, never in train mode
+        self.loss = loss
+        self.dropout = dropout
+        self.seed = seed
+        self.val_losses = {f"{s:g}": DSMLoss(ConstantSigma(s)) for s in val_sigmas}
+
+    @property
+    def net(self) -> nn.Module:
+        """The raw network F inside the denoiser."""
+        return self.denoiser.net
+
+    def train(self, mode: bool = True) -> LipSyncSystem:
+        """Switch modes, keeping the frozen VAE in eval mode."""
+        super().train(mode)
+        self.vae.eval()
+        return self
+
+    # --- the paper's training step ------------------------------------------------------------------
+    def latents(self, batch: Mapping[str, Any]) -> Tensor:
+        """Clean latents z = E(V), (B, T, C, h, w): cached in the batch or encoded by the frozen VAE."""
+        cached = batch.get(LATENTS)
+        return cached if cached is not None else self.vae.encode(batch[VIDEO])
+
+    def conditions(self, batch: Mapping[str, Any]) -> Cond:
+        """The role-keyed conditions (SPEC section 2) of a batch.
+
+        ``concat``: z_m = E(V * (1 - M)) (B, T, C, h, w); ``audio``: (B, T, A, D) per-frame audio windows;
+        ``id``: ID-Guider features of (I_ref, M_ref), computed once per sample.
+        """
+        z_m = batch.get(MASKED_LATENTS)
+        if z_m is None:
+            z_m = self.vae.encode(batch[MASKED_VIDEO])
+        return {"concat": z_m, "audio": batch[AUDIO_FEATS], "id": self.net.encode_reference(batch[REF], batch[REF_MASK])}
+
+    def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor:
+        """One DSM step: encode, drop conditions (reference/audio), loss, log."""
+        validate_batch(batch)
+        g = self.step_generator("train", self.current_epoch, batch_idx)
+        z = self.latents(batch)
+        cond = self.dropout(self.conditions(batch), generator=g)
+        loss = self.loss(self.denoiser, z, cond, generator=g).mean()
+        self.log("train/loss", loss, prog_bar=True, batch_size=z.shape[0])
+        return loss
+
+    def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor:
+        """Loss under the training sigma distribution and at fixed sigmas, with fixed noise (comparable over time)."""
+        validate_batch(batch)
+        z, cond, b = self.latents(batch), self.conditions(batch), batch[VIDEO].shape[0]
+        loss = self.loss(self.denoiser, z, cond, generator=self.step_generator("val", batch_idx)).mean()
+        self.log("val/loss", loss, prog_bar=True, batch_size=b, sync_dist=True)
+        for name, fixed in self.val_losses.items():
+            at_sigma = fixed(self.denoiser, z, cond, generator=self.step_generator("val", batch_idx, name)).mean()
+            self.log(f"val/loss_sigma={name}", at_sigma, batch_size=b, sync_dist=True)
+        return loss
+
+    # --- sampling (validation videos) ---------------------------------------------------------------
+    @torch.no_grad()
+    def generate(self, batch: Mapping[str, Any], num_steps: int = 15, cfg_scale: float = 3.0,
+                 seed: int = 0) -> Tensor:
+        """Sample clips for a batch's conditions: Euler on Karras sigmas with CFG (SPEC section 6).
+
+        Returns:
+            (B, T, 3, H, W) decoded video, about [-1, 1].
+        """
+        cond = self.conditions(batch)
+        sigmas = karras_sigmas(num_steps, device=self.device)
+        g = torch.Generator(device=self.device).manual_seed(seed)
+        z_m = cond["concat"]
+        x = sigmas[0] * torch.randn(z_m.shape, generator=g, device=self.device, dtype=z_m.dtype)
+        z = sample_euler(GuidedDenoiser(self.denoiser, cond, scale=cfg_scale), x, sigmas)
+        return self.vae.decode(z)
+
+    # --- optimisation ---------------------------------------------------------------------------------
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """Parameters the optimizer owns: the network's (the VAE is frozen and left out)."""
+        return [p for p in self.denoiser.parameters() if p.requires_grad]
+
+    def configure_optimizers(self) -> Any:
+        optimizer = self.hparams.optimizer(self.trainable_parameters())
+        if self.hparams.scheduler is None:
+            return optimizer
+        scheduler = self.hparams.scheduler(optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # --- reproducibility ------------------------------------------------------------------------------
+    def step_generator(self, *key: object) -> torch.Generator:
+        """A generator on this module's device seeded by (seed, rank, *key): same draws after a resume."""
+        return torch.Generator(device=self.device).manual_seed(derived_seed(self.seed, self.global_rank, *key))
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Store the global RNG states too (anything outside the per-step generators, e.g. net dropout)."""
+        checkpoint["rng_states"] = {
+            "torch": torch.get_rng_state(),
+            "numpy": np.random.get_state(),
+            "python": random.getstate(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        states = checkpoint.get("rng_states")
+        if states is None:
+            return
+        torch.set_rng_state(states["torch"])
+        np.random.set_state(states["numpy"])
+        random.setstate(states["python"])
+        if states["cuda"] and torch.cuda.is_available() and len(states["cuda"]) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(states["cuda"])
