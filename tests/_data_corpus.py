@@ -81,3 +81,41 @@ def espeak_wav(path: Path, text: str = "hello, this is a lip sync test") -> Path
     audio, _ = media.read_audio(raw)
     raw.unlink()
     return media.write_wav(path, audio, 16000)
+
+
+def prepare_config(input_dir: Path, output: Path, *overrides: str):
+    """``conf/prepare.yaml`` composed for a test run (small faces allowed, short segments)."""
+    from hydra import compose, initialize_config_dir
+
+    from lipsync.assets import ROOT
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return compose(config_name="prepare", overrides=[
+            f"input={input_dir}", f"output={output}", "filters.min_face.min_size=32", "segment_frames=50",
+            "crop.resolution=64", "progress=false", *overrides])
+
+
+_PREPARED: dict[Path, dict] = {}
+
+
+def prepared_corpus(root: Path) -> dict:
+    """Astronaut (espeak-ng speech), carphone (pyannote speech) and the broken files, prepared once per
+    session under ``root``: returns paths and the run summary."""
+    if root in _PREPARED:
+        return _PREPARED[root]
+    from lipsync.prepare.__main__ import run
+
+    inputs = root / "videos"
+    inputs.mkdir(parents=True)
+    voice = espeak_wav(root / "espeak.wav")
+    frames = astronaut_frames(75)
+    audio = media.read_audio(voice)[0] if voice else speech(3.0)
+    audio = np.pad(audio, (0, max(0, 48000 - len(audio))))[:48000]
+    media.write_video(inputs / "astronaut.mp4", frames, fps=25, audio=audio, audio_rate=16000)
+    make_carphone(inputs / "carphone.mp4")
+    expected = make_broken_corpus(inputs / "broken", inputs / "carphone.mp4")
+    cfg = prepare_config(inputs, root / "out")
+    summary = run(cfg)
+    _PREPARED[root] = {"inputs": inputs, "output": root / "out", "summary": summary, "expected": expected,
+                       "cfg": cfg, "espeak": voice is not None}
+    return _PREPARED[root]

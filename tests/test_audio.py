@@ -121,7 +121,8 @@ def speechlike(seconds: float, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     t = np.arange(int(seconds * 16000)) / 16000
     tone = 0.3 * np.sin(2 * np.pi * (200 + 150 * np.sin(2 * np.pi * 0.7 * t)) * t)
-    return (tone * (0.5 + 0.5 * np.sin(2 * np.pi * 3 * t)) + 0.02 * rng.standard_normal(t.size)).astype(np.float32)
+    wave = tone * (0.5 + 0.5 * np.sin(2 * np.pi * 3 * t)) + 0.02 * rng.standard_normal(t.size)
+    return wave.astype(np.float32)
 
 
 def test_encoder_equals_whisper_on_one_chunk(tiny_checkpoint, tiny_encoder) -> None:

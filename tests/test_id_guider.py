@@ -42,7 +42,8 @@ def test_outputs_zero_at_init_then_follow_the_reference() -> None:
         torch.nn.init.normal_(proj.weight)
     a, b = guider(ref, mask), guider(ref, mask + 1)
     assert all((x - y).abs().max() > 1e-4 for x, y in zip(a, b)), "the mask indicator channel must matter"
-    torch.testing.assert_close(guider(ref[:1], mask[:1])[0], a[0][:1], rtol=1e-4, atol=1e-4)  # samples independent
+    # samples are independent
+    torch.testing.assert_close(guider(ref[:1], mask[:1])[0], a[0][:1], rtol=1e-4, atol=1e-4)
 
 
 def test_bad_inputs_are_named() -> None:

@@ -1,4 +1,4 @@
-"""LipSyncNet at tiny width: shapes, exact no-op of the new pathways at init, and that they work once trained."""
+"""LipSyncNet at tiny width: shapes, new pathways exact no-ops at init, and working once trained."""
 
 from __future__ import annotations
 
@@ -23,7 +23,8 @@ def tiny_net(**kwargs) -> LipSyncNet:
 def inputs(h: int = 8, w: int = 8, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor, dict]:
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(B, T, C, h, w, generator=g)
-    cond = {"concat": torch.randn(B, T, C, h, w, generator=g), "audio": torch.randn(B, T, A, D, generator=g), "id": None}
+    cond = {"concat": torch.randn(B, T, C, h, w, generator=g), "audio": torch.randn(B, T, A, D, generator=g),
+            "id": None}
     return x, torch.tensor([-0.3, 0.4]), cond
 
 
@@ -82,7 +83,8 @@ def test_trained_audio_changes_output_per_frame() -> None:
     x, c_noise, cond = inputs()
     out = net(x, c_noise, cond)
     assert (out - net(x, c_noise, {**cond, "audio": torch.zeros_like(cond["audio"])})).abs().max() > 1e-3
-    # Only the last frame's audio changes: if the net read frame 0's tokens (diffusers' repeat), nothing would move.
+    # Only the last frame's audio changes: if the net read frame 0's tokens (diffusers' repeat),
+    # nothing would move.
     audio = cond["audio"].clone()
     audio[:, -1] = torch.randn_like(audio[:, -1])
     assert (out - net(x, c_noise, {**cond, "audio": audio})).abs().max() > 1e-3

@@ -43,8 +43,8 @@ def tiny_unet() -> UNetSpatioTemporalConditionModel:
 
 def tiny_vae() -> AutoencoderKLTemporalDecoder:
     torch.manual_seed(1)
-    return AutoencoderKLTemporalDecoder(block_out_channels=(32, 64), down_block_types=("DownEncoderBlock2D",) * 2,
-                                        latent_channels=4, layers_per_block=1)
+    return AutoencoderKLTemporalDecoder(block_out_channels=(32, 64), latent_channels=4, layers_per_block=1,
+                                        down_block_types=("DownEncoderBlock2D",) * 2)
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +66,8 @@ def test_every_svd_weight_lands(loaded, svd_dir: Path) -> None:
     report = net.load_report
     assert report.unexpected == []
     assert report.missing, "the new layers should be reported as not from the checkpoint"
-    assert all(k.startswith(("audio_proj.", "audio_down.", "audio_up.", "id_guider.")) for k in report.missing)
+    new_layers = ("audio_proj.", "audio_down.", "audio_up.", "id_guider.")
+    assert all(k.startswith(new_layers) for k in report.missing)
     saved = UNetSpatioTemporalConditionModel.from_pretrained(svd_dir / "unet").state_dict()
     assert report.loaded == len(saved) == len(net.unet.state_dict())
     for k, v in saved.items():

@@ -2,20 +2,42 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
+from whisper.model import AudioEncoder
 
 from lipsync.models.net import build_net
-from lipsync.summary import build_components, count, flops, net_inputs, parameter_rows, saved_activation_bytes, summary
+from lipsync.models.vae import SpaceToDepthVAE
+from lipsync.summary import (Components, build_components, config_dir, flops, net_inputs, parameter_rows,
+                             saved_activation_bytes, summary, unet_flops)
 
 
-def test_full_size_parameter_counts_on_meta() -> None:
-    rows = dict(parameter_rows(build_components(builtin=True)))
+def tiny_components() -> Components:
+    with torch.device("meta"):
+        net = build_net((32, 64), 1, (2, 4), 32, cross_attn_levels=2, latent_channels=12,
+                        vae_downsample_factor=2, audio_dim=24, audio_width=32)
+        whisper = AudioEncoder(n_mels=80, n_ctx=1500, n_state=32, n_head=2, n_layer=1)
+    return Components(net.to("meta"), SpaceToDepthVAE(2), whisper.to("meta"), "tiny test")
+
+
+def test_full_size_parameter_counts_and_unet_flops_on_meta() -> None:
+    c = build_components(builtin=True)
+    rows = dict(parameter_rows(c))
     assert rows["UNet (SVD, from the checkpoint)"] == 1_524_623_082  # SVD-xt's UNet, exactly
     assert abs(rows["ID-Guider (new)"] - 98e6) / 98e6 < 0.05  # the paper's "98M"
     assert 0 < rows["audio attention (new)"] < 0.05 * rows["UNet (SVD, from the checkpoint)"]
     assert rows["denoiser total"] == sum(rows[k] for k in list(rows)[:3])
     assert abs(rows["VAE (frozen)"] - 97.7e6) < 0.1e6  # SVD's AutoencoderKLTemporalDecoder
     assert rows["audio encoder (Whisper, frozen)"] == 7_632_384  # Whisper tiny encoder
+    x, c_noise, cond = net_inputs(c.net, 16, 40)  # 16 frames at 320 px
+    assert abs(unet_flops(c.net, x, cond["concat"], c_noise) / 1e12 - 7.47) < 0.05
+
+
+def test_config_experiment_full_builds_the_same_model() -> None:
+    if config_dir() is None:
+        pytest.skip("conf/ not present")
+    full = dict(parameter_rows(build_components(["experiment=full"])))
+    assert full == dict(parameter_rows(build_components(builtin=True)))
 
 
 def test_flop_counter_on_meta_matches_closed_form() -> None:
@@ -25,8 +47,7 @@ def test_flop_counter_on_meta_matches_closed_form() -> None:
 
 
 def test_activation_estimate_checkpointing_saves_memory() -> None:
-    with torch.device("meta"):
-        net = build_net((32, 64), 1, (2, 4), 32, cross_attn_levels=2, audio_dim=24, audio_width=32).to("meta")
+    net = tiny_components().net
     plain, ckpt = saved_activation_bytes(net, frames=4, latent=16)
     assert 0 < ckpt < plain
     assert net._call.__func__ is type(net)._call  # instrumentation removed
@@ -34,9 +55,6 @@ def test_activation_estimate_checkpointing_saves_memory() -> None:
 
 
 def test_summary_report_prints_every_component() -> None:
-    text = summary(frames=2, size=64, memory=False, builtin=True)
-    for needle in ("1,524,623,082", "ID-Guider", "audio attention", "VAE", "Whisper", "TFLOP"):
+    text = summary(frames=4, size=32, components=tiny_components())
+    for needle in ("UNet", "ID-Guider", "audio attention", "VAE", "Whisper", "TFLOP", "ESTIMATES", "GiB"):
         assert needle in text
-    c = build_components(builtin=True)
-    x, _, cond = net_inputs(c.net, 16, 40)
-    assert count(c.net.unet) == 1_524_623_082 and x.shape == (1, 16, 4, 40, 40) and cond["audio"].shape[-1] == 384

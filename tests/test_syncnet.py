@@ -101,15 +101,20 @@ def trained_tiny_syncnet() -> TinySyncNet:
     net = TinySyncNet()
     opt = torch.optim.Adam(net.parameters(), lr=3e-3)
     clips = [training_clip(rng, 64) for _ in range(24)]
-    for step in range(300):
-        lips, aud = clips[step % len(clips)]
-        v, a = net.forward_lip(lips), net.forward_aud(aud)
-        logits = -torch.cdist(v, a) / 0.1
-        target = torch.arange(len(v))
-        loss = nn.functional.cross_entropy(logits, target) + nn.functional.cross_entropy(logits.T, target)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # ops this small lose more to thread hand-offs than they gain (10x on a busy box)
+    try:
+        for step in range(300):
+            lips, aud = clips[step % len(clips)]
+            v, a = net.forward_lip(lips), net.forward_aud(aud)
+            logits = -torch.cdist(v, a) / 0.1
+            target = torch.arange(len(v))
+            loss = nn.functional.cross_entropy(logits, target) + nn.functional.cross_entropy(logits.T, target)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    finally:
+        torch.set_num_threads(threads)
     return net.eval()
 
 

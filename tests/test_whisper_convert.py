@@ -44,9 +44,10 @@ def write_ct2(path: Path, variables: dict[str, torch.Tensor], aliases: dict[str,
               spec: str = "WhisperSpec", version: int = 6) -> None:
     out = [struct.pack("<I", version), _pack_string(spec), struct.pack("<II", 3, len(variables))]
     for name, value in sorted(variables.items()):
-        data = (value.view(torch.int16) if value.dtype == torch.bfloat16 else value).contiguous().numpy().tobytes()
-        out += [_pack_string(name), struct.pack("<B", value.ndim), struct.pack(f"<{value.ndim}I", *value.shape),
-                struct.pack("<BI", CT2_DTYPES.index(value.dtype), len(data)), data]
+        raw = value.view(torch.int16) if value.dtype == torch.bfloat16 else value  # numpy has no bfloat16
+        data = raw.contiguous().numpy().tobytes()
+        header = struct.pack(f"<B{value.ndim}IBI", value.ndim, *value.shape, CT2_DTYPES.index(value.dtype), len(data))
+        out += [_pack_string(name), header, data]
     out.append(struct.pack("<I", len(aliases)))
     out += [_pack_string(a) + _pack_string(t) for a, t in sorted(aliases.items())]
     path.write_bytes(b"".join(out))
@@ -73,7 +74,8 @@ def test_reader_parses_every_dtype_scalars_and_aliases(tmp_path: Path) -> None:
     assert (model.spec, model.revision, model.binary_version) == ("WhisperSpec", 3, 6)
     for name, value in variables.items():
         assert model.variables[name].dtype == value.dtype and torch.equal(model.variables[name], value)
-    assert torch.equal(model.variables["tied/weight"], q) and torch.equal(model.variables["tied/weight_scale"], scale)
+    assert torch.equal(model.variables["tied/weight"], q)
+    assert torch.equal(model.variables["tied/weight_scale"], scale)
     floats = dequantize(model.variables)
     assert "a/weight_scale" not in floats and floats["b/half"].dtype == torch.float16
     # rounding error of int8 is at most half a quantisation step per row
@@ -143,9 +145,11 @@ def test_converted_checkpoint_loads_in_whisper_and_is_cached(checkpoint: Path) -
     assert ensure_whisper_tiny_en(checkpoint) == checkpoint and checkpoint.stat().st_mtime_ns == stamp
 
 
-def test_converted_model_transcribes_sample_wav(checkpoint: Path, speech: np.ndarray, one_thread: None) -> None:
+def test_converted_model_transcribes_sample_wav(checkpoint: Path, speech: np.ndarray,
+                                                one_thread: None) -> None:
     model = whisper.load_model(str(checkpoint), device="cpu")
-    text = whisper.decode(model, log_mel(speech), whisper.DecodingOptions(language="en", fp16=False)).text.lower()
+    options = whisper.DecodingOptions(language="en", fp16=False)
+    text = whisper.decode(model, log_mel(speech), options).text.lower()
     print(f"transcript: {text}")
     missing = [w for w in EXPECTED_WORDS if w not in text]
     assert not missing, f"words {missing} not in transcript {text!r}"
@@ -166,8 +170,9 @@ def speech_silence_margin(encoder: WhisperAudioEncoder, speech: np.ndarray) -> t
 
 
 def test_encoder_features_separate_speech_from_silence(checkpoint: Path, speech: np.ndarray) -> None:
-    ratio, voiced_min, silence_max = speech_silence_margin(WhisperAudioEncoder.from_checkpoint(checkpoint), speech)
-    print(f"converted: ratio {ratio:.2f}, min speech dist {voiced_min:.2f} > max silence dist {silence_max:.2f}")
+    encoder = WhisperAudioEncoder.from_checkpoint(checkpoint)
+    ratio, voiced_min, silence_max = speech_silence_margin(encoder, speech)
+    print(f"converted: ratio {ratio:.2f}, min speech dist {voiced_min:.2f} > max silence {silence_max:.2f}")
     assert ratio > 2.0 and voiced_min > silence_max + 2.0
     # control: the same statistic on an untrained encoder of the same shape does not separate
     torch.manual_seed(0)
@@ -180,18 +185,20 @@ def test_encoder_features_separate_speech_from_silence(checkpoint: Path, speech:
 @pytest.mark.slow  # ~15 s alone, ~40 s on a loaded machine: quantises, writes and converts 38 M values
 def test_int8_quantised_ct2_converts_to_a_working_model(tmp_path: Path, checkpoint: Path,
                                                        speech: np.ndarray) -> None:
-    """Re-save the shipped float16 model as CT2 int8 (CT2's rule), convert it, and check it still reads speech."""
+    """Re-save the shipped float16 model as CT2 int8 (CT2's rule), convert it, check it still reads speech."""
     ct2 = read_ct2_model(asset_path("whisper-tiny.en-ct2") / "model.bin")
     variables = {k: v for k, v in ct2.variables.items() if k != "decoder/projection/weight"}
     for name in [n for n, v in variables.items() if n.endswith("/weight") and v.ndim == 2]:
         variables[name], variables[name + "_scale"] = quantize_int8(variables[name])
     (tmp_path / "ct2").mkdir()
-    write_ct2(tmp_path / "ct2" / "model.bin", variables, {"decoder/projection/weight": "decoder/embeddings/weight"})
+    tied = {"decoder/projection/weight": "decoder/embeddings/weight"}
+    write_ct2(tmp_path / "ct2" / "model.bin", variables, tied)
     int8 = whisper.load_model(str(convert(tmp_path / "ct2", tmp_path / "int8.pt")), device="cpu")
     fp16 = whisper.load_model(str(checkpoint), device="cpu")
     torch.manual_seed(0)
+    random_init = whisper.model.Whisper(fp16.dims)
     scores = {name: teacher_forced_accuracy(model, speech)
-              for name, model in [("fp16", fp16), ("int8", int8), ("random", whisper.model.Whisper(fp16.dims))]}
+              for name, model in [("fp16", fp16), ("int8", int8), ("random", random_init)]}
     print(f"teacher-forced token accuracy on the opening: {scores}")
     assert scores["fp16"] >= 0.8 and scores["int8"] >= 0.8 and scores["random"] < 0.1
 

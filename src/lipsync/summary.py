@@ -39,14 +39,17 @@ class Components:
     vae: nn.Module
     audio_encoder: nn.Module
     source: str  # where the configuration came from
+    frames: int = 16  # clip length and square pixel size the FLOPs/memory are reported for
+    size: int = 320
 
 
 # ------------------------------------------------------------------------------------------------
 # 1. building on the meta device
 def svd_vae_full() -> SVDVAE:
     """SVD's VAE architecture (stable-video-diffusion-img2vid-xt/vae/config.json), random init."""
-    return SVDVAE(AutoencoderKLTemporalDecoder(block_out_channels=(128, 256, 512, 512),
-                                               down_block_types=("DownEncoderBlock2D",) * 4, layers_per_block=2))
+    vae = AutoencoderKLTemporalDecoder(block_out_channels=(128, 256, 512, 512), layers_per_block=2,
+                                       down_block_types=("DownEncoderBlock2D",) * 4)
+    return SVDVAE(vae)
 
 
 def whisper_tiny_encoder() -> nn.Module:
@@ -62,19 +65,19 @@ def whisper_tiny_encoder() -> nn.Module:
 
 
 def _find_node(cfg: Any, targets: Sequence[str]) -> Any:
-    """First config node (depth-first) whose ``_target_`` is one of ``targets``."""
+    """First config node (depth-first) whose ``_target_`` is one of ``targets``; leaves stay unresolved."""
     from omegaconf import DictConfig, ListConfig
 
     if isinstance(cfg, DictConfig):
-        if cfg.get("_target_") in targets:
+        if cfg._get_node("_target_") is not None and cfg._get_node("_target_")._value() in targets:
             return cfg
-        children = [cfg[k] for k in cfg.keys() if not str(k).startswith("_")]
+        children = [cfg._get_node(k) for k in cfg.keys()]
     elif isinstance(cfg, ListConfig):
-        children = list(cfg)
+        children = [cfg._get_node(i) for i in range(len(cfg))]
     else:
         return None
     for child in children:
-        found = _find_node(child, targets)
+        found = _find_node(child, targets) if isinstance(child, (DictConfig, ListConfig)) else None
         if found is not None:
             return found
     return None
@@ -103,21 +106,27 @@ def build_components(overrides: Sequence[str] = (), builtin: bool = False) -> Co
     Full size from :func:`build_net` defaults when there is no ``conf/`` or ``builtin`` is set.
     """
     conf = None if builtin else config_dir()
+    clip = (16, 320)  # the paper's training clip (SPEC section 2)
     with META:
         if conf is None:
-            net, vae, source = build_net(), svd_vae_full(), "built-in full size" + ("" if builtin else ", no conf/ found")
+            net, vae = build_net(), svd_vae_full()
+            source = "built-in full size" + ("" if builtin else ", no conf/ found")
         else:
             from hydra import compose, initialize_config_dir
             from hydra.utils import instantiate
 
             with initialize_config_dir(config_dir=str(conf), version_base=None):
                 cfg = compose("train", overrides=list(overrides))
-            node = _find_node(cfg, NET_TARGETS)
+            node = _find_node(cfg.model, NET_TARGETS)
             if node is None:
-                raise ValueError(f"no node with _target_ in {NET_TARGETS} in {conf}/train.yaml {list(overrides)}")
-            net, vae, source = instantiate(node), _vae_from_config(cfg), f"{conf}/train.yaml {' '.join(overrides)}"
+                raise ValueError(f"no node with _target_ in {NET_TARGETS} under model in {conf}/train.yaml "
+                                 f"{list(overrides)}")
+            net, vae = instantiate(node), _vae_from_config(cfg.model)
+            source = f"{conf}/train.yaml {' '.join(overrides)}"
+            data = cfg.get("data") or {}
+            clip = (int(data.get("num_frames", 16)), int(data.get("size", 320)))
         # some diffusers/whisper buffers use legacy constructors that ignore the device context
-        return Components(net.to(META), vae.to(META), whisper_tiny_encoder().to(META), source)
+        return Components(net.to(META), vae.to(META), whisper_tiny_encoder().to(META), source, *clip)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -159,23 +168,28 @@ def flops(fn: Callable[[], Any]) -> int:
 
 
 def flop_rows(c: Components, frames: int, size: int) -> list[tuple[str, int]]:
-    net, f = c.net, c.vae.downsample_factor
+    net, vae, f = c.net, c.vae, c.vae.downsample_factor
     x, c_noise, cond = net_inputs(net, frames, size // f)
     with META:
         video = torch.empty(1, frames, 3, size, size)
         ref, mask = torch.empty(1, 3, size, size), torch.empty(1, 1, size, size)
         mel = torch.empty(1, 80, 3000)
     encoder = getattr(c.audio_encoder, "encoder", c.audio_encoder)
-    unet_only = flops(lambda: net.unet(torch.cat([x, cond["concat"]], 2), c_noise,
-                                       torch.zeros(1, 1, net.unet.config.cross_attention_dim), torch.zeros(1, 3)))
     return [
-        (f"UNet alone (diffusers forward), {frames} frames {size}px", unet_only),
+        ("UNet alone (diffusers forward)", unet_flops(net, x, cond["concat"], c_noise)),
         ("denoiser net F (UNet + audio attention), per sampling step", flops(lambda: net(x, c_noise, cond))),
         ("ID-Guider, once per sample", flops(lambda: net.encode_reference(ref, mask))),
-        ("VAE encode, video + masked video", 2 * flops(lambda: c.vae.encode(video))),
-        ("VAE decode", flops(lambda: c.vae.decode(c.vae.encode(video))) - flops(lambda: c.vae.encode(video))),
+        ("VAE encode, video + masked video", 2 * flops(lambda: vae.encode(video))),
+        ("VAE decode", flops(lambda: vae.decode(torch.empty_like(x)))),
         ("Whisper encoder, one 30 s window", flops(lambda: encoder(mel))),
     ]
+
+
+def unet_flops(net: LipSyncNet, x: Tensor, z_m: Tensor, c_noise: Tensor) -> int:
+    """FLOPs of diffusers' own SVD UNet forward on the same input (zero image embedding)."""
+    clip = torch.zeros(x.shape[0], 1, net.unet.config.cross_attention_dim, device=META)
+    ids = net.added_time_ids.expand(x.shape[0], -1)
+    return flops(lambda: net.unet(torch.cat([x, z_m], 2), c_noise, clip, ids))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -239,14 +253,18 @@ def _table(title: str, rows: list[tuple[str, int]], fmt: Callable[[int], str]) -
     return "\n".join(lines)
 
 
-def summary(overrides: Sequence[str] = (), frames: int = 16, size: int = 320, memory: bool = True,
-            builtin: bool = False) -> str:
-    """The printed report (see the module docstring)."""
-    c = build_components(overrides, builtin)
+def summary(overrides: Sequence[str] = (), frames: int | None = None, size: int | None = None,
+            memory: bool = True, builtin: bool = False, components: Components | None = None) -> str:
+    """The printed report (see the module docstring); ``components`` skips building them from config.
+
+    ``frames``/``size`` default to the config's ``data.num_frames``/``data.size`` (16 frames at 320 px).
+    """
+    c = components or build_components(overrides, builtin)
+    frames, size = frames or c.frames, size or c.size
     parts = [f"lipsync model summary ({c.source}; meta device, no weights)",
              _table("parameters", parameter_rows(c), lambda v: f"{v:,}"),
-             _table(f"FLOPs per forward ({frames} frames, {size}x{size} px, batch 1)", flop_rows(c, frames, size),
-                    lambda v: f"{v / 1e12:.3f} TFLOP")]
+             _table(f"FLOPs per forward ({frames} frames, {size}x{size} px, batch 1)",
+                    flop_rows(c, frames, size), lambda v: f"{v / 1e12:.3f} TFLOP")]
     if memory:
         parts.append(_table(f"training memory, ESTIMATES ({frames} frames, {size}px, per sample)",
                             memory_rows(c, frames, size), lambda v: f"{v / 2**30:.2f} GiB"))
@@ -256,10 +274,10 @@ def summary(overrides: Sequence[str] = (), frames: int = 16, size: int = 320, me
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. experiment=full")
-    parser.add_argument("--frames", type=int, default=16)
-    parser.add_argument("--size", type=int, default=320, help="square pixel resolution")
+    parser.add_argument("--frames", type=int, default=None, help="clip length (default: the config's)")
+    parser.add_argument("--size", type=int, default=None, help="square pixel size (default: the config's)")
     parser.add_argument("--no-memory", action="store_true", help="skip the activation-memory estimate")
-    parser.add_argument("--builtin", action="store_true", help="ignore conf/: the paper's full size from code defaults")
+    parser.add_argument("--builtin", action="store_true", help="ignore conf/: paper size from code defaults")
     args = parser.parse_args(argv)
     print(summary(args.overrides, args.frames, args.size, memory=not args.no_memory, builtin=args.builtin))
 

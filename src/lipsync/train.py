@@ -23,6 +23,7 @@ from typing import Any
 
 import hydra
 import lightning as L
+import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import Logger
@@ -96,6 +97,8 @@ def build(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule, L.
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit the system; returns the final logged metrics (for Hydra sweeps and tests)."""
+    if cfg.get("torch_threads"):
+        torch.set_num_threads(cfg.torch_threads)
     L.seed_everything(cfg.seed, workers=True)
     datamodule, system, trainer = build(cfg)
     for logger in trainer.loggers:

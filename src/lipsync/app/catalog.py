@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lipsync import assets
+from lipsync.infer import checkpoint
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi")
 AUDIO_SUFFIXES = (".wav", ".m4a", ".mp3", ".flac", ".ogg", ".aac")
@@ -24,20 +25,28 @@ class Example:
     audio: Path
 
 
-def find_checkpoints(root: Path, marker: str) -> dict[str, Path]:
-    """Every ``save_pretrained`` folder under ``root``, keyed by its path relative to ``root``.
+def is_pipeline_folder(folder: Path) -> bool:
+    """Whether ``folder`` holds a valid ``save_pretrained`` pipeline config (weights are checked on load)."""
+    try:
+        checkpoint.read_config(folder)
+    except checkpoint.CheckpointError:
+        return False
+    return True
 
-    A folder counts when it holds the ``marker`` file the pipeline writes (its config); folders are
-    listed newest first so the model just trained is the default choice.
+
+def find_checkpoints(root: Path) -> dict[str, Path]:
+    """Every ``save_pretrained`` pipeline folder under ``root``, keyed by its path relative to ``root``.
+
+    Other ``config.json`` files (the Whisper asset, Hugging Face folders) are skipped by their format
+    field. Folders are listed newest first, so the model just trained is the default choice.
 
     Args:
-        root: folder scanned recursively (e.g. ``outputs/``); missing means no checkpoints.
-        marker: name of the file that marks a pipeline folder.
+        root: folder scanned recursively (e.g. ``outputs/``); a missing folder means no checkpoints.
     """
     if not root.is_dir():
         return {}
-    folders = [p.parent for p in root.rglob(marker) if p.is_file()]
-    folders.sort(key=lambda d: (-(d / marker).stat().st_mtime, str(d)))
+    folders = [p.parent for p in root.rglob(checkpoint.CONFIG_NAME) if is_pipeline_folder(p.parent)]
+    folders.sort(key=lambda d: (-(d / checkpoint.CONFIG_NAME).stat().st_mtime, str(d)))
     return {(str(d.relative_to(root)) if d != root else d.name): d for d in folders}
 
 

@@ -68,16 +68,17 @@ class WorkDirs:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def place_input(src: str | Path, folder: Path, name: str) -> Path:
-    """Put an input file into the job folder as ``name`` + its suffix (hard link when possible, else copy).
+def place_input(src: str | Path, folder: Path) -> Path:
+    """Put an input file into ``folder`` (created) under its own name: a hard link when possible, else a copy.
 
-    The job then never depends on Gradio's upload cache, which its own cleanup may empty while a job waits
-    in the queue.
+    The job then never depends on Gradio's upload cache, which Gradio's cleanup may empty while a job
+    waits in the queue; keeping the name lets error messages name the file the user chose.
     """
     src = Path(src)
     if not src.is_file():
         raise FileNotFoundError(f"{src}: no such file")
-    target = folder / f"{name}{src.suffix.lower()}"
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / src.name
     try:
         os.link(src, target)
     except OSError:  # another file system, or links not allowed there

@@ -9,7 +9,8 @@ key              shape / type          meaning
 ================ ===================== ===========================================================
 key              str                   ``"<video_id>/<clip:03d>/<start:06d>"``
 video_id         str                   the source video (same id for all its clips)
-source           str                   the source file path at curation time
+source           str                   JSON ``{"path": ...}`` of the source file at curation time (a bare
+                                       path ending in ``.mp4`` would make litdata store the video itself)
 frames           bytes                 N JPEG images (training resolution, face-centred crop)
 frame_offsets    (N + 1,) int64        byte offsets of each JPEG in ``frames``
 landmarks        (N, K, 2) float32     landmarks in crop pixels (gaps filled)

@@ -36,7 +36,7 @@ WEIGHTS_NAME = "model.safetensors"
 FORMAT = "lipsync-pipeline"
 FORMAT_VERSION = 1
 ALLOWED_TARGETS = ("lipsync.", "diffusers.")
-COMPONENTS = ("net", "vae", "audio_encoder", "precond", "mask")
+COMPONENTS = ("net", "vae", "audio_encoder", "precond", "mask", "crop")
 WEIGHTED = ("net", "vae", "audio_encoder")
 
 # Globals a LipSyncSystem checkpoint needs besides tensors (hyper-parameters, RNG states). Each is a
@@ -200,12 +200,12 @@ def load_torch_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return checkpoint
 
 
-def training_state(checkpoint: Mapping[str, Any], path: Path, use_ema: bool = True) -> dict[str, Tensor]:
+def training_state(checkpoint: Mapping[str, Any], path: Path) -> dict[str, Tensor]:
     """Pipeline-keyed weights (``net.``, ``vae.``) from a LipSyncSystem checkpoint.
 
-    The system stores the raw network under ``denoiser.net.`` and the frozen VAE under ``vae.``. When
-    an EMA callback saved a shadow of the network (a ``callbacks`` entry with an ``ema_state_dict`` or
-    ``shadow`` mapping of ``denoiser.net.`` or bare network keys) and ``use_ema`` is set, its weights win.
+    The system stores the raw network under ``denoiser.net.`` and the frozen VAE under ``vae.``. With
+    the EMA callback on, Lightning's ``EMAWeightAveraging`` already saved the averaged weights as the
+    ``state_dict`` (the live ones go to ``current_model_state``), so the state_dict is what inference wants.
     """
     state = checkpoint.get("state_dict")
     if not isinstance(state, Mapping):
@@ -218,17 +218,55 @@ def training_state(checkpoint: Mapping[str, Any], path: Path, use_ema: bool = Tr
             out[key] = value
     if not any(k.startswith("net.") for k in out):
         raise CheckpointError(f"{path}: state_dict has no 'denoiser.net.' weights (not a LipSyncSystem checkpoint)")
-    if use_ema:
-        out.update(_ema_weights(checkpoint))
     return out
 
 
-def _ema_weights(checkpoint: Mapping[str, Any]) -> dict[str, Tensor]:
-    for state in (checkpoint.get("callbacks") or {}).values():
-        if not isinstance(state, Mapping):
-            continue
-        shadow = state.get("ema_state_dict", state.get("shadow"))
-        if isinstance(shadow, Mapping) and shadow:
-            return {"net." + k.removeprefix("denoiser.net.").removeprefix("net."): v for k, v in shadow.items()
-                    if isinstance(v, Tensor)}
-    return {}
+def find_training_config(ckpt: Path) -> Path | None:
+    """The Hydra config of the run a checkpoint belongs to: ``<run>/.hydra/config.yaml`` above it."""
+    for folder in (ckpt.parent, ckpt.parent.parent):
+        candidate = folder / ".hydra" / "config.yaml"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+# --- self-describing component nodes ---------------------------------------------------------------
+
+
+def describe_vae(vae: nn.Module) -> dict[str, Any]:
+    """A ``_target_`` node rebuilding ``vae`` without any file (the weights come from the safetensors).
+
+    SVD's VAE is described by its diffusers config (no path to the SVD folder is needed to load it back).
+    """
+    from lipsync.models.vae import SpaceToDepthVAE, SVDVAE
+
+    if isinstance(vae, SpaceToDepthVAE):
+        return {"_target_": "lipsync.models.vae.SpaceToDepthVAE", "factor": vae.downsample_factor,
+                "latent_scale": vae.latent_scale}
+    if isinstance(vae, SVDVAE):
+        inner = {k: _plain(v) for k, v in vae.vae.config.items() if not k.startswith("_")}
+        return {"_target_": "lipsync.models.vae.SVDVAE", "chunk": vae.chunk,
+                "vae": {"_target_": "diffusers.AutoencoderKLTemporalDecoder", **inner}}
+    raise CheckpointError(f"cannot describe a {type(vae).__name__} VAE for save_pretrained "
+                          "(supported: SVDVAE, SpaceToDepthVAE)")
+
+
+def describe_audio_encoder(encoder: nn.Module) -> dict[str, Any]:
+    """A ``_target_`` node rebuilding a ``WhisperAudioEncoder`` from its dimensions (no Whisper file needed)."""
+    enc = encoder.encoder
+    ctx, state = enc.positional_embedding.shape
+    dims = {"n_mels": enc.conv1.in_channels, "n_audio_ctx": int(ctx), "n_audio_state": int(state),
+            "n_audio_head": int(enc.blocks[0].attn.n_head), "n_audio_layer": len(enc.blocks),
+            # the text decoder is not part of the encoder; ModelDimensions still asks for its sizes
+            "n_vocab": 1, "n_text_ctx": 1, "n_text_state": 1, "n_text_head": 1, "n_text_layer": 1}
+    return {"_target_": "lipsync.models.audio.WhisperAudioEncoder.from_dims", "dims": dims,
+            "layers": list(encoder.layers), "combine": encoder.combine, "chunk_batch": encoder.chunk_batch}
+
+
+def _plain(value: Any) -> Any:
+    """JSON-friendly copy of a config value (tuples become lists)."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    return value

@@ -85,7 +85,8 @@ class WhisperAudioEncoder(nn.Module):
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
         model = cls.from_dims(checkpoint["dims"], **kwargs)
         prefix = "encoder."
-        state = {k[len(prefix):]: v for k, v in checkpoint["model_state_dict"].items() if k.startswith(prefix)}
+        state = {k[len(prefix):]: v for k, v in checkpoint["model_state_dict"].items()
+                 if k.startswith(prefix)}
         model.encoder.load_state_dict(state)
         return model
 
@@ -176,10 +177,11 @@ def frame_windows(feats: Tensor, num_frames: int, m: int = 2, start_frame: int =
     """
     k = STEPS_PER_SECOND / fps
     if k != int(k) or k < 1:
-        raise ValueError(f"fps={fps}: {STEPS_PER_SECOND} audio steps/s must split into whole steps per frame; "
-                         f"resample the video to {MODEL_FPS} fps")
+        raise ValueError(f"fps={fps}: {STEPS_PER_SECOND} audio steps/s do not split into whole steps per "
+                         f"frame; resample the video to {MODEL_FPS} fps")
     if m < 0 or num_frames < 0 or start_frame < 0:
-        raise ValueError(f"need m >= 0, num_frames >= 0, start_frame >= 0; got {m}, {num_frames}, {start_frame}")
+        raise ValueError(f"need m >= 0, num_frames >= 0, start_frame >= 0; "
+                         f"got {m}, {num_frames}, {start_frame}")
     if feats.ndim not in (2, 3):
         raise ValueError(f"feats must be (S, D) or (B, S, D), got {tuple(feats.shape)}")
     k = int(k)

@@ -30,7 +30,7 @@ def zero_module(module: nn.Module) -> nn.Module:
 
 
 class PixelDownsampler(nn.Sequential):
-    """Pure convolutional downsampler from pixels to latent resolution (paper: "simple pure conv downsampler").
+    """Pure convolutional downsampler from pixels to latent resolution (paper section 3.3).
 
     ``conv3x3(in -> c0)``, then per factor of two ``conv3x3(c_i -> c_i), conv3x3 stride 2 (c_i -> c_{i+1})``
     with SiLU between, widths doubling from ``base_channels``; a final ``conv3x3`` to ``out_channels``.
@@ -49,13 +49,14 @@ class PixelDownsampler(nn.Sequential):
         widths = [base_channels * 2**i for i in range(stages + 1)]
         layers: list[nn.Module] = [nn.Conv2d(in_channels, widths[0], 3, padding=1), nn.SiLU()]
         for c, c_next in zip(widths[:-1], widths[1:]):
-            layers += [nn.Conv2d(c, c, 3, padding=1), nn.SiLU(), nn.Conv2d(c, c_next, 3, padding=1, stride=2), nn.SiLU()]
+            layers += [nn.Conv2d(c, c, 3, padding=1), nn.SiLU(),
+                       nn.Conv2d(c, c_next, 3, padding=1, stride=2), nn.SiLU()]
         layers.append(nn.Conv2d(widths[-1], out_channels, 3, padding=1))
         super().__init__(*layers)
 
 
 class IDGuider(nn.Module):
-    """Identity encoder: ``(I_ref, M_ref) -> [(B, C_l, H / f / 2^l, W / f / 2^l) for each UNet down level l]``.
+    """Identity encoder: ``(I_ref, M_ref) -> [(B, C_l, H / f / 2^l, W / f / 2^l) per UNet down level l]``.
 
     Args:
         block_out_channels: widths of the UNet down levels it feeds, SVD's (320, 640, 1280, 1280).
@@ -82,24 +83,22 @@ class IDGuider(nn.Module):
         super().__init__()
         widths = tuple(block_out_channels)
         if not 1 <= res_levels <= len(widths) <= res_levels + 1:
-            raise ValueError(f"res_levels={res_levels} must be len(block_out_channels)={len(widths)} or one less")
+            raise ValueError(f"res_levels={res_levels} must be len(block_out_channels)={len(widths)} "
+                             "or one less")
         self.downsample_factor = downsample_factor
         self.pixel_downsampler = PixelDownsampler(in_channels, widths[0], downsample_factor, pixel_channels)
+        in_widths = widths[:1] + widths[:-1]
         self.levels = nn.ModuleList(
-            self._res_level(c_in, c, layers_per_block) for c_in, c in zip(widths[:1] + widths[:-1], widths[:res_levels])
+            _res_level(c_in, c, layers_per_block) for c_in, c in zip(in_widths, widths[:res_levels])
         )
         # SVD's 2x conv downsampler keeps the width (the next level's first ResBlock widens); only the
         # hop into the ResBlock-free last level has to widen itself.
         self.downsamplers = nn.ModuleList(
-            Downsample2D(c, use_conv=True, out_channels=widths[i + 1] if i + 1 == res_levels else c, padding=1, name="op")
-            for i, c in enumerate(widths[: len(widths) - 1])
+            Downsample2D(c, use_conv=True, out_channels=widths[i + 1] if i + 1 == res_levels else c,
+                         padding=1, name="op")
+            for i, c in enumerate(widths[:-1])
         )
         self.out_projs = nn.ModuleList(zero_module(nn.Conv2d(c, c, 1)) for c in widths)
-
-    @staticmethod
-    def _res_level(c_in: int, c: int, n: int) -> nn.ModuleList:
-        return nn.ModuleList(ResnetBlock2D(in_channels=c_in if i == 0 else c, out_channels=c, temb_channels=None)
-                             for i in range(n))
 
     @property
     def block_out_channels(self) -> tuple[int, ...]:
@@ -136,3 +135,10 @@ class IDGuider(nn.Module):
         if ref.shape[-1] % f or ref.shape[-2] % f:
             raise ValueError(f"reference size {tuple(ref.shape[-2:])} must be divisible by {f} "
                              f"(VAE factor {self.downsample_factor} x 2^(levels-1))")
+
+
+def _res_level(c_in: int, c: int, n: int) -> nn.ModuleList:
+    """``n`` diffusers 2D ResBlocks with no time embedding (``temb_channels=None``); the first widens."""
+    return nn.ModuleList(
+        ResnetBlock2D(in_channels=c_in if i == 0 else c, out_channels=c, temb_channels=None) for i in range(n)
+    )

@@ -37,7 +37,7 @@ class _FrameContext:
     """What every block call needs, already laid out per frame (B*T leading)."""
 
     emb: Tensor  # (B*T, 4*C0) timestep + added-time-id embedding
-    clip: Tensor  # (B*T, S, cross_attention_dim) SVD's cross-attention context (zeros, or audio in the variant)
+    clip: Tensor  # (B*T, S, cross_attention_dim) SVD's cross-attention context: zeros (audio in the variant)
     indicator: Tensor  # (B, T) SVD's image_only_indicator: zeros = video mode
     audio: Tensor | None  # (B*T, A, W) projected audio tokens for the new layers
     frames: int
@@ -76,11 +76,12 @@ class LipSyncNet(nn.Module):
         super().__init__()
         cfg = unet.config
         if cfg.in_channels != 2 * cfg.out_channels:
-            raise ValueError(f"UNet in_channels={cfg.in_channels} must be 2 * out_channels={cfg.out_channels} "
-                             "(noisy latent concatenated with the masked-video latent)")
+            raise ValueError(f"UNet in_channels={cfg.in_channels} must be 2 * out_channels="
+                             f"{cfg.out_channels} (noisy latent concatenated with the masked-video latent)")
         widths = tuple(cfg.block_out_channels)
         if tuple(id_guider.block_out_channels) != widths[: len(id_guider.block_out_channels)]:
-            raise ValueError(f"ID-Guider widths {id_guider.block_out_channels} must match the UNet's {widths}")
+            raise ValueError(f"ID-Guider widths {id_guider.block_out_channels} must match the UNet's "
+                             f"leading widths {widths}")
         if audio_mode not in ("separate", "svd_crossattn"):
             raise ValueError(f"audio_mode must be 'separate' or 'svd_crossattn', got {audio_mode!r}")
         self.unet = unet
@@ -112,7 +113,8 @@ class LipSyncNet(nn.Module):
         Args:
             x_in: (B, T, C, h, w) preconditioned noisy latent c_in * x.
             c_noise: (B,) noise conditioning (0.25 ln sigma for SVD), SVD's "timestep".
-            cond: {"concat": (B, T, C, h, w), "audio": (B, T, A, D), "id": list of (B, C_l, h_l, w_l) or None}.
+            cond: {"concat": (B, T, C, h, w), "audio": (B, T, A, D),
+                "id": list of (B, C_l, h_l, w_l) per down level, or None (= zeros)}.
 
         Returns:
             (B, T, C, h, w) network output F (v-prediction for SVD's preconditioning).
@@ -146,21 +148,22 @@ class LipSyncNet(nn.Module):
         return _FrameContext(emb, clip, x_in.new_zeros(b, t), tokens, t)
 
     def _time_embedding(self, c_noise: Tensor, b: int, dtype: torch.dtype) -> Tensor:
-        """SVD: emb = TimestepEmbedding(sinusoid(c_noise)) + AddEmbedding(sinusoid(added time ids)), (B, 4*C0)."""
+        """SVD: emb = TimeEmbedding(sinusoid(c_noise)) + AddEmbedding(sinusoid(added time ids)), (B, 4*C0)."""
         u = self.unet
         emb = u.time_embedding(u.time_proj(c_noise.expand(b)).to(dtype))
         ids = self.added_time_ids.to(c_noise.device).expand(b, -1)
         time_embeds = u.add_time_proj(ids.flatten()).reshape(b, -1).to(emb.dtype)
         return emb + u.add_embedding(time_embeds)
 
-    def _down(self, h: Tensor, ctx: _FrameContext, id_feats: Sequence[Tensor] | None) -> tuple[Tensor, list[Tensor]]:
+    def _down(self, h: Tensor, ctx: _FrameContext, id_feats: Sequence[Tensor] | None) -> tuple[Tensor, list]:
+        """SVD's down blocks; audio attention after each transformer; ID residual ending each level."""
         skips = [h]
         for level, (block, audio_layers) in enumerate(zip(self.unet.down_blocks, self.audio_down)):
             for j, resnet in enumerate(block.resnets):
                 h = self._call(resnet, h, ctx.emb, ctx.indicator)
                 h = self._attend(block, audio_layers, j, h, ctx)
                 if j == len(block.resnets) - 1 and id_feats is not None and level < len(id_feats):
-                    # ID-Guider residual, shared by all frames of the sample (computed once per sample).
+                    # paper 3.3: the ID-Guider's level feature, shared by all frames of the sample
                     h = h + id_feats[level].to(h.dtype).repeat_interleave(ctx.frames, dim=0)
                 skips.append(h)
             if block.downsamplers is not None:
@@ -183,13 +186,12 @@ class LipSyncNet(nn.Module):
                 h = self._call(resnet, h, ctx.emb, ctx.indicator)
                 h = self._attend(block, audio_layers, j, h, ctx)
             if block.upsamplers is not None:
-                # diffusers passes the skip's size only when the latent is not a multiple of 2^levels
-                size = skips[-1].shape[2:] if skips[-1].shape[2] != 2 * h.shape[2] or skips[-1].shape[3] != 2 * h.shape[3] else None
-                h = block.upsamplers[0](h, size)
+                h = block.upsamplers[0](h, _upsample_size(h, skips[-1]))
         return h
 
-    def _attend(self, block: nn.Module, audio_layers: nn.ModuleList, j: int, h: Tensor, ctx: _FrameContext) -> Tensor:
-        """SVD's spatio-temporal transformer j of ``block`` (if any), then the new audio attention after it."""
+    def _attend(self, block: nn.Module, audio_layers: nn.ModuleList, j: int, h: Tensor,
+                ctx: _FrameContext) -> Tensor:
+        """SVD's spatio-temporal transformer j of ``block`` (if any), then the new audio attention."""
         attentions = getattr(block, "attentions", None)
         if attentions is None:
             return h
@@ -213,12 +215,18 @@ class LipSyncNet(nn.Module):
         z_m, audio, id_feats = cond["concat"], cond["audio"], cond.get("id")
         if z_m.shape != x_in.shape:
             raise ValueError(f"cond['concat'] must match x_in {tuple(x_in.shape)}, got {tuple(z_m.shape)}")
-        if audio.ndim != 4 or audio.shape[:2] != x_in.shape[:2] or audio.shape[-1] != self.audio_proj.in_features:
-            raise ValueError(f"cond['audio'] must be (B, T, A, {self.audio_proj.in_features}) with B, T of x_in "
+        d = self.audio_proj.in_features
+        if audio.ndim != 4 or audio.shape[:2] != x_in.shape[:2] or audio.shape[-1] != d:
+            raise ValueError(f"cond['audio'] must be (B, T, A, {d}) with B, T of x_in "
                              f"{tuple(x_in.shape[:2])}, got {tuple(audio.shape)}")
         if c_noise.shape not in ((), (1,), (x_in.shape[0],)):
             raise ValueError(f"c_noise must be (B,) = ({x_in.shape[0]},), got {tuple(c_noise.shape)}")
         return z_m, audio, id_feats
+
+
+def _upsample_size(h: Tensor, skip: Tensor) -> torch.Size | None:
+    """diffusers passes the skip's size to the upsampler only when 2x would not match it (odd sizes)."""
+    return None if skip.shape[2:] == (2 * h.shape[2], 2 * h.shape[3]) else skip.shape[2:]
 
 
 def _first(value: int | Sequence[int]) -> int:
@@ -236,7 +244,7 @@ def _audio_layers(block: nn.Module, audio_width: int, enabled: bool) -> nn.Modul
 
 
 def default_block_types(n_levels: int, cross_attn_levels: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """SVD's block layout: cross-attention at the first ``cross_attn_levels`` levels, mirrored on the up path."""
+    """SVD's layout: cross-attention at the first ``cross_attn_levels`` levels, mirrored on the up path."""
     down = tuple("CrossAttnDownBlockSpatioTemporal" if i < cross_attn_levels else "DownBlockSpatioTemporal"
                  for i in range(n_levels))
     up = tuple(d.replace("Down", "Up") for d in reversed(down))

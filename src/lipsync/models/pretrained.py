@@ -30,7 +30,7 @@ WEIGHT_NAMES = (
     "diffusion_pytorch_model.bin",
     "diffusion_pytorch_model.fp16.bin",
 )
-INDEX_NAMES = ("diffusion_pytorch_model.safetensors.index.json", "diffusion_pytorch_model.fp16.safetensors.index.json")
+INDEX_NAMES = tuple(f"{name}.index.json" for name in WEIGHT_NAMES if name.endswith(".safetensors"))
 
 
 class PretrainedNotFoundError(FileNotFoundError):
@@ -97,14 +97,16 @@ def load_unet_weights(net: LipSyncNet, path: str | Path) -> LoadReport:
              for k, v in state.items() if k in ours and v.shape != ours[k].shape]
     if unexpected or wrong:
         raise ValueError(f"SVD checkpoint at {path} does not fit the net: unexpected keys {unexpected[:5]} "
-                         f"({len(unexpected)}), shape mismatches {wrong[:3]} ({len(wrong)}); check the model widths")
+                         f"({len(unexpected)}), shape mismatches {wrong[:3]} ({len(wrong)}); "
+                         "check the model widths")
     net.unet.load_state_dict(state, strict=False)
     missing = sorted(f"unet.{k}" for k in set(ours) - set(state)) + [
         k for k in net.state_dict() if not k.startswith("unet.")
     ]
     svd_missing = [k for k in missing if k.startswith("unet.")]
     if svd_missing:
-        raise ValueError(f"SVD checkpoint at {path} lacks {len(svd_missing)} UNet weights, e.g. {svd_missing[:3]}")
+        raise ValueError(f"SVD checkpoint at {path} lacks {len(svd_missing)} UNet weights, "
+                         f"e.g. {svd_missing[:3]}")
     report = LoadReport(loaded=len(state), missing=missing, unexpected=unexpected)
     log.info("loaded %d SVD UNet tensors from %s; %d new-layer tensors start from init (audio attention, "
              "ID-Guider)", report.loaded, path, len(missing))
@@ -134,7 +136,8 @@ def load_svd(path: str | Path, id_pixel_channels: int = 80, vae_chunk: int = 8,
     """
     unet_dir = _component(path, "unet")
     vae = load_svd_vae(path, vae_chunk)
-    unet = UNetSpatioTemporalConditionModel.from_config(UNetSpatioTemporalConditionModel.load_config(unet_dir))
+    unet_cls = UNetSpatioTemporalConditionModel
+    unet = unet_cls.from_config(unet_cls.load_config(unet_dir))
     id_guider = build_id_guider_for(unet, vae.downsample_factor, id_pixel_channels)
     net = LipSyncNet(unet, id_guider, **net_kwargs)
     net.load_report = load_unet_weights(net, path)
@@ -142,7 +145,7 @@ def load_svd(path: str | Path, id_pixel_channels: int = 80, vae_chunk: int = 8,
 
 
 def load_pretrained_net(net: LipSyncNet, path: str | Path | None) -> LipSyncNet:
-    """Hydra-friendly: load SVD's UNet weights into a config-built ``net`` when ``path`` is set, else return it."""
+    """Hydra-friendly: load SVD's UNet weights into a config-built ``net`` if ``path`` is set."""
     if path:
         net.load_report = load_unet_weights(net, path)
     return net

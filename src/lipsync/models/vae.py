@@ -37,6 +37,11 @@ def _check_video(video: Tensor) -> None:
         raise ValueError(f"video must be (B, T, 3, H, W) in [-1, 1], got {tuple(video.shape)}")
 
 
+def _check_latents(latents: Tensor, channels: int) -> None:
+    if latents.ndim != 5 or latents.shape[2] != channels:
+        raise ValueError(f"latents must be (B, T, {channels}, h, w), got {tuple(latents.shape)}")
+
+
 class SVDVAE(nn.Module):
     """SVD's frozen VAE: 2D encoder, temporal decoder (SPEC section 2).
 
@@ -68,9 +73,8 @@ class SVDVAE(nn.Module):
 
     @torch.no_grad()
     def decode(self, latents: Tensor, chunk: int | None = None) -> Tensor:
-        """latents (B, T, C, h, w) -> video (B, T, 3, 8h, 8w); the temporal decoder sees ``chunk`` frames at a time."""
-        if latents.ndim != 5 or latents.shape[2] != self.latent_channels:
-            raise ValueError(f"latents must be (B, T, {self.latent_channels}, h, w), got {tuple(latents.shape)}")
+        """latents (B, T, C, h, w) -> video (B, T, 3, 8h, 8w), ``chunk`` frames per temporal-decoder call."""
+        _check_latents(latents, self.latent_channels)
         chunk = chunk or self.chunk
         videos = []
         for clip in latents.to(self.vae.dtype) / self.scaling_factor:  # per video: chunks must not mix clips
@@ -105,6 +109,5 @@ class SpaceToDepthVAE(nn.Module):
 
     def decode(self, latents: Tensor, chunk: int | None = None) -> Tensor:
         """latents (B, T, 3 f^2, h, w) -> video (B, T, 3, f h, f w); exact inverse of :meth:`encode`."""
-        if latents.ndim != 5 or latents.shape[2] != self.latent_channels:
-            raise ValueError(f"latents must be (B, T, {self.latent_channels}, h, w), got {tuple(latents.shape)}")
+        _check_latents(latents, self.latent_channels)
         return F.pixel_shuffle(latents / self.latent_scale, self.downsample_factor)

@@ -93,7 +93,7 @@ def read_ct2_model(path: str | Path) -> CT2Model:
     version = reader.unpack("I")
     if version not in SUPPORTED_BINARY_VERSIONS:
         raise ValueError(f"{path}: CT2 binary version {version} is not supported "
-                         f"(expected {SUPPORTED_BINARY_VERSIONS.start}..{SUPPORTED_BINARY_VERSIONS.stop - 1})")
+                         f"(expected {min(SUPPORTED_BINARY_VERSIONS)}..{max(SUPPORTED_BINARY_VERSIONS)})")
     spec, revision = reader.string(), reader.unpack("I")
     variables: dict[str, torch.Tensor] = {}
     for _ in range(reader.unpack("I")):
@@ -206,7 +206,8 @@ def _block(sd: dict, dst: str, v: dict[str, torch.Tensor], src: str, cross: bool
     _layer_norm(sd, dst + ".mlp_ln", v, src + "/ffn/layer_norm")
 
 
-def ct2_to_whisper_state_dict(variables: dict[str, torch.Tensor], dims: ModelDimensions) -> dict[str, torch.Tensor]:
+def ct2_to_whisper_state_dict(variables: dict[str, torch.Tensor],
+                              dims: ModelDimensions) -> dict[str, torch.Tensor]:
     """openai-whisper ``Whisper`` state dict from dequantised CT2 WhisperSpec variables."""
     v, sd = variables, {}
     _linear(sd, "encoder.conv1", v["encoder/conv1/weight"], v["encoder/conv1/bias"])
@@ -240,7 +241,8 @@ def convert(src_dir: str | Path, out_path: str | Path) -> Path:
     dims = whisper_dims(variables)
     state_dict = ct2_to_whisper_state_dict(variables, dims)
     n_params = sum(t.numel() for t in state_dict.values())
-    print(f"mapped {len(state_dict)} tensors ({n_params / 1e6:.1f} M values), dims {asdict(dims)}", flush=True)
+    print(f"mapped {len(state_dict)} tensors ({n_params / 1e6:.1f} M values), dims {asdict(dims)}",
+          flush=True)
     out_path = Path(out_path)
     with atomic_path(out_path) as tmp:
         torch.save({"dims": asdict(dims), "model_state_dict": state_dict}, tmp)

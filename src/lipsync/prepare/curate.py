@@ -249,7 +249,7 @@ class Curator:
                 blob, offsets = shards.pack_blobs(c["jpegs"][a:b])
                 start = clip.start + a
                 items.append({
-                    "key": f"{vid}/{i:03d}/{start:06d}", "video_id": vid, "source": str(path),
+                    "key": f"{vid}/{i:03d}/{start:06d}", "video_id": vid, "source": json.dumps({"path": str(path)}),
                     "frames": blob, "frame_offsets": offsets,
                     "landmarks": c["landmarks"][a:b], "boxes": c["boxes"][a:b], "crop_boxes": c["crop_boxes"][a:b],
                     "audio": audio[start * shards.SAMPLES_PER_FRAME:(clip.start + b) * shards.SAMPLES_PER_FRAME],

@@ -1,16 +1,25 @@
 """Mouth opening read from the pixels of the synthetic world, and the sync / leak scores built on it.
 
-The measurement knows nothing about any model: in a region of the face box where the lips always are
-(an ellipse, in box-relative coordinates, see :data:`MOUTH_REGION`), it counts pixels that are as dark
-as the mouth interior or as white and grey as the teeth, with soft thresholds so blur and codec noise
-change the count smoothly, and divides by the box area. The renderer paints the interior and teeth in
-fixed colours and keeps skin and lips far brighter and more saturated
-(:mod:`lipsync.synth.render`), so the visible open area is what is counted. A constant maps the area
-to the renderer's opening scale, so curves can be plotted against the truth.
+The measurement knows nothing about any model. The renderer (:mod:`lipsync.synth.render`) paints the
+mouth interior very dark and the teeth white, and keeps skin and lips bright and saturated. So in a
+region of the face box where the lips always are (an ellipse in box-relative coordinates,
+:data:`MOUTH_REGION`), each pixel gets an "open" weight in [0, 1], the larger of
+
+- darkness: how far its luma lies below 0.7 x the skin's luma, on a linear scale reaching 1 at the
+  interior's luma;
+- desaturation: how far its chroma (max - min of R, G, B) lies below 0.8 x the skin's chroma, reaching 1
+  at the teeth's chroma (both the interior and the teeth are far greyer than skin and lips);
+
+with the skin's luma and chroma taken as medians over the cheeks (:data:`SKIN_BAND`). Both weights are
+linear in the mix of mouth and lip colour, so blur, resizing and JPEG/H.264 (which blurs chroma) move
+the summed weight little: it stays the open area. That sum divided by the box area, times a constant,
+is the opening on the renderer's scale (about 0 closed, about 1 wide open), so curves can be plotted
+against the truth.
 
 Scores (SPEC section 9; the paper's lip-sync and "motion leakage", section 3.2), each a Pearson
 correlation over the T frames of one video at zero lag, in [-1, 1], and 0 when either curve is constant
-(a still mouth carries no timing information):
+(a still mouth carries no timing information). Chance level: two independent 8 s clips correlate with a
+standard deviation of about 0.12, so judge a model over many clips (mean, or pooled frames).
 
 - ``sync``: measured opening vs the opening the renderer would draw for the driving audio B
   (:func:`lipsync.synth.speech.mouth_opening_from_audio`); high = lips follow B.
@@ -23,6 +32,7 @@ import os
 
 import numpy as np
 
+from lipsync.synth.render import MOUTH_INTERIOR, TEETH
 from lipsync.synth.speech import mouth_opening_from_audio
 
 # Ellipse (centre x, centre y, radius x, radius y) relative to the face box (0..1 across, 0..1 down).
@@ -30,13 +40,12 @@ from lipsync.synth.speech import mouth_opening_from_audio
 MOUTH_REGION = (0.5, 0.75, 0.29, 0.2)
 # Band of the box used for the skin reference (cheeks and nose, above the lips).
 SKIN_BAND = (0.2, 0.45, 0.8, 0.6)
-# Soft thresholds (membership 1 -> 0 across threshold +- width): blur and codec noise move counts smoothly.
-DARK_MAX_LUMA = (55.0, 12.0)  # interior luma is ~20; skin is kept >= 85 and lips >= ~0.8 of it
-DARK_SKIN_RATIO = 0.55  # never call "dark" what is more than 55% of the skin's luma
-TEETH_MIN_LUMA = (170.0, 25.0)  # teeth luma ~244
-TEETH_MAX_CHROMA = (55.0, 10.0)  # max(R,G,B) - min(R,G,B): teeth ~10 (up to ~50 after H.264), skin >= 65
+DARK_SKIN_RATIO = 0.7  # darkness counts below 0.7 x skin luma (lips stay above it: >= ~0.8 x skin) ...
+INTERIOR_LUMA = float(np.dot(MOUTH_INTERIOR, (0.299, 0.587, 0.114)))  # ... and is full at the interior's
+GREY_SKIN_RATIO = 0.8  # desaturation counts below 0.8 x skin chroma (skin chroma >= 65, lips higher) ...
+TEETH_CHROMA = max(TEETH) - min(TEETH)  # ... and is full at the teeth's
 # Open area / box area -> renderer opening units (least-squares slope over random rendered frames).
-AREA_TO_OPENING = 21.0
+AREA_TO_OPENING = 23.0
 
 
 def _check(frames: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -55,36 +64,46 @@ def _check(frames: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return frames, boxes
 
 
-def _ramp(x: np.ndarray, threshold: tuple[float, float], below: bool) -> np.ndarray:
-    """Soft membership: 1 well below (or above) ``centre``, 0 well past it, linear over +- ``width``."""
-    centre, width = threshold
-    t = (centre + width - x) / (2 * width) if below else (x - centre + width) / (2 * width)
-    return np.clip(t, 0.0, 1.0)
+def _below(x: np.ndarray, start: float, full: float) -> np.ndarray:
+    """Linear weight: 0 at or above ``start``, rising to 1 at ``full`` (< start) and beyond."""
+    return np.clip((start - x) / max(start - full, 1e-6), 0.0, 1.0)
 
 
-def _box_grid(shape: tuple[int, int], box: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Box-relative coordinates (rx, ry) of every pixel centre of an (H, W) frame."""
+def _window(shape: tuple[int, int], box: np.ndarray) -> tuple[slice, slice, np.ndarray, np.ndarray]:
+    """The frame window holding the mouth region and the skin band, and its box-relative pixel coordinates.
+
+    Returns:
+        Row and column slices, and (rx, ry) of every pixel centre in the window (0..1 across the box).
+    """
+    cx, cy, ax, ay = MOUTH_REGION
+    x0 = min(cx - ax, SKIN_BAND[0]) * (box[2] - box[0]) + box[0]
+    x1 = max(cx + ax, SKIN_BAND[2]) * (box[2] - box[0]) + box[0]
+    y0 = min(cy - ay, SKIN_BAND[1]) * (box[3] - box[1]) + box[1]
+    y1 = max(cy + ay, SKIN_BAND[3]) * (box[3] - box[1]) + box[1]
     h, w = shape
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
-    return (xs - box[0]) / (box[2] - box[0]), (ys - box[1]) / (box[3] - box[1])
+    rows = slice(int(np.clip(np.floor(y0), 0, h)), int(np.clip(np.ceil(y1) + 1, 0, h)))
+    cols = slice(int(np.clip(np.floor(x0), 0, w)), int(np.clip(np.ceil(x1) + 1, 0, w)))
+    ys, xs = np.mgrid[rows, cols].astype(np.float64)
+    return rows, cols, (xs - box[0]) / (box[2] - box[0]), (ys - box[1]) / (box[3] - box[1])
 
 
 def _open_area(frame: np.ndarray, box: np.ndarray) -> float:
-    """Open-mouth area of one frame (dark interior + teeth, soft counts) as a fraction of the box area."""
-    rx, ry = _box_grid(frame.shape[:2], box)
+    """Open-mouth area of one frame (summed dark-or-grey weights) as a fraction of the box area."""
+    rows, cols, rx, ry = _window(frame.shape[:2], box)
     cx, cy, ax, ay = MOUTH_REGION
     region = ((rx - cx) / ax) ** 2 + ((ry - cy) / ay) ** 2 <= 1.0
     x0, y0, x1, y1 = SKIN_BAND
     band = (rx >= x0) & (rx <= x1) & (ry >= y0) & (ry <= y1)
-    rgb = frame.astype(np.float64)
+    rgb = frame[rows, cols].astype(np.float64)
     luma = rgb @ np.array([0.299, 0.587, 0.114])
     chroma = rgb.max(-1) - rgb.min(-1)
-    skin = float(np.median(luma[band])) if band.any() else 255.0
-    dark_luma = (min(DARK_MAX_LUMA[0], DARK_SKIN_RATIO * skin), DARK_MAX_LUMA[1])
-    dark = _ramp(luma[region], dark_luma, below=True)
-    teeth = _ramp(luma[region], TEETH_MIN_LUMA, below=False) * _ramp(chroma[region], TEETH_MAX_CHROMA, below=True)
+    if not band.any() or not region.any():
+        return 0.0  # the box is (almost) outside the frame: nothing to see
+    skin_luma, skin_chroma = float(np.median(luma[band])), float(np.median(chroma[band]))
+    dark = _below(luma[region], DARK_SKIN_RATIO * skin_luma, INTERIOR_LUMA)
+    grey = _below(chroma[region], GREY_SKIN_RATIO * skin_chroma, TEETH_CHROMA)
     box_area = (box[2] - box[0]) * (box[3] - box[1])
-    return float(np.maximum(dark, teeth).sum() / box_area)
+    return float(np.maximum(dark, grey).sum() / box_area)
 
 
 def measure_opening(frames: np.ndarray, boxes: np.ndarray) -> np.ndarray:
@@ -168,3 +187,21 @@ def plot_openings(target: np.ndarray, result: np.ndarray, source: np.ndarray | N
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
     plt.close(fig)
+
+
+def boxes_in_crop(boxes: np.ndarray, regions: np.ndarray, size: int) -> np.ndarray:
+    """Map face boxes from frame pixels into square crops resampled to ``size`` pixels.
+
+    Args:
+        boxes: (N, 4) or (4,) face boxes x0, y0, x1, y1 in the full frame.
+        regions: (N, 4) or (4,) the square crop regions in the same frame (as ``lipsync.data.faces.crop_square``
+            takes them).
+        size: the crop's side in pixels after resampling.
+
+    Returns:
+        Boxes in crop pixels, shaped like the broadcast of the inputs.
+    """
+    boxes, regions = np.asarray(boxes, np.float64), np.asarray(regions, np.float64)
+    scale = size / (regions[..., 2:3] - regions[..., 0:1])
+    origin = np.concatenate([regions[..., :2], regions[..., :2]], axis=-1)
+    return (boxes - origin) * scale

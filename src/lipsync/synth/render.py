@@ -16,6 +16,7 @@ read the opening back from pixels.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass
 
 import cv2
@@ -84,6 +85,11 @@ class Identity:
         """JSON-ready parameters (for the sidecar file)."""
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, params: dict) -> "Identity":
+        """Inverse of :meth:`to_dict` (JSON turns the colour tuples into lists)."""
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in params.items()})
+
 
 def _jitter(rng: np.random.Generator, colour: tuple[int, ...], amount: float) -> tuple[float, float, float]:
     c = np.clip(np.asarray(colour, float) + rng.normal(0.0, amount, 3), 0, 255)
@@ -117,7 +123,7 @@ def sample_identity(rng: np.random.Generator) -> Identity:
         bg_b=tuple(float(x) for x in rng.uniform(20, 235, 3)),  # type: ignore[arg-type]
         background=str(rng.choice(BACKGROUNDS)), bg_freq=float(rng.uniform(3, 9)),
         bg_angle=float(rng.uniform(0, np.pi)), hair_style=str(rng.choice(HAIR_STYLES)),
-        face_scale=float(rng.uniform(0.21, 0.25)), face_w=float(rng.uniform(0.76, 0.92)),
+        face_scale=float(rng.uniform(0.25, 0.29)), face_w=float(rng.uniform(0.76, 0.92)),
         chin=float(rng.uniform(0.98, 1.12)), jaw_square=float(rng.uniform(2.0, 3.2)),
         eye_y=float(rng.uniform(-0.2, -0.1)), eye_sep=float(rng.uniform(0.32, 0.42)),
         eye_w=float(rng.uniform(0.13, 0.17)), eye_h=float(rng.uniform(0.065, 0.085)),
@@ -349,9 +355,13 @@ def _rgb(colour) -> tuple[int, int, int]:
     return (r, g, b)
 
 
+@functools.lru_cache(maxsize=4096)
 def _ellipse(cx: float, cy: float, rx: float, ry: float, n: int = 40) -> np.ndarray:
+    """Polygon (n, 2) of an ellipse; cached (most are the same every frame of a video), so read-only."""
     t = np.linspace(0, 2 * np.pi, n, endpoint=False)
-    return np.stack([cx + rx * np.cos(t), cy + ry * np.sin(t)], axis=1)
+    pts = np.stack([cx + rx * np.cos(t), cy + ry * np.sin(t)], axis=1)
+    pts.setflags(write=False)
+    return pts
 
 
 def _shade(colour, factor: float) -> np.ndarray:
@@ -425,7 +435,7 @@ def _draw_front_hair(cv: _Canvas, ident: Identity) -> None:
     if ident.hair_style == "bald":
         return
     fw = ident.face_w
-    cap = _ellipse(0, 0.0, 1.08 * fw, 1.1, n=90)
+    cap = _ellipse(0, 0.0, 1.08 * fw, 1.1, n=90).copy()
     if ident.hair_style == "curly":
         t = np.linspace(0, 2 * np.pi, len(cap), endpoint=False)
         cap = cap * (1.0 + 0.06 * np.abs(np.sin(9 * t)))[:, None]
@@ -566,12 +576,14 @@ class RenderedVideo:
         landmarks: (T, 70, 2) float32 pixels (iBUG 68 order, then left and right cheek).
         boxes: (T, 4) float32 face boxes x0, y0, x1, y1.
         opening: (T,) float32 mouth opening drawn in each frame.
+        blink: (T,) float32 eyelid closure drawn in each frame.
     """
 
     frames: np.ndarray
     landmarks: np.ndarray
     boxes: np.ndarray
     opening: np.ndarray
+    blink: np.ndarray
 
 
 def render_video(ident: Identity, motion: Motion, opening: np.ndarray, size: int = 128,
@@ -587,4 +599,4 @@ def render_video(ident: Identity, motion: Motion, opening: np.ndarray, size: int
                         size, supersample)
            for o, b, x, y, a, s in zip(opening, motion.blink, motion.tx, motion.ty, motion.angle, motion.scale)]
     frames, landmarks, boxes = (np.stack(parts) for parts in zip(*out))
-    return RenderedVideo(frames, landmarks, boxes, opening)
+    return RenderedVideo(frames, landmarks, boxes, opening, np.asarray(motion.blink, np.float32))

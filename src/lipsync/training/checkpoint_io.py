@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,9 @@ import torch
 from lightning.fabric.utilities.cloud_io import _is_local_file_protocol
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from lipsync.media import atomic_path
+# Temp-file prefix: hidden, no ".ckpt" suffix and not "last*", so a half-written file left by a kill -9
+# is never picked up by ckpt_path="last" (the newest last*.ckpt) or taken for a checkpoint.
+TEMP_PREFIX = ".ckpt-partial-"
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -31,14 +34,15 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if not _is_local_file_protocol(path):
             super().save_checkpoint(checkpoint, path)
             return
-        with atomic_path(path) as tmp:
-            torch.save(checkpoint, tmp)
-            _fsync(tmp)  # the data must be on disk before the rename makes it the checkpoint
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=target.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())  # the bytes must be on disk before the rename makes them the checkpoint
+            os.replace(tmp, target)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)

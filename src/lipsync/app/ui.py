@@ -1,0 +1,166 @@
+"""The Gradio page: widgets in, one queued job, result videos and a download link out.
+
+Queueing: the dubbing event runs with concurrency 1 (one model, one CPU/GPU), so a second user waits in
+Gradio's queue and sees their position; each job works only in its own folder (:mod:`.workdirs`) and gets
+its own outputs back through its own event, so two users' files never meet.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# Set before Gradio is imported: no usage reporting (the machine is offline; each attempt would wait).
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import gradio as gr  # noqa: E402
+
+from lipsync import assets  # noqa: E402
+from lipsync.app.catalog import Example, find_checkpoints, find_examples  # noqa: E402
+from lipsync.app.jobs import DubRequest, PipelineCache, PipelineFactory, error_message, run_dub  # noqa: E402
+from lipsync.app.workdirs import WorkDirs  # noqa: E402
+from lipsync.infer.silence import POLICIES  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+TITLE = "lipsync: audio-driven lip sync"
+INTRO = (f"# {TITLE}\nUpload a video with one visible face and the speech it should say (or pick an example), "
+         "choose a checkpoint, and press **Lip-sync**. The result keeps the video's frame rate and resolution "
+         "and carries your audio unchanged; it lasts as long as the audio.")
+SILENCE_HELP = {"none": "move the lips everywhere", "keep": "keep the original mouth in pauses",
+                "close": "close the mouth in pauses"}
+
+
+@dataclass
+class AppSettings:
+    """Where the app looks for models and examples, and how it treats requests.
+
+    Attributes:
+        ckpt_dir: scanned recursively for ``save_pretrained`` pipeline folders.
+        demo_dir: where ``make demo`` leaves example clips (video + same-stem audio).
+        assets_dir: the packaged real media (carphone clip, pyannote speech).
+        queue_size: jobs that may wait in the queue; more are refused with a message.
+        max_age_s: lifetime of anything a request leaves on disk if not cleaned earlier.
+        work_root: parent of the per-request folders (a fresh temporary folder when None).
+    """
+
+    ckpt_dir: Path = Path("outputs")
+    demo_dir: Path = Path("outputs/demo")
+    assets_dir: Path = assets.DEFAULT_DIR
+    queue_size: int = 8
+    max_age_s: float = 3600.0
+    work_root: Path | None = None
+    defaults: dict = field(default_factory=lambda: {"steps": 15, "guidance": 3.0, "seed": 0, "silence": "keep"})
+
+
+def _checkpoint_choices(settings: AppSettings) -> dict[str, Path]:
+    return find_checkpoints(settings.ckpt_dir)
+
+
+def _refresh_checkpoints(settings: AppSettings) -> gr.Dropdown:
+    choices = list(_checkpoint_choices(settings))
+    return gr.Dropdown(choices=choices, value=choices[0] if choices else None)
+
+
+def _inputs_column(settings: AppSettings, examples: list[Example]) -> dict[str, gr.components.Component]:
+    """Video, audio, examples, checkpoint and sampling settings; returns the widgets by name."""
+    w: dict[str, gr.components.Component] = {}
+    w["video"] = gr.Video(label="Face video", sources=["upload"], elem_id="in-video")
+    w["audio"] = gr.Audio(label="Driving speech", sources=["upload"], type="filepath", elem_id="in-audio")
+    if examples:
+        gr.Examples([[str(e.video), str(e.audio)] for e in examples], inputs=[w["video"], w["audio"]],
+                    example_labels=[e.name for e in examples], label="Examples (click to load)")
+    with gr.Row():
+        found = list(_checkpoint_choices(settings))  # also rescanned on every page load
+        w["ckpt"] = gr.Dropdown(label="Checkpoint", choices=found, value=found[0] if found else None, elem_id="ckpt",
+                                scale=4, info=f"pipeline folders found under {settings.ckpt_dir}")
+        w["refresh"] = gr.Button("Rescan", scale=1, size="sm")
+    d = settings.defaults
+    with gr.Accordion("Sampling", open=True):
+        w["steps"] = gr.Slider(1, 50, value=d["steps"], step=1, label="Steps (EDM)", elem_id="steps")
+        w["guidance"] = gr.Slider(1.0, 8.0, value=d["guidance"], step=0.1, label="Guidance scale")
+        w["seed"] = gr.Number(value=d["seed"], precision=0, label="Seed")
+        w["silence"] = gr.Radio([(f"{p}: {SILENCE_HELP[p]}", p) for p in POLICIES], value=d["silence"],
+                                label="Silence in the audio")
+    w["run"] = gr.Button("Lip-sync", variant="primary", elem_id="run")
+    return w
+
+
+def _outputs_column() -> dict[str, gr.components.Component]:
+    w: dict[str, gr.components.Component] = {}
+    w["result"] = gr.Video(label="Result", interactive=False, elem_id="result-video")
+    w["compare"] = gr.Video(label="Side by side: source | result", interactive=False, elem_id="side-by-side")
+    w["download"] = gr.File(label="Download the result", interactive=False, elem_id="download")
+    w["status"] = gr.Markdown("", elem_id="status")
+    return w
+
+
+def build_app(settings: AppSettings, factory: PipelineFactory) -> gr.Blocks:
+    """The page, with its queue configured; call ``.launch()`` on it (see :func:`launch`).
+
+    Args:
+        settings: where to find checkpoints and examples, queue size, file lifetimes.
+        factory: loads a pipeline from a checkpoint folder (``LipSyncPipeline.from_pretrained``).
+    """
+    workdirs = WorkDirs(settings.work_root, settings.max_age_s)
+    pipelines = PipelineCache(factory)
+
+    # track_tqdm: the pipeline's own bars (faces, segments) drive the page's progress bar.
+    def dub(video: str | None, audio: str | None, ckpt: str | None, steps: float, guidance: float,
+            seed: float, silence: str, progress: gr.Progress = gr.Progress(track_tqdm=True)) -> tuple:
+        folder = workdirs.new()
+        choices = _checkpoint_choices(settings)
+        request = DubRequest(Path(video) if video else None, Path(audio) if audio else None,
+                             choices.get(ckpt) if ckpt else None, int(steps), float(guidance), int(seed or 0),
+                             silence)
+        try:
+            if ckpt and ckpt not in choices:
+                raise ValueError(f"checkpoint {ckpt!r} is no longer under {settings.ckpt_dir}; press Rescan")
+            out = run_dub(request, pipelines, folder, lambda f, d: progress(f, desc=d))
+        except Exception as err:  # every failure becomes a message on the page; the app keeps serving
+            workdirs.remove(folder)
+            message = error_message(err, folder)
+            log.warning("job failed: %s", message)
+            raise gr.Error(message, duration=None, title="Lip sync failed", print_exception=False) from None
+        if out.note:
+            gr.Warning(out.note, duration=None)
+        return str(out.result), str(out.side_by_side), str(out.result), out.summary(), str(folder)
+
+    with gr.Blocks(title=TITLE, delete_cache=(max(60, int(settings.max_age_s / 4)), int(settings.max_age_s))) as app:
+        gr.Markdown(INTRO)
+        # Closing the tab deletes the session's state, and with it a job folder not yet cleaned up.
+        job_folder = gr.State(None, delete_callback=workdirs.remove)
+        with gr.Row():
+            with gr.Column():
+                w = _inputs_column(settings, find_examples(settings.demo_dir, settings.assets_dir))
+            with gr.Column():
+                o = _outputs_column()
+        inputs = [w[k] for k in ("video", "audio", "ckpt", "steps", "guidance", "seed", "silence")]
+        outputs = [o["result"], o["compare"], o["download"], o["status"], job_folder]
+        w["run"].click(dub, inputs, outputs, concurrency_limit=1, concurrency_id="dub", show_progress="full") \
+            .success(lambda f: workdirs.remove(f), job_folder, job_folder, queue=False)  # results are in Gradio's cache now
+        w["refresh"].click(lambda: _refresh_checkpoints(settings), None, w["ckpt"], queue=False)
+        app.load(lambda: _refresh_checkpoints(settings), None, w["ckpt"], queue=False)
+    app.queue(default_concurrency_limit=1, max_size=settings.queue_size)
+    app.lipsync_workdirs = workdirs  # type: ignore[attr-defined]  # for launch() and tests
+    return app
+
+
+def launch(app: gr.Blocks, host: str = "127.0.0.1", port: int | None = None, block: bool = True) -> gr.Blocks:
+    """Serve ``app`` (the browser reads only Gradio's cache: uploads, examples and returned results).
+
+    Args:
+        host: interface to bind; 127.0.0.1 (this machine only) unless the caller asks otherwise.
+        port: TCP port (None: Gradio picks a free one from 7860 up).
+        block: wait until the server stops (the CLI) or return at once (tests, notebooks).
+    """
+    theme = gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
+    try:
+        app.launch(server_name=host, server_port=port, show_error=True, ssr_mode=False,
+                   theme=theme, prevent_thread_lock=not block, quiet=not block)
+    finally:
+        if block:
+            app.lipsync_workdirs.close()  # type: ignore[attr-defined]
+    return app

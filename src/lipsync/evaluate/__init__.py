@@ -1,0 +1,22 @@
+"""Evaluation (SPEC section 7): FID, FVD, SSIM, PSNR, LPIPS, Sync-C/Sync-D on self-reconstructions.
+
+    python -m lipsync.evaluate generated=DIR reference=DIR      # metrics.json + table1.md
+    python -m lipsync.evaluate.report sweep=DIR                 # table3.md over a sweep's runs
+    python -m lipsync.evaluate.make_lists DATA_DIR              # the seeded 30-video test lists
+
+Protocol (also written into every metrics.json under "protocol"):
+
+| metric     | region (boxes tracked on the reference)        | resolution              | network / weights                       |
+|------------|------------------------------------------------|-------------------------|-----------------------------------------|
+| FID        | face crop, 1.5x the box, every frame           | 256 -> 299 (bilinear)   | TF-FID InceptionV3 pool_3, 2048-d       |
+| FVD        | same crop, 16-frame clips every 8 frames       | 256 -> 224 (in the I3D) | Kinetics-400 I3D TorchScript, 400-d     |
+| SSIM, PSNR | same crop, per frame, mean over frames, videos | 256                     | torchmetrics; PSNR capped at 100 dB     |
+| LPIPS      | same crop                                       | 256                     | AlexNet + LPIPS v0.1 linear layers      |
+| Sync-C/D   | syncnet_python's crop (box x1.4, mouth low)    | 224, 25 fps             | SyncNet v2, offsets -15..+15 frames     |
+"""
+
+from lipsync.evaluate.report import table1, table3
+from lipsync.evaluate.score import Scorers, build_scorers, match_pairs, score_dataset
+from lipsync.evaluate.weights import MissingWeights
+
+__all__ = ["MissingWeights", "Scorers", "build_scorers", "match_pairs", "score_dataset", "table1", "table3"]

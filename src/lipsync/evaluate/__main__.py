@@ -1,0 +1,99 @@
+"""``python -m lipsync.evaluate generated=DIR reference=DIR`` (Hydra; config ``conf/evaluate.yaml``)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import hydra
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from lipsync.assets import DEFAULT_DIR, ROOT
+from lipsync.evaluate.report import table1, write_json, write_text
+from lipsync.evaluate.score import VIDEO_SUFFIXES, build_scorers, match_pairs, score_dataset
+from lipsync.media import MediaError
+
+log = logging.getLogger(__name__)
+
+# ${asset:NAME}: a file unpacked by `python -m lipsync.assets`; ${torch_hub:NAME}: torchvision's weight cache
+OmegaConf.register_new_resolver("asset", lambda name: str(DEFAULT_DIR / name), replace=True)
+OmegaConf.register_new_resolver("torch_hub", lambda name: str(Path(torch.hub.get_dir()) / "checkpoints" / name),
+                                replace=True)
+
+
+def dataset_key(name: str) -> str:
+    """Map a folder name to the paper's dataset key when it is one of them (HDTF_test -> hdtf)."""
+    low = name.lower()
+    return "hdtf" if "hdtf" in low else "avaspeech" if "ava" in low else name
+
+
+def find_datasets(generated: Path, reference: Path, name: str | None) -> dict[str, list[tuple[Path, Path]]]:
+    """Dataset name -> video pairs: same-named subfolders holding videos, else the folders themselves."""
+    def has_videos(d: Path) -> bool:
+        return d.is_dir() and any(p.suffix.lower() in VIDEO_SUFFIXES for p in d.iterdir())
+
+    subs = sorted(d.name for d in reference.iterdir() if has_videos(d)) if reference.is_dir() else []
+    shared = [s for s in subs if has_videos(generated / s)]
+    if shared and not has_videos(reference):
+        return {dataset_key(s): match_pairs(generated / s, reference / s) for s in shared}
+    return {dataset_key(name or reference.resolve().name): match_pairs(generated, reference)}
+
+
+def protocol(cfg: DictConfig) -> dict[str, str]:
+    """Region and resolution of every metric, as run (goes into metrics.json and the report)."""
+    r = cfg.region
+    crop = (f"face crop {r.scale}x the box tracked on the reference" if r.mode == "face" else "whole frame")
+    return {
+        "fid": f"{crop}, {r.size}px -> 299 (bilinear), every {cfg.fid.frame_stride} frame(s); weights {cfg.fid.weights}",
+        "fvd": f"{crop}, {r.size}px -> 224 in the I3D; {cfg.fvd.clip_len}-frame clips every {cfg.fvd.stride} frames",
+        "ssim": f"{crop}, {r.size}px; Gaussian window 11, sigma 1.5; mean over frames, then videos",
+        "psnr": f"{crop}, {r.size}px; data range 1, capped at 100 dB; mean over frames, then videos",
+        "lpips": f"{crop}, {r.size}px; AlexNet + LPIPS v0.1 linear layers",
+        "sync": (f"syncnet_python crop (crop_scale {r.sync_crop_scale}) at {r.sync_size}px, 25 fps, 13 MFCC at "
+                 f"100 Hz, offsets +-{cfg.syncnet.vshift} frames; Sync-C = median - min distance, Sync-D = min"),
+    }
+
+
+def run(cfg: DictConfig, out_dir: Path) -> Path:
+    """Score every dataset; write metrics.json and table1.md into ``out_dir``; return metrics.json's path."""
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
+    datasets = find_datasets(Path(cfg.generated), Path(cfg.reference), cfg.dataset)
+    settings = OmegaConf.to_container(cfg, resolve=True)
+    scorers = build_scorers(settings, device)
+    region = instantiate(cfg.region)
+    results = {name: score_dataset(pairs, scorers, region, settings, device, name) for name, pairs in datasets.items()}
+    payload = {"generated": str(cfg.generated), "reference": str(cfg.reference), "experiment": cfg.experiment,
+               "device": device, "protocol": protocol(cfg), "datasets": results}
+    write_text(out_dir / "table1.md", table1(results))
+    return write_json(out_dir / "metrics.json", payload)
+
+
+def _summary(results: dict) -> str:
+    lines = []
+    for name, result in results["datasets"].items():
+        lines.append(f"{name}: {result['num_videos']} videos")
+        lines += [f"  not computed: {key}: {why}" for key, why in result["not_computed"].items()]
+        lines += [f"  failed: {video}: {why}" for video, why in result["failed"].items()]
+    return "\n".join(lines)
+
+
+@hydra.main(config_path=str(ROOT / "conf"), config_name="evaluate", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    out_dir = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        path = run(cfg, out_dir)
+    except (ValueError, MediaError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(1) from None
+    print((out_dir / "table1.md").read_text())
+    print(_summary(json.loads(path.read_text())))
+    print(f"metrics: {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""Per-frame reconstruction metrics: PSNR, SSIM (torchmetrics) and LPIPS (torchmetrics' LPIPS network).
+
+All take pairs of frames ``(N, 3, H, W)`` float in [0, 1] (generated, reference) and return one value per
+frame; the evaluation averages frames within a video, then videos (each video counts once).
+
+LPIPS weights, both local: the AlexNet backbone from torchvision's own file
+(``alexnet-owt-7be5be79.pth``, what ``torchvision.models.alexnet(weights="DEFAULT")`` caches under
+``$TORCH_HOME/hub/checkpoints``) and LPIPS v0.1's linear layers, which torchmetrics ships in its wheel.
+torchmetrics' public LPIPS class would download the backbone; we build the same network with a random
+backbone and copy the local weights in.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import torch
+import torchmetrics.functional.image.lpips
+import torchvision
+from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+from torchmetrics.functional.image.lpips import _NoTrainLpips
+
+from lipsync.evaluate.weights import require_file
+
+# LPIPS v0.1 AlexNet linear layers as torchmetrics ships them (the same file as richzhang/PerceptualSimilarity's)
+SHIPPED_LINEAR = Path(torchmetrics.functional.image.lpips.__file__).parent / "lpips_models" / "alex.pth"
+PSNR_CAP_DB = 100.0  # identical frames have infinite PSNR; capped so averages and JSON stay finite
+
+
+def psnr(generated: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """PSNR in dB per frame, ``10 log10(1 / MSE)`` for [0, 1] images, capped at 100 dB: (N, 3, H, W) -> (N,)."""
+    values = peak_signal_noise_ratio(generated, reference, data_range=1.0, reduction="none", dim=(1, 2, 3))
+    return values.clamp(max=PSNR_CAP_DB)
+
+
+def ssim(generated: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """SSIM per frame (Gaussian window 11, sigma 1.5, as Wang et al. 2004): (N, 3, H, W) -> (N,)."""
+    return structural_similarity_index_measure(generated, reference, data_range=1.0, reduction="none")
+
+
+def build_lpips(backbone: str | os.PathLike | None, linear: str | os.PathLike | None = None,
+                backbone_key: str = "lpips.backbone", linear_key: str = "lpips.linear") -> torch.nn.Module:
+    """LPIPS (AlexNet, v0.1) from local files, in eval mode with frozen weights.
+
+    Args:
+        backbone: torchvision AlexNet state dict (``features.*`` keys are used; ``classifier.*`` ignored).
+        linear: LPIPS linear-layer state dict (``lin0.model.1.weight`` ...); None = torchmetrics' shipped v0.1.
+        backbone_key, linear_key: config keys named in the error when a file is missing.
+
+    Raises:
+        MissingWeights: a file is absent.
+        ValueError: the backbone file has no AlexNet ``features`` weights.
+    """
+    backbone = require_file(backbone, backbone_key, "AlexNet (LPIPS backbone)")
+    linear = require_file(linear or SHIPPED_LINEAR, linear_key, "LPIPS linear layers")
+    net = _NoTrainLpips(net="alex", pretrained=False, pnet_rand=True)  # nothing loaded, nothing downloaded
+    _load_linear(net, linear)
+    features = _alexnet_features(backbone)
+    for slice_ in (net.net.slice1, net.net.slice2, net.net.slice3, net.net.slice4, net.net.slice5):
+        for index, layer in slice_.named_children():  # the slices keep torchvision's layer indices
+            layer.load_state_dict(features[int(index)].state_dict())
+    return net.eval()
+
+
+def _load_linear(net: torch.nn.Module, path: os.PathLike) -> None:
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    expected = {k for k in net.state_dict() if re.match(r"lin\d", k)}  # "lins.N" are aliases of "linN"
+    if set(state) != expected:
+        raise ValueError(f"{path} is not an LPIPS AlexNet linear-layer file: expected keys {sorted(expected)[:2]}..., "
+                         f"got {sorted(state)[:2]}...")
+    net.load_state_dict(state, strict=False)
+
+
+def _alexnet_features(path: os.PathLike) -> torch.nn.Sequential:
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    wanted = {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")}
+    if not wanted:
+        raise ValueError(f"{path} holds no AlexNet 'features.*' weights (expected torchvision's alexnet state dict)")
+    features = torchvision.models.alexnet(weights=None).features
+    features.load_state_dict(wanted)
+    return features
+
+
+@torch.no_grad()
+def lpips(net: torch.nn.Module, generated: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """LPIPS distance per frame: (N, 3, H, W) in [0, 1] -> (N,)."""
+    return net(generated, reference, normalize=True).flatten()

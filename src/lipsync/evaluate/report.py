@@ -1,0 +1,160 @@
+"""metrics.json and the paper's tables: Table 1 (per dataset, ours beside the paper's rows) and Table 3
+(one row per experiment of a sweep, beside the paper's ablations).
+
+    python -m lipsync.evaluate.report sweep=DIR    # Table 3 from every DIR/**/metrics.json
+
+The paper's numbers are SPEC.md section 7, verbatim.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from pathlib import Path
+
+from lipsync.media import atomic_path
+
+COLUMNS = ("fid", "fvd", "ssim", "psnr", "lpips", "sync_c")
+HEADERS = ("FID", "FVD", "SSIM", "PSNR", "LPIPS", "Sync-C")
+DATASETS = {"hdtf": "HDTF", "avaspeech": "AVASpeech"}
+
+# Table 1 of the paper: method -> dataset -> (FID, FVD, SSIM, PSNR, LPIPS, Sync-C); None = "–"
+PAPER_TABLE1: dict[str, dict[str, tuple[float | None, ...]]] = {
+    "LatentSync": {"hdtf": (8.40, 200.83, 0.8870, 27.67, 0.0391, 9.29),
+                   "avaspeech": (13.91, 234.95, 0.8836, 27.09, 0.0451, 8.31)},
+    "MuseTalk": {"hdtf": (8.42, 209.79, 0.8871, 27.99, 0.0297, 6.39),
+                 "avaspeech": (15.76, 331.71, 0.8800, 26.32, 0.0414, 6.46)},
+    "SayAnything": {"hdtf": (5.68, 197.71, 0.9347, 29.04, 0.0239, 7.23),
+                    "avaspeech": (11.31, 222.61, 0.8881, 27.12, 0.0332, 7.06)},
+    "ground truth": {"hdtf": (None, None, None, None, None, 8.58),
+                     "avaspeech": (None, None, None, None, None, 7.84)},
+}
+
+# Table 3 of the paper (HDTF), each ablation one factor away from the full model
+PAPER_TABLE3: dict[str, tuple[float, ...]] = {
+    "Video Fusion": (20.14, 247.73, 0.8589, 23.52, 0.0504, 6.09),
+    "VAE Feature": (20.13, 244.42, 0.8569, 23.20, 0.0516, 5.88),
+    "w/o Mask": (16.19, 299.44, 0.8676, 24.50, 0.0483, 6.54),
+    "w/o Cfg": (14.58, 255.29, 0.8628, 23.72, 0.0510, 5.14),
+}
+
+DECIMALS = {"fid": 2, "fvd": 2, "ssim": 4, "psnr": 2, "lpips": 4, "sync_c": 2}
+
+
+def _fmt(key: str, value: float | None) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{value:.{DECIMALS[key]}f}"
+
+
+def _ours(metrics: dict, suffix: str = "") -> tuple[float | None, ...]:
+    if suffix:  # ground-truth row: only Sync-C is defined for the reference videos themselves
+        return (None,) * 5 + (metrics.get("sync_c" + suffix),)
+    return tuple(metrics.get(k) for k in COLUMNS)
+
+
+def table1(datasets: dict[str, dict]) -> str:
+    """Markdown in the layout of the paper's Table 1: paper rows, then ours, one column group per dataset.
+
+    Args:
+        datasets: dataset name -> the ``score_dataset`` result (``{"metrics": {...}, ...}``). Names
+            ``hdtf`` and ``avaspeech`` line up with the paper's columns; any other name gets its own group.
+    """
+    names = list(DATASETS) + [d for d in datasets if d not in DATASETS]
+    names = [d for d in names if d in datasets or d in DATASETS]
+    head = "| method | " + " | ".join(f"{DATASETS.get(d, d)} {h}" for d in names for h in HEADERS) + " |"
+    rule = "|---|" + "---|" * (len(names) * len(COLUMNS))
+    rows = [head, rule]
+    for method, per_dataset in PAPER_TABLE1.items():
+        cells = [_fmt(k, v) for d in names for k, v in zip(COLUMNS, per_dataset.get(d, (None,) * 6))]
+        rows.append(f"| {method} (paper) | " + " | ".join(cells) + " |")
+    for label, suffix in (("ours", ""), ("ours: ground truth", "_reference")):
+        cells = [_fmt(k, v) for d in names
+                 for k, v in zip(COLUMNS, _ours(datasets[d]["metrics"], suffix) if d in datasets else (None,) * 6)]
+        rows.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(rows) + "\n"
+
+
+def table3(experiments: dict[str, dict], dataset: str = "hdtf") -> str:
+    """Markdown in the layout of the paper's Table 3: the paper's ablations, then one row per experiment.
+
+    Args:
+        experiments: experiment name -> metrics.json content (its ``datasets[dataset]["metrics"]`` is used,
+            or its only dataset when ``dataset`` is absent).
+    """
+    rows = [f"| ablation ({DATASETS.get(dataset, dataset)}) | " + " | ".join(HEADERS) + " |",
+            "|---|" + "---|" * len(COLUMNS)]
+    for name, values in PAPER_TABLE3.items():
+        rows.append(f"| {name} (paper) | " + " | ".join(_fmt(k, v) for k, v in zip(COLUMNS, values)) + " |")
+    for name, result in sorted(experiments.items()):
+        per_dataset = result["datasets"]
+        chosen = per_dataset.get(dataset) or next(iter(per_dataset.values()))
+        rows.append(f"| {name} | " + " | ".join(_fmt(k, v) for k, v in zip(COLUMNS, _ours(chosen["metrics"]))) + " |")
+    return "\n".join(rows) + "\n"
+
+
+def _finite(obj: object) -> object:
+    """JSON has no inf/nan: replace them by None (read as "not defined")."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def write_json(path: str | os.PathLike, payload: dict) -> Path:
+    """Write ``payload`` as indented JSON, atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(_finite(payload), indent=2) + "\n")
+    return Path(path)
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write text atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)
+
+
+def experiment_name(metrics_json: Path, sweep: Path) -> str:
+    """An experiment's name: the ``experiment`` field if the run recorded one, else its folder path."""
+    content = json.loads(metrics_json.read_text())
+    return content.get("experiment") or str(metrics_json.parent.relative_to(sweep)) or sweep.name
+
+
+def sweep_table(sweep: str | os.PathLike, dataset: str = "hdtf") -> Path:
+    """Collect ``sweep/**/metrics.json`` into ``sweep/table3.md`` (Table 3 layout); returns its path.
+
+    Raises:
+        ValueError: the folder holds no metrics.json.
+    """
+    sweep = Path(sweep)
+    found = sorted(sweep.rglob("metrics.json"))
+    if not found:
+        raise ValueError(f"no metrics.json under {sweep}: run `python -m lipsync.evaluate` in each experiment first")
+    experiments = {experiment_name(p, sweep): json.loads(p.read_text()) for p in found}
+    return write_text(sweep / "table3.md", table3(experiments, dataset))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m lipsync.evaluate.report sweep=DIR [dataset=hdtf]``."""
+    args = dict(a.split("=", 1) for a in (sys.argv[1:] if argv is None else argv) if "=" in a)
+    if "sweep" not in args:
+        print("usage: python -m lipsync.evaluate.report sweep=DIR [dataset=hdtf]", file=sys.stderr)
+        return 2
+    try:
+        path = sweep_table(args["sweep"], args.get("dataset", "hdtf"))
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(path.read_text())
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,101 @@
+"""Turn a training checkpoint into a pipeline folder (``save_pretrained`` format).
+
+    python -m lipsync.infer.convert lightning_logs/RUN/checkpoints/last.ckpt OUT_DIR [--train-config CFG]
+
+The component configs come from the run's Hydra config (``<run>/.hydra/config.yaml``, found beside the
+checkpoint): ``model.net`` (without its SVD-loading wrapper: the trained weights replace SVD's),
+``model.precond``, ``model.vae``, ``mask``, and, when the data config names them, ``data.crop`` and
+``data.audio_encoder`` (else the prepare defaults and the packaged Whisper tiny). The weights come from
+the checkpoint's ``state_dict`` (the EMA weights when the EMA callback ran), read with
+``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any, Mapping
+
+from lipsync.assets import ROOT
+from lipsync.infer.checkpoint import CheckpointError, find_training_config
+
+DEFAULT_AUDIO_ENCODER = {"_target_": "lipsync.models.audio.WhisperAudioEncoder.from_checkpoint",
+                         "path": str(ROOT / "assets" / "whisper-tiny.en.pt")}
+DEFAULT_CROP = {"_target_": "lipsync.prepare.crop.CropSpec", "resolution": 320, "scale": 1.5, "shift_y": 0.0,
+                "alpha": 0.2}
+NET_WRAPPER = "lipsync.models.pretrained.load_pretrained_net"
+
+
+def _load_yaml(path: Path) -> dict[str, Any]:
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        container = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    except (OmegaConfBaseException, OSError, ValueError) as err:
+        raise CheckpointError(f"{path}: cannot read the training config ({type(err).__name__})") from None
+    if not isinstance(container, dict):
+        raise CheckpointError(f"{path}: the training config is not a mapping")
+    return container
+
+
+def _node(cfg: Mapping[str, Any], dotted: str, path: Path) -> Any:
+    node: Any = cfg
+    for key in dotted.split("."):
+        if not isinstance(node, Mapping) or key not in node:
+            raise CheckpointError(f"{path}: the training config has no '{dotted}'")
+        node = node[key]
+    return node
+
+
+def pipeline_config_from_training(ckpt: str | os.PathLike,
+                                  train_config: str | os.PathLike | None = None) -> dict[str, Any]:
+    """The pipeline config (components + preprocess) of the run that wrote ``ckpt``."""
+    ckpt = Path(ckpt)
+    cfg_path = Path(train_config) if train_config else find_training_config(ckpt)
+    if cfg_path is None or not cfg_path.is_file():
+        raise CheckpointError(f"{ckpt}: no training config found (looked for .hydra/config.yaml beside it); "
+                              "pass train_config=PATH")
+    cfg = _load_yaml(cfg_path)
+    net = _node(cfg, "model.net", cfg_path)
+    if net.get("_target_") == NET_WRAPPER:
+        net = net["net"]  # the wrapper loads SVD's weights first; the trained ones replace them anyway
+    data = cfg.get("data") or {}
+    crop = dict(data.get("crop") or DEFAULT_CROP)
+    components = {
+        "net": net,
+        "precond": _node(cfg, "model.precond", cfg_path),
+        "vae": _node(cfg, "model.vae", cfg_path),
+        "mask": _node(cfg, "mask", cfg_path),
+        "crop": crop,
+        "audio_encoder": data.get("audio_encoder") or DEFAULT_AUDIO_ENCODER,
+    }
+    preprocess = {"audio_context": int(data.get("audio_context", 2)), "model_fps": int(net.get("fps", 25))}
+    return {"components": components, "preprocess": preprocess}
+
+
+def convert(ckpt: str | os.PathLike, out: str | os.PathLike, train_config: str | os.PathLike | None = None) -> Path:
+    """Load a training checkpoint as a pipeline and write it with ``save_pretrained``."""
+    from lipsync.infer.pipeline import LipSyncPipeline
+
+    pipe = LipSyncPipeline.from_pretrained(ckpt, train_config=train_config, generated_faces=None)
+    return pipe.save_pretrained(out)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("ckpt", type=Path)
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--train-config", type=Path, default=None)
+    args = parser.parse_args(argv)
+    try:
+        print(convert(args.ckpt, args.out, args.train_config))
+    except (CheckpointError, FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+if __name__ == "__main__":
+    main()

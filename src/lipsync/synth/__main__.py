@@ -1,0 +1,23 @@
+"""``python -m lipsync.synth output=DIR [num_videos=N seconds=S size=PX seed=K workers=2]`` (Hydra)."""
+
+from __future__ import annotations
+
+import json
+
+import hydra
+from omegaconf import DictConfig
+
+from lipsync.assets import ROOT
+from lipsync.synth.corpus import render_corpus
+
+
+@hydra.main(config_path=str(ROOT / "conf"), config_name="synth", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    summary = render_corpus(cfg.output, num_videos=cfg.num_videos, seconds=cfg.seconds, size=cfg.size,
+                            seed=cfg.seed, workers=cfg.workers, videos_per_identity=cfg.videos_per_identity,
+                            crf=cfg.crf, progress=cfg.progress)
+    print(json.dumps(summary, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,249 @@
+"""``python -m lipsync.prepare`` on real media and a corpus of broken files: timing, filters, manifest,
+shards, idempotence, and resuming after a kill."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from litdata import StreamingDataset
+
+from _data_corpus import astronaut_frames, make_carphone, prepare_config, prepared_corpus, speech
+from lipsync import media
+from lipsync.assets import ROOT, asset_path, ensure_assets
+from lipsync.data import shards
+from lipsync.data.faces import FaceTrack, MediaPipeFaces, landmarks_file
+from lipsync.prepare.crop import CropSpec
+from lipsync.prepare.curate import segment_bounds
+from lipsync.prepare.decode import read_audio_aligned, resampled_frames
+from lipsync.prepare.filters import ClipData, MinDuration, MinFaceSize, QualityFilter, SyncFilter, split_track
+from lipsync.prepare.run import list_inputs, read_manifest
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> dict:
+    return prepared_corpus(tmp_path_factory.getbasetemp() / "data_corpus")
+
+
+# --- decoding on the model's clock -----------------------------------------------------------------
+
+
+def test_resampling_maps_by_timestamp() -> None:
+    ensure_assets()
+    rows = [(i, t) for i, t, _ in resampled_frames(asset_path("carphone_pristine.mp4"), 25)]
+    assert len(rows) == 100  # 120 frames at 29.97 fps = 4.004 s -> 100 frames at 25 fps
+    fps_src = 30000 / 1001
+    for k, (i, t) in enumerate(rows):
+        assert abs(t - k / 25) <= 0.5 / fps_src + 1e-6  # the nearest source frame in time
+        assert i == round(k / 25 * fps_src)
+
+
+def test_audio_is_aligned_by_time_without_drift(tmp_path: Path) -> None:
+    wave = speech(3.0)
+    video = media.write_video(tmp_path / "a.mp4", astronaut_frames(75, 64), fps=25, audio=wave, audio_rate=16000)
+    aligned = read_audio_aligned(video, 0.0, 48000)
+    # AAC is lossy; the lag of the best match must be ~0 at the start and at the end (no drift)
+    for a, b in ((0, 16000), (32000, 48000)):
+        x, y = wave[a:b], aligned[a:b]
+        lags = range(-40, 41)
+        best = max(lags, key=lambda lag: float(np.dot(x[40:-40], np.roll(y, -lag)[40:-40])))
+        assert abs(best) <= 1
+    shifted = read_audio_aligned(asset_path("sample.wav"), 0.5, 16000)
+    np.testing.assert_allclose(shifted, media.read_audio(asset_path("sample.wav"))[0][8000:24000], atol=1e-4)
+
+
+# --- filters -----------------------------------------------------------------------------------------
+
+
+def _track(boxes: np.ndarray) -> FaceTrack:
+    n = len(boxes)
+    lm = np.repeat(boxes[:, None, :2], 478, axis=1) + np.linspace(0, 10, 478)[None, :, None]
+    lm[np.isnan(boxes).any(1)] = np.nan
+    return FaceTrack(boxes, lm, MediaPipeFaces.layout)
+
+
+def test_split_track_fills_short_gaps_and_cuts_at_long_gaps_and_jumps() -> None:
+    boxes = np.tile(np.array([[10, 10, 60, 60]], np.float32), (120, 1))
+    boxes[20:28] = np.nan                     # 8 face-less frames: filled
+    boxes[40:49] = np.nan                     # 9: cut
+    boxes[80:] += 40                          # the face jumps (40, 40) px = 1.13 face sizes: cut
+    filled, clips = split_track(_track(boxes), max_gap=8, max_shift=0.3, max_scale=0.25)
+    assert [(c.start, c.stop) for c in clips] == [(0, 40), (49, 80), (80, 120)]
+    assert "no face for 9 frames" in clips[1].cut and "jumped 1.13 face sizes" in clips[2].cut
+    assert not np.isnan(filled.boxes[20:28]).any() and np.isnan(filled.boxes[40:49]).all()
+    boxes[100:] = [[25, 25, 125, 125]]        # same centre, size doubles: cut on scale
+    _, clips = split_track(_track(boxes))
+    assert "size changed by 2.00x" in clips[-1].cut
+
+
+def test_size_and_duration_predicates_give_reasons() -> None:
+    small = np.tile(np.array([[0, 0, 30, 30]], np.float32), (5, 1))
+    assert "never larger than 64 px (largest 30 px)" in MinFaceSize(64)(_track(small))
+    assert MinFaceSize(20)(_track(small)) is None
+    assert MinFaceSize(20)(_track(small * np.nan)) == "no face found in any frame"
+    assert MinDuration(2.0).check(49) == "clip shorter than 2 s (49 frames < 50)"
+    assert MinDuration(2.0).check(50) is None
+
+
+def test_model_filters_skip_without_weights_and_run_with_them(tmp_path: Path) -> None:
+    assert "set filters.quality.weights=PATH" in QualityFilter(None).skip_reason()
+    assert "set filters.sync.weights=PATH" in SyncFilter(str(tmp_path / "syncnet_v2.model")).skip_reason()
+
+    class Brightness(torch.nn.Module):  # a stand-in scorer in the HyperIQA TorchScript contract
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return (x.mean(dim=(1, 2, 3)) + 2.5) * 20
+
+    path = tmp_path / "iqa.pt"
+    torch.jit.script(Brightness()).save(str(path))
+    clip = lambda v: ClipData(np.full((8, 32, 32, 3), v, np.uint8), np.zeros((8, 4)), np.zeros(5120))  # noqa: E731
+    quality = QualityFilter(str(path), min_score=40.0)
+    assert quality.skip_reason() is None
+    assert quality(clip(250)) is None
+    assert "image quality" in quality(clip(5))
+
+
+def test_segments_cover_a_clip_without_overlap() -> None:
+    assert segment_bounds(120, 50) == [(0, 60), (60, 120)]
+    assert segment_bounds(50, 100) == [(0, 50)]
+    bounds = segment_bounds(437, 100)
+    assert bounds[0][0] == 0 and bounds[-1][1] == 437 and all(100 <= b - a < 200 for a, b in bounds)
+
+
+# --- the whole stage ---------------------------------------------------------------------------------
+
+
+def test_every_input_and_clip_has_a_manifest_row_with_its_reason(corpus) -> None:
+    rows = read_manifest(corpus["output"] / "manifest.jsonl")
+    inputs = {Path(r["path"]).name: r for r in rows if r["kind"] == "input"}
+    assert set(inputs) == {"astronaut.mp4", "carphone.mp4", *corpus["expected"]}
+    for name, words in corpus["expected"].items():
+        assert inputs[name]["status"] == "rejected", inputs[name]
+        assert words in inputs[name]["reason"]
+    for name in ("astronaut.mp4", "carphone.mp4"):
+        assert inputs[name]["status"] == "ok" and inputs[name]["segments"] >= 1
+        assert any("skipped" in s for s in inputs[name]["skipped_filters"])
+        clips = [r for r in rows if r["kind"] == "clip" and r["video_id"] == inputs[name]["video_id"]]
+        assert clips and all(c["status"] in ("kept", "dropped") for c in clips)
+    assert inputs["carphone.mp4"]["frames"] == 100  # 29.97 fps -> 25 fps by timestamps
+
+
+def test_shards_hold_crops_audio_landmarks_and_source_metadata(corpus) -> None:
+    dataset = StreamingDataset(str(corpus["output"] / "shards"))
+    assert len(dataset) == corpus["summary"]["segments"] >= 2
+    keys = set()
+    for i in range(len(dataset)):
+        item = dataset[i]
+        n = shards.num_frames(item)
+        frames = shards.decode_jpegs(item["frames"], item["frame_offsets"], range(n))
+        assert frames.shape == (n, 64, 64, 3) and n >= 50
+        source = json.loads(item["source"])["path"]
+        expected = read_audio_aligned(source, 0.0, (item["start_frame"] + n) * 640)[item["start_frame"] * 640:]
+        np.testing.assert_array_equal(item["audio"], expected)  # 640 samples per frame, frame-aligned
+        lips = np.asarray(item["landmarks"])[:, shards.layout_of(item).mouth_idx]
+        assert (lips > 0).all() and (lips < 64).all()  # crop pixels, face in the middle
+        assert abs(item["start_time"] - item["start_frame"] / 25) < 0.02
+        assert item["key"].startswith(item["video_id"] + "/")
+        assert len(item["ref_offsets"]) == 9 and np.asarray(item["ref_landmarks"]).shape[0] == 8
+        keys.add(item["key"])
+    assert len(keys) == len(dataset)
+
+
+def test_a_second_run_does_nothing(corpus) -> None:
+    from lipsync.prepare.__main__ import run
+
+    out = corpus["output"]
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*")}
+    summary = run(corpus["cfg"])
+    assert summary["curated"] == 0 and not summary["packed"] and not summary["manifest_changed"]
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before
+
+
+def test_input_list_file_and_errors(corpus, tmp_path: Path) -> None:
+    listing = tmp_path / "inputs.txt"
+    listing.write_text(f"# two videos\n{corpus['inputs'] / 'astronaut.mp4'}\n\n{corpus['inputs'] / 'carphone.mp4'}\n")
+    assert [p.name for p in list_inputs(listing)] == ["astronaut.mp4", "carphone.mp4"]
+    with pytest.raises(ValueError, match="no such file or folder"):
+        list_inputs(tmp_path / "missing")
+    with pytest.raises(ValueError, match="no media files"):
+        list_inputs(tmp_path / "inputs.txt".replace("inputs.txt", ""))
+
+
+def test_landmarks_file_backend_feeds_prepare(tmp_path: Path) -> None:
+    from lipsync.prepare.__main__ import run
+
+    videos = tmp_path / "videos"
+    video = make_carphone(videos / "talk.mp4", frames=75)
+    frames = media.read_frames(video)
+    MediaPipeFaces().track(video, enumerate(frames)).save(landmarks_file(video))
+    summary = run(prepare_config(videos, tmp_path / "out", "face_backend=landmarks-file"))
+    assert summary["status"] == {"ok": 1} and summary["segments"] == 1
+
+
+def _kill_mid_run(target, args, staging: Path) -> None:
+    """Run ``target(*args)`` in a forked process and SIGKILL it once the first input is staged."""
+    import multiprocessing
+
+    proc = multiprocessing.get_context("fork").Process(target=target, args=args)
+    proc.start()
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.is_alive() and not list(staging.glob("*/record.json")):
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)  # mid-run: one input done, the next in flight
+    proc.join()
+
+
+def _check_resumed(out: Path) -> None:
+    rows = read_manifest(out / "manifest.jsonl")
+    assert sorted(r["status"] for r in rows if r["kind"] == "input") == ["ok", "ok", "rejected"]
+    dataset = StreamingDataset(str(out / "shards"))
+    keys = [dataset[i]["key"] for i in range(len(dataset))]
+    assert len(keys) == len(set(keys)) == 2
+    assert not list((out / "staging").glob(".*partial*")) and not list(out.glob(".shards*"))
+
+
+@pytest.fixture()
+def kill_corpus(tmp_path: Path) -> Path:
+    videos = tmp_path / "videos"
+    make_carphone(videos / "a.mp4", frames=75)
+    make_carphone(videos / "b.mp4", frames=80)
+    (videos / "c.mp4").write_bytes(b"")
+    return videos
+
+
+def test_resumes_after_kill_without_duplicates(kill_corpus: Path, tmp_path: Path) -> None:
+    from lipsync.prepare.__main__ import run
+
+    out = tmp_path / "out"
+    cfg = prepare_config(kill_corpus, out)
+    _kill_mid_run(run, (cfg,), out / "staging")
+    assert not (out / "manifest.jsonl").exists()  # killed before the end
+    summary = run(cfg)
+    assert 0 < summary["curated"] < 3  # the first input was not redone
+    _check_resumed(out)
+
+
+@pytest.mark.slow
+def test_cli_resumes_after_kill_with_parallel_workers(kill_corpus: Path, tmp_path: Path) -> None:
+    """The real command with litdata.map / litdata.optimize workers, killed and started again."""
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "lipsync.prepare", f"input={kill_corpus}", f"output={out}", "crop.resolution=64",
+           "filters.min_face.min_size=32", "segment_frames=50", "progress=false", "workers=2"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "GLOG_minloglevel": "2"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None and not list((out / "staging").glob("*/record.json")):
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)  # the command and its litdata workers
+    proc.wait()
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    _check_resumed(out)

@@ -1,0 +1,173 @@
+"""LipSyncSystem at tiny width: it learns, keeps the VAE frozen, is reproducible per step, guards NaN, logs videos."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterator
+
+import lightning as L
+import pytest
+import torch
+from hydra.utils import instantiate
+from lightning.pytorch.loggers import TensorBoardLogger
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from lipsync.data.batch import KEY, LATENTS, MASKED_LATENTS, MASKED_VIDEO, VIDEO
+from lipsync.data.random_clips import RandomClipDataModule, RandomClips
+from lipsync.media import probe
+from lipsync.training.callbacks import NonFiniteLossError, NonFiniteLossGuard, ValidationVideoLogger
+from lipsync.training.system import LipSyncSystem, derived_seed
+from test_configs import compose_train
+
+SIZE, FRAMES = 16, 4
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """Single-threaded torch: far faster than 2 contended threads on a shared CPU."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def tiny_system(*overrides: str) -> LipSyncSystem:
+    """The experiment=tiny system exactly as configured (plus overrides)."""
+    torch.manual_seed(0)
+    return instantiate(compose_train(["experiment=tiny", *overrides]).model)
+
+
+def batch_of(n: int = 2, seed: int = 0) -> dict[str, Any]:
+    clips = RandomClips(n, FRAMES, SIZE, seed=seed)
+    return torch.utils.data.default_collate([clips[i] for i in range(n)])
+
+
+def trainer(tmp_path: Path, **kwargs: Any) -> L.Trainer:
+    kw: dict[str, Any] = dict(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                              enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
+                              use_distributed_sampler=False, num_sanity_val_steps=0, limit_val_batches=0)
+    kw.update(kwargs)
+    return L.Trainer(**kw)
+
+
+def fixed_noise_loss(system: LipSyncSystem, batch: dict[str, Any], draws: int = 8) -> float:
+    """DSM loss of the batch averaged over fixed noise draws, no condition dropout."""
+    with torch.no_grad():
+        z, cond = system.latents(batch), system.conditions(batch)
+        gens = [torch.Generator().manual_seed(1000 + i) for i in range(draws)]
+        return float(torch.stack([system.loss(system.denoiser, z, cond, generator=g).mean() for g in gens]).mean())
+
+
+def test_tiny_model_overfits_one_batch(tmp_path: Path) -> None:
+    system = tiny_system()
+    dm = RandomClipDataModule(num_clips=2, num_frames=FRAMES, size=SIZE, batch_size=2)  # every batch: the same 2 clips
+    batch = batch_of()
+    before = fixed_noise_loss(system, batch)
+    trainer(tmp_path, max_steps=100).fit(system, datamodule=dm)
+    after = fixed_noise_loss(system, batch)
+    assert after < before / 3, f"loss {before:.4f} -> {after:.4f} after 100 steps on one batch"
+
+
+def test_vae_is_frozen_outside_the_optimizer_and_in_eval_mode(tmp_path: Path) -> None:
+    from diffusers import AutoencoderKLTemporalDecoder
+
+    from lipsync.models.vae import SVDVAE
+
+    vae = SVDVAE(AutoencoderKLTemporalDecoder(down_block_types=("DownEncoderBlock2D",) * 2, block_out_channels=(8, 16),
+                                              layers_per_block=1, latent_channels=4))
+    system = tiny_system("model.net.net.latent_channels=4", "model.net.net.vae_downsample_factor=2")
+    system = LipSyncSystem(system.net, system.denoiser.precond, system.loss, system.dropout, vae,
+                           system.hparams.optimizer)
+    frozen = {k: v.clone() for k, v in vae.state_dict().items()}
+    optimizer = system.configure_optimizers()
+    owned = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    assert not owned & {id(p) for p in vae.parameters()}
+    assert owned == {id(p) for p in system.net.parameters()}
+    system.train()
+    assert system.net.training and not vae.training and not any(m.training for m in vae.modules())
+    dm = RandomClipDataModule(num_clips=4, num_frames=2, size=SIZE, batch_size=2)
+    trainer(tmp_path, max_steps=2).fit(system, datamodule=dm)
+    assert all(torch.equal(frozen[k], v) for k, v in vae.state_dict().items())
+
+
+def test_cached_latents_give_the_same_loss() -> None:
+    system, batch = tiny_system(), batch_of()
+    cached = dict(batch, **{LATENTS: system.vae.encode(batch[VIDEO]), MASKED_LATENTS: system.vae.encode(batch[MASKED_VIDEO])})
+    # Replace the pixels the cache stands for: the loss must come from the cached latents alone.
+    cached[VIDEO] = torch.zeros_like(batch[VIDEO])
+    cached[MASKED_VIDEO] = torch.zeros_like(batch[MASKED_VIDEO])
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        fresh = system.loss(system.denoiser, system.latents(batch), system.conditions(batch), generator=g1)
+        reused = system.loss(system.denoiser, system.latents(cached), system.conditions(cached), generator=g2)
+    assert torch.equal(fresh, reused)
+
+
+def test_step_randomness_is_a_function_of_seed_rank_and_step() -> None:
+    system, batch = tiny_system(), batch_of()
+
+    def loss(*key: object) -> torch.Tensor:
+        g = system.step_generator(*key)
+        with torch.no_grad():
+            return system.loss(system.denoiser, system.latents(batch), system.dropout(system.conditions(batch), g), g)
+
+    torch.manual_seed(123)  # the global RNG must not matter
+    a = loss("train", 0, 5)
+    torch.manual_seed(456)
+    assert torch.equal(a, loss("train", 0, 5))
+    assert not torch.equal(a, loss("train", 0, 6))
+    assert derived_seed(0, 0, "train", 0, 5) != derived_seed(0, 1, "train", 0, 5)  # ranks draw differently
+
+
+def test_validation_reports_loss_per_sigma_and_generate_is_seeded() -> None:
+    system, batch = tiny_system("model.val_sigmas=[0.1,10.0]"), batch_of()
+    assert set(system.val_losses) == {"0.1", "10"}
+    video = system.generate(batch, num_steps=2, cfg_scale=3.0, seed=7)
+    assert video.shape == batch[VIDEO].shape and torch.isfinite(video).all()
+    assert torch.equal(video, system.generate(batch, num_steps=2, cfg_scale=3.0, seed=7))
+    assert not torch.equal(video, system.generate(batch, num_steps=2, cfg_scale=3.0, seed=8))
+
+
+class PoisonedClips(RandomClips):
+    """Random clips with one NaN pixel in clip ``bad``: a real non-finite input, not a mocked loss."""
+
+    bad = 1
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        item = super().__getitem__(index)
+        if index == self.bad:
+            item[VIDEO] = item[VIDEO].clone()
+            item[VIDEO][0, 0, 0, 0] = float("nan")
+        return item
+
+
+def test_nan_loss_stops_before_backward_naming_step_and_keys(tmp_path: Path) -> None:
+    system = tiny_system()
+    dm = RandomClipDataModule(num_clips=4, num_frames=FRAMES, size=SIZE, batch_size=2)
+    dm.train_set = PoisonedClips(4, FRAMES, SIZE, seed=0, name="random-train")
+    weights = {k: v.clone() for k, v in system.state_dict().items()}
+    with pytest.raises(NonFiniteLossError) as info:
+        trainer(tmp_path, max_steps=4, callbacks=[NonFiniteLossGuard()]).fit(system, datamodule=dm)
+    message = str(info.value)
+    assert "global step" in message and "random-train/000001/0" in message
+    step = int(message.split("global step ")[1].split()[0])
+    if step == 0:  # the poisoned clip came first: no update may have been applied at all
+        assert all(torch.equal(weights[k], v) for k, v in system.state_dict().items())
+    assert all(torch.isfinite(v).all() for v in system.state_dict().values())
+
+
+def test_validation_video_logger_writes_gifs_and_mp4(tmp_path: Path) -> None:
+    system = tiny_system()
+    logger = TensorBoardLogger(tmp_path, name="", version="")
+    dm = RandomClipDataModule(num_frames=FRAMES, size=SIZE, val_clips=2, batch_size=2)
+    videos = ValidationVideoLogger(num_steps=2, cfg_scale=3.0, max_clips=2, fps=25)
+    trainer(tmp_path, logger=logger, callbacks=[videos], limit_val_batches=1).validate(system, datamodule=dm)
+    logger.experiment.flush()
+    events = EventAccumulator(str(tmp_path), size_guidance={"images": 0}).Reload()
+    for tag in ("val/sample", "val/mask_overlay", "val/mouth_crop"):
+        image = events.Images(tag)[0]
+        assert image.encoded_image_string[:6] == b"GIF89a"
+        assert (image.height, image.width) == (2 * SIZE, 2 * SIZE)  # 2 clips stacked, generated | truth
+    assert {"val/loss", "val/loss_sigma=1"} <= set(events.Tags()["scalars"])
+    info = probe(tmp_path / "samples" / "step_0000000.mp4")
+    assert info.num_frames == FRAMES and (info.width, info.height) == (2 * SIZE, 2 * SIZE)
