@@ -4,7 +4,8 @@
 
 Writes bench_results/synth.json and bench_results/synth.md. Measured-vs-true correlation on raw frames,
 through the corpus's H.264 mp4, and on 64 px / 32 px face crops (JPEG 95, as `prepare` stores them);
-chance-level sync of copy-the-input (A's frames, B's audio) and of noise frames.
+a 64 px crop blurred with sigma 1.5 px (a blurry generated mouth); chance-level sync of copy-the-input
+(A's frames, B's audio) and of noise frames.
 """
 
 from __future__ import annotations
@@ -26,15 +27,18 @@ from lipsync.synth import corpus, measure, speech
 OUT = Path(__file__).resolve().parents[1] / "bench_results"
 
 
-def _crop_measure(frames: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
+def _crop_measure(frames: np.ndarray, boxes: np.ndarray, size: int, blur: float = 0.0) -> np.ndarray:
+    """Measure on square face crops (1.5 x the box, as `prepare` cuts them), maybe blurred, as JPEG 95."""
     regions = np.stack([square_around(b, 1.5) for b in boxes])
-    crops = np.stack([cv2.imdecode(cv2.imencode(".jpg", crop_square(f, r, size), [cv2.IMWRITE_JPEG_QUALITY, 95])[1],
-                                   cv2.IMREAD_UNCHANGED) for f, r in zip(frames, regions)])
+    crops = [crop_square(f, r, size) for f, r in zip(frames, regions)]
+    crops = [cv2.GaussianBlur(c, (0, 0), blur) if blur else c for c in crops]
+    encoded = [cv2.imencode(".jpg", c, [cv2.IMWRITE_JPEG_QUALITY, 95])[1] for c in crops]
+    crops = np.stack([cv2.imdecode(e, cv2.IMREAD_UNCHANGED) for e in encoded])
     return measure.measure_opening(crops, measure.boxes_in_crop(boxes, regions, size))
 
 
 def run(num_videos: int, seconds: float, seed: int = 123) -> dict:
-    corr: dict[str, list[float]] = {"raw": [], "mp4": [], "crop64": [], "crop32": []}
+    corr: dict[str, list[float]] = {"raw": [], "mp4": [], "crop64": [], "crop64_blur1.5": [], "crop32": []}
     samples, render_s = [], 0.0
     with tempfile.TemporaryDirectory() as tmp:
         for i in tqdm(range(num_videos), desc="render + measure"):
@@ -46,6 +50,8 @@ def run(num_videos: int, seconds: float, seed: int = 123) -> dict:
             corr["raw"].append(measure.pearson(measure.measure_opening(v.frames, v.boxes), v.opening))
             corr["mp4"].append(measure.pearson(measure.measure_opening(decoded, v.boxes), v.opening))
             corr["crop64"].append(measure.pearson(_crop_measure(decoded, v.boxes, 64), v.opening))
+            blurred = _crop_measure(decoded, v.boxes, 64, 1.5)
+            corr["crop64_blur1.5"].append(measure.pearson(blurred, v.opening))
             corr["crop32"].append(measure.pearson(_crop_measure(decoded, v.boxes, 32), v.opening))
             samples.append(s)
     copy, noise = [], []
@@ -53,8 +59,8 @@ def run(num_videos: int, seconds: float, seed: int = 123) -> dict:
         b = samples[(i + 1) % len(samples)]
         copy.append(measure.sync_score(a.video.frames, a.video.boxes, b.speech.wave))
         rng = np.random.default_rng(i)
-        noise.append(measure.sync_score(rng.integers(0, 256, a.video.frames.shape, dtype=np.uint8), a.video.boxes,
-                                        b.speech.wave))
+        noise_frames = rng.integers(0, 256, a.video.frames.shape, dtype=np.uint8)
+        noise.append(measure.sync_score(noise_frames, a.video.boxes, b.speech.wave))
     frames = num_videos * round(seconds * 25)
     stat = lambda x: {"mean": float(np.mean(x)), "min": float(np.min(x)), "max": float(np.max(x)),
                       "std": float(np.std(x))}
@@ -69,10 +75,12 @@ def markdown(r: dict) -> str:
              f"Render speed: {r['render_fps']:.0f} frames/s (one process, incl. espeak-ng).", "",
              "| measured vs true opening (Pearson) | mean | min |", "|---|---|---|"]
     lines += [f"| {k} | {v['mean']:.3f} | {v['min']:.3f} |" for k, v in r["measured_vs_true"].items()]
-    lines += ["", "| chance sync (A's frames or noise vs B's audio) | mean | std | max abs |", "|---|---|---|---|"]
+    lines += ["", "| chance sync (A's frames or noise vs B's audio) | mean | std | max abs |",
+              "|---|---|---|---|"]
     for key in ("copy_input_sync", "noise_sync"):
         v = r[key]
-        lines.append(f"| {key} | {v['mean']:.3f} | {v['std']:.3f} | {max(abs(v['min']), abs(v['max'])):.3f} |")
+        worst = max(abs(v["min"]), abs(v["max"]))
+        lines.append(f"| {key} | {v['mean']:.3f} | {v['std']:.3f} | {worst:.3f} |")
     return "\n".join(lines) + "\n"
 
 

@@ -69,14 +69,17 @@ def test_measured_opening_tracks_the_truth(videos, tmp_path) -> None:
     assert np.abs(measure.measure_opening(v.frames, v.boxes) - v.opening).mean() < 0.1
 
 
-def test_measured_opening_survives_a_64px_face_crop_and_jpeg(videos) -> None:
+@pytest.mark.parametrize("size, blur, quality", [(64, 0.0, 80), (64, 1.5, 95), (48, 1.0, 90)])
+def test_measured_opening_survives_face_crops_blur_and_jpeg(videos, size, blur, quality) -> None:
+    """What a model sees and produces: small face crops, blurry mouths, JPEG (the shards store JPEG)."""
     for s in videos:
         v = s.video
         regions = np.stack([square_around(b, 1.5) for b in v.boxes])
-        crops = np.stack([crop_square(f, r, 64) for f, r in zip(v.frames, regions)])
-        jpeg = np.stack([cv2.imdecode(cv2.imencode(".jpg", c, [cv2.IMWRITE_JPEG_QUALITY, 80])[1], cv2.IMREAD_UNCHANGED)
-                         for c in crops])
-        boxes = measure.boxes_in_crop(v.boxes, regions, 64)
+        crops = [crop_square(f, r, size) for f, r in zip(v.frames, regions)]
+        crops = [cv2.GaussianBlur(c, (0, 0), blur) if blur else c for c in crops]
+        jpeg = np.stack([cv2.imdecode(cv2.imencode(".jpg", c, [cv2.IMWRITE_JPEG_QUALITY, quality])[1],
+                                      cv2.IMREAD_UNCHANGED) for c in crops])
+        boxes = measure.boxes_in_crop(v.boxes, regions, size)
         assert measure.pearson(measure.measure_opening(jpeg, boxes), v.opening) > 0.9
 
 

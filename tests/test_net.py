@@ -144,5 +144,7 @@ def test_bad_inputs_say_what_is_wrong(net: LipSyncNet) -> None:
         net(x, c_noise, {**cond, "audio": cond["audio"][:, :2]})
     with pytest.raises(ValueError, match="concat"):
         net(x, c_noise, {**cond, "concat": cond["concat"][..., :4]})
+    with pytest.raises(ValueError, match="ID-Guider levels"):
+        net(x, c_noise, {**cond, "id": reference(net)[:1]})
     with pytest.raises(ValueError, match="x_in"):
         net(x[:, :, :3], c_noise, cond)

@@ -21,7 +21,6 @@ from lipsync import media
 from lipsync.assets import ROOT, asset_path, ensure_assets
 from lipsync.data import shards
 from lipsync.data.faces import FaceTrack, MediaPipeFaces, landmarks_file
-from lipsync.prepare.crop import CropSpec
 from lipsync.prepare.curate import segment_bounds
 from lipsync.prepare.decode import read_audio_aligned, resampled_frames
 from lipsync.prepare.filters import ClipData, MinDuration, MinFaceSize, QualityFilter, SyncFilter, split_track
@@ -64,7 +63,6 @@ def test_audio_is_aligned_by_time_without_drift(tmp_path: Path) -> None:
 
 
 def _track(boxes: np.ndarray) -> FaceTrack:
-    n = len(boxes)
     lm = np.repeat(boxes[:, None, :2], 478, axis=1) + np.linspace(0, 10, 478)[None, :, None]
     lm[np.isnan(boxes).any(1)] = np.nan
     return FaceTrack(boxes, lm, MediaPipeFaces.layout)
@@ -188,14 +186,16 @@ def test_landmarks_file_backend_feeds_prepare(tmp_path: Path) -> None:
 
 
 def _kill_mid_run(target, args, staging: Path) -> None:
-    """Run ``target(*args)`` in a forked process and SIGKILL it once the first input is staged."""
+    """Run ``target(*args)`` in a fresh process and SIGKILL it once the first input is staged."""
     import multiprocessing
 
-    proc = multiprocessing.get_context("fork").Process(target=target, args=args)
+    # spawn, not fork: forking a process that has run mediapipe graphs corrupts the child's heap
+    proc = multiprocessing.get_context("spawn").Process(target=target, args=args)
     proc.start()
     deadline = time.time() + 120
     while time.time() < deadline and proc.is_alive() and not list(staging.glob("*/record.json")):
         time.sleep(0.02)
+    assert proc.is_alive(), f"the run ended before it could be killed (exit code {proc.exitcode})"
     os.kill(proc.pid, signal.SIGKILL)  # mid-run: one input done, the next in flight
     proc.join()
 
@@ -247,3 +247,21 @@ def test_cli_resumes_after_kill_with_parallel_workers(kill_corpus: Path, tmp_pat
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     _check_resumed(out)
+
+
+def test_preview_writes_mask_overlays_for_a_video_and_for_shards(corpus, tmp_path: Path) -> None:
+    import cv2
+
+    from lipsync.prepare.preview import preview
+
+    ensure_assets()
+    png = preview(asset_path("carphone_pristine.mp4"), tmp_path / "video.png", frames=4, resolution=96)
+    image = cv2.imread(str(png))
+    assert image.shape == (96, 4 * 96, 3)
+    # the mask rectangle is drawn in green over the lower middle of each tile
+    tile = image[:, :96].astype(int)
+    green = (tile[:, :, 1] - tile[:, :, [0, 2]].max(axis=2)) > 40
+    ys, xs = np.nonzero(green)
+    assert ys.mean() > 48 and 30 < xs.mean() < 66
+    png = preview(corpus["output"] / "shards", tmp_path / "shards.png", mask="fixed", frames=2)
+    assert cv2.imread(str(png)).shape == (64, 128, 3)

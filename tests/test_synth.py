@@ -61,7 +61,8 @@ def test_opening_pads_short_audio_and_rejects_bad_input() -> None:
 
 def _still(ident: render.Identity, openings: list[float], size: int = 96) -> render.RenderedVideo:
     n = len(openings)
-    still = render.Motion(tx=np.zeros(n), ty=np.zeros(n), angle=np.zeros(n), scale=np.ones(n), blink=np.zeros(n))
+    zeros = np.zeros(n)
+    still = render.Motion(tx=zeros, ty=zeros, angle=zeros, scale=np.ones(n), blink=zeros)
     return render.render_video(ident, still, np.array(openings), size=size)
 
 
@@ -74,7 +75,8 @@ def test_lower_face_moves_with_the_mouth() -> None:
     assert np.all(np.diff(lm[:, 8, 1]) > 0.5)  # the chin drops
     assert np.all(np.diff(lm[:, render.LEFT_CHEEK, 1]) > 0.05)  # so do the cheeks
     assert np.all(np.diff(v.boxes[:, 3]) > 0.5)  # and the face box bottom
-    np.testing.assert_allclose(lm[:, 27:31], np.broadcast_to(lm[:1, 27:31], (3, 4, 2)), atol=1e-4)  # the nose stays
+    # The nose stays.
+    np.testing.assert_allclose(lm[:, 27:31], np.broadcast_to(lm[:1, 27:31], (3, 4, 2)), atol=1e-4)
     # The pixels change in the lower face and not in the forehead.
     diff = np.abs(v.frames[2].astype(int) - v.frames[0].astype(int)).sum(-1)
     x0, y0, x1, y1 = v.boxes[0].astype(int)
@@ -136,7 +138,24 @@ def test_corpus_writes_video_audio_and_landmarks_file(tmp_path) -> None:
     np.testing.assert_allclose(truth.opening, sample.video.opening)
 
     meta = json.loads((tmp_path / f"{corpus.video_name(0)}.json").read_text())
-    assert meta["identity_id"] == 0 and render.Identity.from_dict(meta["identity"]) == sample.identity  # 2 videos, 1 person
-    again = corpus.render_corpus(tmp_path, num_videos=2, seconds=1.0, size=64, seed=5, workers=1, progress=False)
+    assert meta["identity_id"] == 0  # two videos, one person
+    assert render.Identity.from_dict(meta["identity"]) == sample.identity
+    again = corpus.render_corpus(tmp_path, num_videos=2, seconds=1.0, size=64, seed=5, workers=1,
+                                 progress=False)
     assert again == {**summary, "rendered": 0, "skipped": 2}
     assert not list(tmp_path.glob(".*partial*"))
+
+
+def test_shipped_config_runs_the_command(tmp_path, capsys) -> None:
+    from hydra import compose, initialize_config_dir
+
+    from lipsync.assets import ROOT
+    from lipsync.synth.__main__ import main
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("synth", overrides=[f"output={tmp_path}", "num_videos=1", "seconds=0.4", "size=32",
+                                          "workers=1", "progress=false"])
+    main(cfg)
+    assert json.loads(capsys.readouterr().out)["rendered"] == 1
+    assert media.probe(tmp_path / corpus.video_name(0)).num_frames == 10
+    assert json.loads((tmp_path / "index.json").read_text())["videos"][0]["video"] == corpus.video_name(0)

@@ -39,12 +39,15 @@ def _source_panels(source: Path, count: int, size: tuple[int, int], scratch: Pat
     return panels
 
 
-def side_by_side(source: str | Path, result: str | Path, output: str | Path, max_height: int = 360) -> Path:
-    """Write ``source | result`` as one mp4 carrying the result's audio; returns ``output``.
+def side_by_side(source: str | Path, result: str | Path, audio: str | Path, output: str | Path,
+                 max_height: int = 360) -> Path:
+    """Write ``source | result`` as one mp4 carrying the driving audio; returns ``output``.
 
     Args:
         source: the video the user uploaded (any length).
         result: the lip-synced video (the length of the driving audio).
+        audio: the driving audio file, muxed unchanged. (Decoding the result's AAC track instead would add
+            the encoder's priming and padding samples, making the view up to ~0.1 s longer.)
         output: mp4 path, written atomically; a scratch file is kept beside it while it is built.
         max_height: height of each panel in pixels at most.
     """
@@ -53,11 +56,11 @@ def side_by_side(source: str | Path, result: str | Path, output: str | Path, max
     left = panel_size(src.width, src.height, max_height)
     right = panel_size(res.width, res.height, left[1])
     right = (right[0], left[1])  # same height even if the result's aspect differs
-    audio, rate = (media.read_audio(result, sample_rate=None, mono=False) if res.has_audio else (None, None))
+    wave, rate = media.read_audio(audio, sample_rate=None, mono=False)
     scratch = Path(output).with_suffix(".source-panels.npy")
     try:
         panels = _source_panels(Path(source), int(index.max()) + 1, left, scratch)
-        with media.VideoWriter(output, res.fps, left[0] + right[0], left[1], audio=audio, audio_rate=rate) as out:
+        with media.VideoWriter(output, res.fps, left[0] + right[0], left[1], audio=wave, audio_rate=rate) as out:
             for i, frame in enumerate(media.iter_frames(result)):
                 j = index[min(i, len(index) - 1)]
                 out.write(np.hstack([panels[min(j, len(panels) - 1)], _fit(frame, right)]))

@@ -162,7 +162,7 @@ def run_dub(request: DubRequest, pipelines: PipelineCache, folder: Path, progres
     run = pipe(video, audio, result, steps=request.steps, guidance=request.guidance, seed=request.seed,
                silence=request.silence)
     progress(0.95, "building the side-by-side view")
-    compare = side_by_side(video, result, folder / f"{video.stem}_side_by_side.mp4")
+    compare = side_by_side(video, result, audio, folder / f"{video.stem}_side_by_side.mp4")
     duration = media.probe(result).duration_s
     return DubResult(result, compare, duration, time.perf_counter() - start, face_note(run))
 

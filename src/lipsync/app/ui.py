@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 # Set before Gradio is imported: no usage reporting (the machine is offline; each attempt would wait).
@@ -21,6 +21,7 @@ from lipsync import assets  # noqa: E402
 from lipsync.app.catalog import Example, find_checkpoints, find_examples  # noqa: E402
 from lipsync.app.jobs import DubRequest, PipelineCache, PipelineFactory, error_message, run_dub  # noqa: E402
 from lipsync.app.workdirs import WorkDirs  # noqa: E402
+from lipsync.infer import InferenceOptions  # noqa: E402
 from lipsync.infer.silence import POLICIES  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,6 @@ class AppSettings:
     queue_size: int = 8
     max_age_s: float = 3600.0
     work_root: Path | None = None
-    defaults: dict = field(default_factory=lambda: {"steps": 15, "guidance": 3.0, "seed": 0, "silence": "keep"})
 
 
 def _checkpoint_choices(settings: AppSettings) -> dict[str, Path]:
@@ -77,13 +77,13 @@ def _inputs_column(settings: AppSettings, examples: list[Example]) -> dict[str, 
         w["ckpt"] = gr.Dropdown(label="Checkpoint", choices=found, value=found[0] if found else None, elem_id="ckpt",
                                 scale=4, info=f"pipeline folders found under {settings.ckpt_dir}")
         w["refresh"] = gr.Button("Rescan", scale=1, size="sm")
-    d = settings.defaults
+    d = InferenceOptions()  # the page starts from the CLI's (the paper's) defaults
     with gr.Accordion("Sampling", open=True):
-        w["steps"] = gr.Slider(1, 50, value=d["steps"], step=1, label="Steps (EDM)", elem_id="steps")
-        w["guidance"] = gr.Slider(1.0, 8.0, value=d["guidance"], step=0.1, label="Guidance scale")
-        w["seed"] = gr.Number(value=d["seed"], precision=0, label="Seed")
-        w["silence"] = gr.Radio([(f"{p}: {SILENCE_HELP[p]}", p) for p in POLICIES], value=d["silence"],
-                                label="Silence in the audio")
+        w["steps"] = gr.Slider(1, 50, value=d.num_steps, step=1, label="Steps (EDM)", elem_id="steps")
+        w["guidance"] = gr.Slider(1.0, 8.0, value=d.guidance_scale, step=0.1, label="Guidance scale")
+        w["seed"] = gr.Number(value=d.seed, precision=0, label="Seed")
+        w["silence"] = gr.Radio([(f"{p}: {SILENCE_HELP[p]}", p) for p in POLICIES], value=d.silence,
+                                label="Silence in the audio", elem_id="silence")
     w["run"] = gr.Button("Lip-sync", variant="primary", elem_id="run")
     return w
 

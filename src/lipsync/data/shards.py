@@ -55,13 +55,8 @@ SAMPLES_PER_FRAME = 640  # 16 kHz / 25 fps
 SHARD_META = "lipsync.json"  # sidecar beside litdata's index.json: what the shards were built from
 
 
-def encode_jpegs(frames: Iterable[np.ndarray], quality: int = 95) -> tuple[bytes, np.ndarray]:
-    """RGB uint8 frames (H, W, 3) -> concatenated JPEG bytes and (N + 1,) int64 offsets."""
-    blobs = [_encode_jpeg(f, quality) for f in frames]
-    return pack_blobs(blobs)
-
-
-def _encode_jpeg(frame: np.ndarray, quality: int) -> bytes:
+def encode_jpeg(frame: np.ndarray, quality: int = 95) -> bytes:
+    """One RGB uint8 frame (H, W, 3) -> JPEG bytes."""
     ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(frame[:, :, ::-1]), [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
         raise ValueError(f"JPEG encoding failed for a frame of shape {frame.shape}")

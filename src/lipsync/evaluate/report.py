@@ -62,12 +62,13 @@ def table1(datasets: dict[str, dict]) -> str:
         datasets: dataset name -> the ``score_dataset`` result (``{"metrics": {...}, ...}``). Names
             ``hdtf`` and ``avaspeech`` line up with the paper's columns; any other name gets its own group.
     """
-    names = list(DATASETS) + [d for d in datasets if d not in DATASETS]
-    names = [d for d in names if d in datasets or d in DATASETS]
+    # the paper's two datasets keep their column groups whenever either was scored; others follow
+    paper = list(DATASETS) if any(d in DATASETS for d in datasets) else []
+    names = paper + [d for d in datasets if d not in DATASETS]
     head = "| method | " + " | ".join(f"{DATASETS.get(d, d)} {h}" for d in names for h in HEADERS) + " |"
     rule = "|---|" + "---|" * (len(names) * len(COLUMNS))
     rows = [head, rule]
-    for method, per_dataset in PAPER_TABLE1.items():
+    for method, per_dataset in PAPER_TABLE1.items() if paper else ():
         cells = [_fmt(k, v) for d in names for k, v in zip(COLUMNS, per_dataset.get(d, (None,) * 6))]
         rows.append(f"| {method} (paper) | " + " | ".join(cells) + " |")
     for label, suffix in (("ours", ""), ("ours: ground truth", "_reference")):

@@ -30,7 +30,7 @@ def source_positions(num_source: int, num_output: int, junction: float = 4.0) ->
 
     Forward playback is the identity; beyond the source's end the position follows a triangle wave of
     period ``2 (num_source - 1)`` whose turns (every corner except the start) are rounded over
-    ``junction`` frames on each side.
+    ``junction`` frames on each side (rounded down to an even number).
     """
     if num_source < 1 or num_output < 1:
         raise ValueError(f"need at least one source and one output frame, got {num_source} and {num_output}")
@@ -38,7 +38,9 @@ def source_positions(num_source: int, num_output: int, junction: float = 4.0) ->
     period = num_source - 1
     if num_output <= num_source or period == 0:
         return np.minimum(i, period)
-    k = float(min(junction, period / 2))
+    # An even k puts the turn's apex (k/2 frames short of the end) on a whole frame, so rounding the
+    # positions never shows a one-frame blip (x, x+1, x) at the top of the curve.
+    k = float(2 * int(min(junction, period / 2) // 2))
     corner = np.round(i / period)  # index of the nearest turn (0 = the start, which is not a junction)
     u = i - corner * period  # signed distance to that turn
     top = corner % 2 == 1  # odd turns are at the last frame, even turns at the first

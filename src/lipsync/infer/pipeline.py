@@ -40,7 +40,7 @@ from lipsync.infer.lengths import num_output_frames, source_indices
 from lipsync.infer.paste import crop_to_frame, dilate_box, paste_back
 from lipsync.infer.segments import OverlapBlender, Segment, frame_noise, plan_segments
 from lipsync.infer.silence import check_policy, mute_frames, silent_frames
-from lipsync.infer.tracking import FaceTrackSummary, _hold_nearest, _runs, detect_faces, edit_weights
+from lipsync.infer.tracking import FaceTrackSummary, detect_faces, edit_weights, hold_nearest, runs
 from lipsync.media import MODEL_SAMPLE_RATE, MediaError, VideoInfo, VideoWriter, probe, read_audio
 from lipsync.models.audio import STEPS_PER_SECOND
 from lipsync.models.denoiser import Denoiser
@@ -320,16 +320,16 @@ class LipSyncPipeline:
             h = np.full((len(found), 4), np.nan, np.float32)
             return np.tile(np.array([0, 0, 1, 1], np.float32), (len(found), 1)), h
         crops = np.full((len(found), 4), np.nan, np.float32)
-        for start, stop in _runs(found):
+        for start, stop in runs(found):
             crops[start:stop] = self.crop.boxes(track.boxes[start:stop])
-        return _hold_nearest(crops, found), _hold_nearest(track.boxes, found)
+        return hold_nearest(crops, found), hold_nearest(track.boxes, found)
 
     def _mask_boxes(self, track: FaceTrackSummary, crops: np.ndarray, src: np.ndarray) -> np.ndarray:
         """The training mask's rectangles in crop pixels, over the output frames in order, ``(N, 4)``."""
         found = track.found
         if not found.any():
             return np.zeros((len(src), 4), np.float32)
-        landmarks = _hold_nearest(track.landmarks, found)[src]
+        landmarks = hold_nearest(track.landmarks, found)[src]
         in_crop = self.crop.to_crop(landmarks, crops[src])
         size = int(self.crop.resolution)
         return np.asarray(self.mask.boxes(in_crop, track.layout, size, size), dtype=np.float32)

@@ -19,6 +19,8 @@ from typing import Literal
 
 import numpy as np
 
+from lipsync.infer.tracking import runs
+
 SilencePolicy = Literal["none", "keep", "close"]
 POLICIES = ("none", "keep", "close")
 
@@ -40,11 +42,6 @@ def frame_levels_db(wave: np.ndarray, rate: int, fps: float, num_frames: int, wi
     return 10.0 * np.log10(np.maximum(mean_power, 1e-12))
 
 
-def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
-    edges = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
-    return list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist()))
-
-
 def silent_frames(wave: np.ndarray, rate: int, fps: float, num_frames: int, threshold_db: float = -35.0,
                   floor_db: float = -60.0, min_duration: float = 0.3) -> np.ndarray:
     """Which video frames fall in silence, ``(num_frames,)`` bool.
@@ -60,7 +57,7 @@ def silent_frames(wave: np.ndarray, rate: int, fps: float, num_frames: int, thre
     quiet = (levels < speech + threshold_db) | (levels < floor_db)
     silent = np.zeros(num_frames, dtype=bool)
     min_frames = max(1, int(np.ceil(min_duration * fps)))
-    for start, stop in _runs(quiet):
+    for start, stop in runs(quiet):
         if stop - start >= min_frames:
             silent[start:stop] = True
     return silent
@@ -69,7 +66,7 @@ def silent_frames(wave: np.ndarray, rate: int, fps: float, num_frames: int, thre
 def mute_frames(wave: np.ndarray, rate: int, fps: float, silent: np.ndarray) -> np.ndarray:
     """A copy of ``wave`` with the samples of silent frames set to 0 (the model's input for "close")."""
     out = np.array(wave, dtype=np.float32, copy=True)
-    for start, stop in _runs(silent):
+    for start, stop in runs(silent):
         out[int(round(start * rate / fps)):int(round(stop * rate / fps))] = 0.0
     return out
 

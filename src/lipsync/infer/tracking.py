@@ -5,9 +5,9 @@
    per frame, never frames.
 2. :meth:`FaceTrackSummary.filled` fills short face-less gaps from context (the detector blinked), the
    same way training masks are filled (:func:`lipsync.data.masks.fill_gaps`); longer gaps stay face-less.
-3. :func:`crop_boxes` expands each face box to a square by ``crop_scale`` (the crop the model was trained
-   on) and smooths its centre and side over time, forward and backward (zero lag), within each run of
-   frames with a face; face-less frames hold the nearest crop (their result is never shown).
+3. The crop squares are the training crop's (``lipsync.prepare.crop.CropSpec``: face box expanded by
+   its scale, smoothed forward and backward), computed within each run of faces (:func:`runs`);
+   face-less frames hold the nearest crop (:func:`hold_nearest`; their result is never shown).
 4. :func:`edit_weights` turns "this frame may be edited" into a weight that fades in and out over a
    few frames around face-less stretches, so a pass-through frame never meets an edited one abruptly.
 """
@@ -102,29 +102,13 @@ def detect_faces(frames: Iterable[np.ndarray], backend: FaceBackend, source: Pat
     return FaceTrackSummary(np.concatenate(boxes), np.concatenate(landmarks), layout, np.concatenate(detected))
 
 
-def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+def runs(mask: np.ndarray) -> list[tuple[int, int]]:
     """Half-open ``[start, stop)`` runs where ``mask`` is True."""
     edges = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
     return list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist()))
 
 
-def smooth_zero_phase(values: np.ndarray, alpha: float) -> np.ndarray:
-    """Exponential smoothing run forward then backward (no lag), ``(N, D)`` -> ``(N, D)``.
-
-    The forward pass is SPEC section 3's ``b~_t = alpha*b_t + (1-alpha)*b~_(t-1)``; running it again
-    backwards cancels its delay, so the crop does not trail a moving head.
-    """
-    if not 0.0 < alpha <= 1.0:
-        raise ValueError(f"box smoothing alpha must be in (0, 1], got {alpha}")
-    out = np.array(values, dtype=np.float64, copy=True)
-    for order in (range(1, len(out)), range(len(out) - 2, -1, -1)):
-        step = 1 if order.step == 1 else -1
-        for t in order:
-            out[t] = alpha * out[t] + (1 - alpha) * out[t - step]
-    return out
-
-
-def _hold_nearest(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
+def hold_nearest(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """Fill invalid rows with the nearest valid row (ties go to the earlier one)."""
     if valid.all():
         return values
@@ -135,27 +119,6 @@ def _hold_nearest(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
     after = idx[np.clip(pos, 0, len(idx) - 1)]
     nearest = np.where(np.abs(t - before) <= np.abs(after - t), before, after)
     return values[nearest]
-
-
-def crop_boxes(face_boxes: np.ndarray, crop_scale: float, alpha: float) -> np.ndarray:
-    """Square crop per frame, ``(N, 4)``, from face boxes ``(N, 4)`` (NaN rows = no face).
-
-    The square is centred on the face with side ``crop_scale * max(width, height)`` (the training
-    crop, :func:`lipsync.data.faces.square_around`); centre and side are smoothed with
-    :func:`smooth_zero_phase` inside each run of faces. Face-less frames take the nearest crop.
-    Raises ValueError when no frame has a face.
-    """
-    found = ~np.isnan(face_boxes).any(axis=1)
-    if not found.any():
-        raise ValueError("no face in any frame")
-    centre = (face_boxes[:, :2] + face_boxes[:, 2:]) / 2
-    side = crop_scale * np.max(face_boxes[:, 2:] - face_boxes[:, :2], axis=1, keepdims=True)
-    state = np.concatenate([centre, side], axis=1).astype(np.float64)
-    for start, stop in _runs(found):
-        state[start:stop] = smooth_zero_phase(state[start:stop], alpha)
-    state = _hold_nearest(state, found)
-    half = state[:, 2:] / 2
-    return np.concatenate([state[:, :2] - half, state[:, :2] + half], axis=1).astype(np.float32)
 
 
 def edit_weights(editable: np.ndarray, fade: int) -> np.ndarray:

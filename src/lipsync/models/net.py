@@ -219,6 +219,10 @@ class LipSyncNet(nn.Module):
         if audio.ndim != 4 or audio.shape[:2] != x_in.shape[:2] or audio.shape[-1] != d:
             raise ValueError(f"cond['audio'] must be (B, T, A, {d}) with B, T of x_in "
                              f"{tuple(x_in.shape[:2])}, got {tuple(audio.shape)}")
+        levels = len(self.id_guider.block_out_channels)
+        if id_feats is not None and len(id_feats) != levels:
+            raise ValueError(f"cond['id'] must hold {levels} ID-Guider levels (from encode_reference), "
+                             f"got {len(id_feats)}")
         if c_noise.shape not in ((), (1,), (x_in.shape[0],)):
             raise ValueError(f"c_noise must be (B,) = ({x_in.shape[0]},), got {tuple(c_noise.shape)}")
         return z_m, audio, id_feats

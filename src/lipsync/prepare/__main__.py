@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from lipsync.assets import ROOT
-from lipsync.prepare.curate import Curator
-from lipsync.prepare.run import config_hash, list_inputs, prepare
+os.environ.setdefault("GLOG_minloglevel", "2")  # before mediapipe loads: no C++ log lines per video
+
+from lipsync.assets import ROOT  # noqa: E402
+from lipsync.prepare.curate import Curator  # noqa: E402
+from lipsync.prepare.run import config_hash, list_inputs, prepare  # noqa: E402
 
 
 def build_curator(cfg: DictConfig) -> Curator:

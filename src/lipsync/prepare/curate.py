@@ -208,7 +208,7 @@ class Curator:
             if row in wanted:
                 i, r = wanted[row]
                 crop = self.crop.crop(image, out[i]["crop_boxes"][r])
-                out[i]["jpegs"].append(shards._encode_jpeg(crop, self.jpeg_quality))
+                out[i]["jpegs"].append(shards.encode_jpeg(crop, self.jpeg_quality))
         for i, clip in kept:
             if len(out[i]["jpegs"]) != len(clip):
                 raise MediaError(f"{path}: second decoding pass gave {len(out[i]['jpegs'])} frames for clip {i}, "

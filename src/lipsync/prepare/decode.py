@@ -9,34 +9,12 @@ shows the source frame whose timestamp is nearest to ``t0 + k / fps`` (variable 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from typing import Iterator
 
 import av
 import numpy as np
 
 from lipsync.media import MediaError, _open
-
-
-@dataclass(frozen=True)
-class Timeline:
-    """How the resampled frames map onto the source.
-
-    Attributes:
-        t0: presentation time (s) of the first source frame; output frame k is at ``t0 + k / fps``.
-        fps: output frame rate.
-        source_index: (N,) source frame index shown by each output frame.
-        source_fps: the source stream's average frame rate.
-    """
-
-    t0: float
-    fps: float
-    source_index: np.ndarray
-    source_fps: float
-
-    @property
-    def num_frames(self) -> int:
-        return len(self.source_index)
 
 
 def resampled_frames(path: str | os.PathLike, fps: float = 25.0) -> Iterator[tuple[int, float, np.ndarray]]:
@@ -81,16 +59,6 @@ def _emit(held: tuple, t0: float, k: int, fps: float, until: float) -> Iterator[
         yield index, t, image
         k += 1
     return k
-
-
-def timeline(path: str | os.PathLike, fps: float = 25.0) -> Timeline:
-    """The resampling map of ``path`` (decodes the video once, converting no pixels it can skip)."""
-    rows = [(i, t) for i, t, _ in resampled_frames(path, fps)]
-    with _open(path) as container:
-        stream = container.streams.video[0]
-        source_fps = float(stream.average_rate or stream.guessed_rate or fps)
-    t0 = rows[0][1]
-    return Timeline(t0, fps, np.array([i for i, _ in rows], dtype=np.int64), source_fps)
 
 
 def read_audio_aligned(path: str | os.PathLike, t0: float, num_samples: int,

@@ -51,6 +51,7 @@ def draw(frame: np.ndarray, box: np.ndarray, landmarks: np.ndarray, layout: Land
 
 def grid(tiles: list[np.ndarray], columns: int = 4) -> np.ndarray:
     """Tile equally sized RGB images row by row (blank tiles fill the last row)."""
+    columns = min(columns, len(tiles))
     rows = -(-len(tiles) // columns)
     blank = np.zeros_like(tiles[0])
     tiles = tiles + [blank] * (rows * columns - len(tiles))

@@ -105,7 +105,8 @@ def load_truth(video: str | os.PathLike) -> Truth:
     """The true opening, boxes and landmarks stored beside a corpus video."""
     path = Path(f"{video}.landmarks.npz")
     if not path.exists():
-        raise FileNotFoundError(f"{path}: missing; render the corpus with `python -m lipsync.synth output=DIR`")
+        raise FileNotFoundError(f"{path}: missing; render the corpus with "
+                                "`python -m lipsync.synth output=DIR`")
     with np.load(path, allow_pickle=False) as data:
         if "opening" not in data:
             raise ValueError(f"{path}: has no 'opening' (not written by lipsync.synth)")
@@ -130,14 +131,16 @@ def _remove_partials(folder: Path) -> None:
 
 
 def render_corpus(output: str | os.PathLike, num_videos: int, seconds: float, size: int = 128, seed: int = 0,
-                  workers: int = 2, videos_per_identity: int = 1, crf: int = 15, progress: bool = True) -> dict:
+                  workers: int = 2, videos_per_identity: int = 1, crf: int = 15,
+                  progress: bool = True) -> dict:
     """Render videos ``0 .. num_videos - 1`` into ``output``, skipping finished ones, in parallel.
 
     Returns:
         Summary: counts rendered / skipped and the output folder; ``output/index.json`` lists the corpus.
     """
     if num_videos < 1 or seconds <= 0 or size < 16:
-        raise ValueError(f"need num_videos >= 1, seconds > 0, size >= 16; got {num_videos}, {seconds}, {size}")
+        raise ValueError(f"need num_videos >= 1, seconds > 0, size >= 16; "
+                         f"got {num_videos}, {seconds}, {size}")
     folder = Path(output).expanduser().resolve()
     folder.mkdir(parents=True, exist_ok=True)
     _remove_partials(folder)
@@ -156,5 +159,6 @@ def render_corpus(output: str | os.PathLike, num_videos: int, seconds: float, si
     bar.close()
     index = [{"video": video_name(i), "identity_id": i // videos_per_identity} for i in range(num_videos)]
     with atomic_path(folder / "index.json") as tmp:
-        tmp.write_text(json.dumps({"seed": seed, "seconds": seconds, "size": size, "videos": index}, indent=1))
+        summary = {"seed": seed, "seconds": seconds, "size": size, "videos": index}
+        tmp.write_text(json.dumps(summary, indent=1))
     return {"output": str(folder), "rendered": len(todo), "skipped": num_videos - len(todo)}

@@ -59,7 +59,8 @@ def _check(frames: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarra
         boxes = np.broadcast_to(boxes, (len(frames), 4))
     if boxes.shape != (len(frames), 4):
         raise ValueError(f"boxes must be (4,) or (N={len(frames)}, 4) x0, y0, x1, y1, got {boxes.shape}")
-    if not np.isfinite(boxes).all() or (boxes[:, 2] <= boxes[:, 0]).any() or (boxes[:, 3] <= boxes[:, 1]).any():
+    empty = (boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1])
+    if not np.isfinite(boxes).all() or empty.any():
         raise ValueError("boxes must be finite with x1 > x0 and y1 > y0 (fill face-less frames first)")
     return frames, boxes
 
@@ -194,8 +195,8 @@ def boxes_in_crop(boxes: np.ndarray, regions: np.ndarray, size: int) -> np.ndarr
 
     Args:
         boxes: (N, 4) or (4,) face boxes x0, y0, x1, y1 in the full frame.
-        regions: (N, 4) or (4,) the square crop regions in the same frame (as ``lipsync.data.faces.crop_square``
-            takes them).
+        regions: (N, 4) or (4,) the square crop regions in the same frame (as
+            ``lipsync.data.faces.crop_square`` takes them).
         size: the crop's side in pixels after resampling.
 
     Returns:

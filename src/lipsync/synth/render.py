@@ -35,7 +35,9 @@ HAIR_COLOURS = ((28, 24, 22), (60, 40, 28), (104, 70, 42), (150, 96, 48), (196, 
                 (150, 150, 150), (60, 70, 140), (150, 60, 120))
 IRIS_COLOURS = ((70, 45, 25), (40, 90, 150), (60, 110, 70), (100, 80, 50), (40, 40, 40))
 HAIR_STYLES = ("short", "long", "bob", "buzz", "curly", "bald")
-BACKGROUNDS = ("gradient", "stripes", "checker", "blobs")
+
+Colour = tuple[float, float, float] | np.ndarray  # RGB 0-255
+Coverage = tuple[np.ndarray, tuple[int, int, int, int]]  # (h, w) weights in [0, 1] and their x0, y0, x1, y1
 
 # iBUG 68-point order (jaw 0-16, brows 17-26, nose 27-35, eyes 36-47, lips 48-67), then two cheek points.
 NUM_LANDMARKS = 70
@@ -121,7 +123,7 @@ def sample_identity(rng: np.random.Generator) -> Identity:
         shirt=tuple(float(x) for x in rng.uniform(30, 230, 3)),  # type: ignore[arg-type]
         bg_a=tuple(float(x) for x in rng.uniform(20, 235, 3)),  # type: ignore[arg-type]
         bg_b=tuple(float(x) for x in rng.uniform(20, 235, 3)),  # type: ignore[arg-type]
-        background=str(rng.choice(BACKGROUNDS)), bg_freq=float(rng.uniform(3, 9)),
+        background=str(rng.choice(sorted(PATTERNS))), bg_freq=float(rng.uniform(3, 9)),
         bg_angle=float(rng.uniform(0, np.pi)), hair_style=str(rng.choice(HAIR_STYLES)),
         face_scale=float(rng.uniform(0.25, 0.29)), face_w=float(rng.uniform(0.76, 0.92)),
         chin=float(rng.uniform(0.98, 1.12)), jaw_square=float(rng.uniform(2.0, 3.2)),
@@ -203,7 +205,8 @@ def _lip_curves(ident: Identity, opening: float, n: int = 15) -> dict[str, np.nd
     lower_out = lower_in + ident.lip_lower * bulge ** 0.8 + 0.012
     u = half * s
     return {name: np.stack([u, v], axis=1) for name, v in
-            (("upper_in", upper_in), ("lower_in", lower_in), ("upper_out", upper_out), ("lower_out", lower_out))}
+            (("upper_in", upper_in), ("lower_in", lower_in), ("upper_out", upper_out),
+             ("lower_out", lower_out))}
 
 
 def _chin_drop(ident: Identity, opening: float) -> float:
@@ -252,7 +255,8 @@ def _eye(ident: Identity, side: float) -> np.ndarray:
 def _brows(ident: Identity) -> np.ndarray:
     """iBUG brow points 17-26 (10, 2): five per brow, arched, inner to outer tilted by ``brow_tilt``."""
     bx = np.linspace(0.15, 0.95, 5) * (ident.eye_sep + ident.eye_w)
-    by = ident.eye_y - ident.brow_gap - 0.05 * np.sin(np.linspace(0.3, 2.8, 5)) + ident.brow_tilt * (bx / bx[-1])
+    arch = 0.05 * np.sin(np.linspace(0.3, 2.8, 5))
+    by = ident.eye_y - ident.brow_gap - arch + ident.brow_tilt * (bx / bx[-1])
     return np.concatenate([np.stack([-bx[::-1], by[::-1]], 1), np.stack([bx, by], 1)])
 
 
@@ -288,6 +292,7 @@ class _Canvas:
     def __init__(self, image: np.ndarray, centre: np.ndarray, pixels_per_unit: float, angle: float) -> None:
         self.image = image
         self.centre = centre
+        self.pixels_per_unit = pixels_per_unit
         c, s = np.cos(angle), np.sin(angle)
         self.rot = pixels_per_unit * np.array([[c, -s], [s, c]])
 
@@ -303,9 +308,13 @@ class _Canvas:
         return None if x1 <= x0 or y1 <= y0 else (x0, y0, x1, y1)
 
     def mask(self, pts: np.ndarray, thickness: int = 0, blur: float = 0.0, pad: float = 2.0
-             ) -> tuple[np.ndarray, tuple[int, int, int, int]] | None:
-        """Anti-aliased coverage (h, w) in [0, 1] of a polygon (or a polyline when thickness > 0)."""
+             ) -> Coverage | None:
+        """Anti-aliased coverage (h, w) in [0, 1] of a polygon (or a polyline when thickness > 0).
+
+        ``blur`` is a Gaussian sigma in face units (soft shading looks the same at every frame size).
+        """
         p = self.px(pts)
+        blur = blur * self.pixels_per_unit
         roi = self._roi(p, pad + thickness + 3 * blur)
         if roi is None:
             return None
@@ -321,8 +330,7 @@ class _Canvas:
             a = cv2.GaussianBlur(a, (0, 0), blur)
         return a, roi
 
-    def paint(self, coverage: tuple[np.ndarray, tuple[int, int, int, int]] | None, colour, alpha: float = 1.0
-              ) -> None:
+    def paint(self, coverage: Coverage | None, colour: Colour, alpha: float = 1.0) -> None:
         """Blend ``colour`` over the image where ``coverage`` says, times ``alpha``."""
         if coverage is None:
             return
@@ -334,23 +342,23 @@ class _Canvas:
     def _fixed(self, pts: np.ndarray) -> list[np.ndarray]:
         return [np.round(self.px(pts) * 16).astype(np.int32)]  # 4 fractional bits: sub-pixel edges
 
-    def fill(self, pts: np.ndarray, colour, alpha: float = 1.0, blur: float = 0.0) -> None:
+    def fill(self, pts: np.ndarray, colour: Colour, alpha: float = 1.0, blur: float = 0.0) -> None:
         """Polygon ``pts`` (n, 2) in face units; opaque sharp shapes go straight to OpenCV (faster)."""
         if alpha == 1.0 and not blur:
             cv2.fillPoly(self.image, self._fixed(pts), _rgb(colour), cv2.LINE_AA, shift=4)
         else:
             self.paint(self.mask(pts, blur=blur), colour, alpha)
 
-    def line(self, pts: np.ndarray, colour, width_units: float, alpha: float = 1.0) -> None:
+    def line(self, pts: np.ndarray, colour: Colour, width_units: float, alpha: float = 1.0) -> None:
         """Open polyline through ``pts`` (n, 2), ``width_units`` thick (at least one pixel)."""
-        thickness = max(1, int(round(width_units * np.abs(self.rot).sum() / 2)))
+        thickness = max(1, int(round(width_units * self.pixels_per_unit)))
         if alpha == 1.0:
             cv2.polylines(self.image, self._fixed(pts), False, _rgb(colour), thickness, cv2.LINE_AA, shift=4)
         else:
             self.paint(self.mask(pts, thickness=thickness), colour, alpha)
 
 
-def _rgb(colour) -> tuple[int, int, int]:
+def _rgb(colour: Colour) -> tuple[int, int, int]:
     r, g, b = (int(round(float(c))) for c in colour)
     return (r, g, b)
 
@@ -364,29 +372,46 @@ def _ellipse(cx: float, cy: float, rx: float, ry: float, n: int = 40) -> np.ndar
     return pts
 
 
-def _shade(colour, factor: float) -> np.ndarray:
+def _shade(colour: Colour, factor: float) -> np.ndarray:
     return np.clip(np.asarray(colour, np.float32) * factor, 0, 255)
+
+
+def _gradient(x: np.ndarray, y: np.ndarray, ident: Identity) -> np.ndarray:
+    d = x * np.cos(ident.bg_angle) + y * np.sin(ident.bg_angle)
+    return d / max(float(d.max()), 1e-6)
+
+
+def _stripes(x: np.ndarray, y: np.ndarray, ident: Identity) -> np.ndarray:
+    d = x * np.cos(ident.bg_angle) + y * np.sin(ident.bg_angle)
+    return 0.5 + 0.5 * np.tanh(4 * np.sin(2 * np.pi * ident.bg_freq * d))
+
+
+def _checker(x: np.ndarray, y: np.ndarray, ident: Identity) -> np.ndarray:
+    f = np.pi * ident.bg_freq
+    return 0.5 + 0.5 * np.tanh(4 * np.sin(f * x) * np.sin(f * y))
+
+
+def _blobs(x: np.ndarray, y: np.ndarray, ident: Identity) -> np.ndarray:
+    f = 2 * np.pi * ident.bg_freq / 3
+    return 0.5 + 0.5 * np.sin(f * x + 3 * np.sin(2 * np.pi * y)) * np.cos(f * y)
+
+
+# Background patterns: weight (H, W) in [0, 1] of colour bg_b over bg_a.
+PATTERNS = {"gradient": _gradient, "stripes": _stripes, "checker": _checker, "blobs": _blobs}
 
 
 def make_background(ident: Identity, size: int) -> np.ndarray:
     """The static backdrop (size, size, 3) uint8: gradient, stripes, checker or soft blobs."""
+    if ident.background not in PATTERNS:
+        raise ValueError(f"background {ident.background!r} unknown; known: {sorted(PATTERNS)}")
     y, x = np.mgrid[0:size, 0:size] / size
     a, b = np.asarray(ident.bg_a, np.float32), np.asarray(ident.bg_b, np.float32)
-    d = x * np.cos(ident.bg_angle) + y * np.sin(ident.bg_angle)
-    if ident.background == "gradient":
-        w = d / max(d.max(), 1e-6)
-    elif ident.background == "stripes":
-        w = 0.5 + 0.5 * np.tanh(4 * np.sin(2 * np.pi * ident.bg_freq * d))
-    elif ident.background == "checker":
-        w = 0.5 + 0.5 * np.tanh(4 * np.sin(2 * np.pi * ident.bg_freq * x / 2) * np.sin(2 * np.pi * ident.bg_freq * y / 2))
-    else:
-        w = 0.5 + 0.5 * np.sin(2 * np.pi * ident.bg_freq * x / 3 + 3 * np.sin(2 * np.pi * y)) * np.cos(
-            2 * np.pi * ident.bg_freq * y / 3)
-    return np.round(a + (b - a) * w[..., None].astype(np.float32)).astype(np.uint8)
+    w = PATTERNS[ident.background](x, y, ident).astype(np.float32)
+    return np.round(a + (b - a) * w[..., None]).astype(np.uint8)
 
 
-def _draw_body(cv: _Canvas, ident: Identity, torso: _Canvas) -> None:
-    """Shoulders and neck; the torso canvas follows the head only partly (the body moves less)."""
+def _draw_body(torso: _Canvas, ident: Identity) -> None:
+    """Shoulders and neck, on a canvas that follows the head only partly (the body moves less)."""
     fw = ident.face_w
     shoulders = np.array([[-3.0, 4.0], [-2.6, 2.0], [-1.2, 1.55], [1.2, 1.55], [2.6, 2.0], [3.0, 4.0]])
     torso.fill(shoulders, ident.shirt)
@@ -398,7 +423,8 @@ def _draw_body(cv: _Canvas, ident: Identity, torso: _Canvas) -> None:
 def _draw_back_hair(cv: _Canvas, ident: Identity) -> None:
     fw = ident.face_w
     if ident.hair_style == "long":
-        cv.fill(np.array([[-1.22 * fw, -0.4], [-1.3 * fw, 1.9], [1.3 * fw, 1.9], [1.22 * fw, -0.4]]), ident.hair)
+        hang = np.array([[-1.22 * fw, -0.4], [-1.3 * fw, 1.9], [1.3 * fw, 1.9], [1.22 * fw, -0.4]])
+        cv.fill(hang, ident.hair)
     if ident.hair_style in ("long", "bob"):
         cv.fill(_ellipse(0, -0.1, 1.2 * fw, 1.15), ident.hair)
 
@@ -411,10 +437,10 @@ def _draw_face(cv: _Canvas, ident: Identity, opening: float) -> None:
         cv.fill(_ellipse(side * fw * 1.0, ident.eye_y + 0.12, 0.06, 0.12), _shade(skin, 0.8))
     contour = _face_contour(ident, opening)
     # Shadow of the jaw on the neck: it slides down with the chin, a strong lower-face cue.
-    cv.fill(contour + [0.0, 0.07], _shade(skin, 0.62), alpha=0.8, blur=1.5)
+    cv.fill(contour + [0.0, 0.07], _shade(skin, 0.62), alpha=0.8, blur=0.02)
     cv.fill(contour, skin)
     chin = _drop_jaw(ident, opening, np.array([[0.0, ident.chin - 0.14]]))[0]
-    cv.fill(_ellipse(chin[0], chin[1], 0.22, 0.09), _shade(skin, 1.06), alpha=0.6, blur=2.0)
+    cv.fill(_ellipse(chin[0], chin[1], 0.22, 0.09), _shade(skin, 1.06), alpha=0.6, blur=0.03)
     lips = _lip_curves(ident, opening)
     crease = _drop_jaw(ident, opening, np.array([[-0.12, 0.0], [0.0, 0.035], [0.12, 0.0]]) +
                        [0.0, ident.mouth_y + ident.max_open * opening * 0.8 + ident.lip_lower + 0.09])
@@ -422,7 +448,7 @@ def _draw_face(cv: _Canvas, ident: Identity, opening: float) -> None:
     for side in (-1.0, 1.0):
         cheek = _cheeks(ident, opening)[0 if side < 0 else 1]
         cv.fill(_ellipse(cheek[0], cheek[1], 0.2 - 0.03 * opening, 0.14 + 0.05 * opening),
-                (225.0, 120.0, 120.0), alpha=0.22, blur=2.0)
+                (225.0, 120.0, 120.0), alpha=0.22, blur=0.03)
         corner = lips["upper_in"][0 if side < 0 else -1]
         fold = np.array([[side * (ident.nose_w + 0.06), ident.nose_y - 0.02],
                          [corner[0] + side * 0.1, 0.5 * (ident.nose_y + corner[1]) + 0.02],
@@ -444,7 +470,9 @@ def _draw_front_hair(cv: _Canvas, ident: Identity) -> None:
     u = np.abs(cap[:, 0]) / (1.08 * fw)
     hairline = top + (sides - top) * np.clip((u - 0.55) / 0.45, 0, 1) ** 1.5 + 0.08 * np.sin(6 * cap[:, 0])
     cap[:, 1] = np.minimum(cap[:, 1], hairline)
-    colour = ident.hair if ident.hair_style != "buzz" else 0.5 * np.asarray(ident.hair) + 0.5 * np.asarray(ident.skin)
+    colour = np.asarray(ident.hair)
+    if ident.hair_style == "buzz":  # stubble: skin shows through
+        colour = 0.5 * colour + 0.5 * np.asarray(ident.skin)
     cv.fill(cap, colour)
 
 
@@ -472,9 +500,10 @@ def _draw_nose(cv: _Canvas, ident: Identity) -> None:
     skin = ident.skin
     cv.line(np.array([[0.03, ident.eye_y + 0.05], [0.05, ident.nose_y - 0.06], [0.0, ident.nose_y]]),
             _shade(skin, 0.85), 0.02, alpha=0.6)
-    cv.fill(_ellipse(0, ident.nose_y - 0.02, ident.nose_w, 0.07), _shade(skin, 1.04), alpha=0.7, blur=1.0)
+    cv.fill(_ellipse(0, ident.nose_y - 0.02, ident.nose_w, 0.07), _shade(skin, 1.04), alpha=0.7, blur=0.015)
     for side in (-1.0, 1.0):  # nostrils: darker skin, far brighter than the mouth interior
-        cv.fill(_ellipse(side * 0.45 * ident.nose_w, ident.nose_y + 0.02, 0.035, 0.02, n=16), _shade(skin, 0.72))
+        nostril = _ellipse(side * 0.45 * ident.nose_w, ident.nose_y + 0.02, 0.035, 0.02, n=16)
+        cv.fill(nostril, _shade(skin, 0.72))
 
 
 def _draw_mouth(cv: _Canvas, ident: Identity, opening: float) -> None:
@@ -497,8 +526,7 @@ def _draw_mouth(cv: _Canvas, ident: Identity, opening: float) -> None:
             cv.paint(_intersect(teeth, inner), TEETH)
 
 
-def _intersect(a: tuple[np.ndarray, tuple[int, int, int, int]], b: tuple[np.ndarray, tuple[int, int, int, int]]
-               ) -> tuple[np.ndarray, tuple[int, int, int, int]] | None:
+def _intersect(a: Coverage, b: Coverage) -> Coverage | None:
     """Product of two coverages on the overlap of their windows (a shape clipped to another)."""
     (ma, ra), (mb, rb) = a, b
     x0, y0, x1, y1 = max(ra[0], rb[0]), max(ra[1], rb[1]), min(ra[2], rb[2]), min(ra[3], rb[3])
@@ -552,7 +580,7 @@ def render_frame(ident: Identity, background: np.ndarray, opening: float, blink:
     image = background.copy()
     head, torso = _canvases(ident, pose, image)
     _draw_back_hair(head, ident)
-    _draw_body(head, ident, torso)
+    _draw_body(torso, ident)
     _draw_face(head, ident, opening)
     _draw_front_hair(head, ident)
     _draw_eyes(head, ident, blink)
@@ -591,12 +619,14 @@ def render_video(ident: Identity, motion: Motion, opening: np.ndarray, size: int
     """Draw every frame of one video; ``opening`` (T,) and ``motion`` (T frames) must agree in length."""
     opening = np.asarray(opening, dtype=np.float32)
     if opening.ndim != 1 or len(opening) != len(motion.tx):
-        raise ValueError(f"opening must be (T,) with T={len(motion.tx)} frames of motion, got {opening.shape}")
+        raise ValueError(f"opening must be (T,) with T={len(motion.tx)} frames of motion, "
+                         f"got {opening.shape}")
     if size < 16:
         raise ValueError(f"size={size} is too small to draw a face; use at least 16 pixels")
     background = make_background(ident, size * supersample)
-    out = [render_frame(ident, background, float(o), float(b), Pose(float(x), float(y), float(a), float(s)),
-                        size, supersample)
-           for o, b, x, y, a, s in zip(opening, motion.blink, motion.tx, motion.ty, motion.angle, motion.scale)]
+    poses = [Pose(float(x), float(y), float(a), float(s))
+             for x, y, a, s in zip(motion.tx, motion.ty, motion.angle, motion.scale)]
+    out = [render_frame(ident, background, float(o), float(b), pose, size, supersample)
+           for o, b, pose in zip(opening, motion.blink, poses)]
     frames, landmarks, boxes = (np.stack(parts) for parts in zip(*out))
     return RenderedVideo(frames, landmarks, boxes, opening, np.asarray(motion.blink, np.float32))

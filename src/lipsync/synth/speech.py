@@ -132,8 +132,8 @@ def synthesize(text: str, voice: Voice) -> np.ndarray:
         raise RuntimeError("espeak-ng not found: install the Debian package (apt-get install -y espeak-ng)")
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "speech.wav"
-        cmd = ["espeak-ng", "-z", "-v", voice.name, "-s", str(voice.rate), "-p", str(voice.pitch), "-w", str(path),
-               text]
+        cmd = ["espeak-ng", "-z", "-v", voice.name, "-s", str(voice.rate), "-p", str(voice.pitch),
+               "-w", str(path), text]
         result = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if result.returncode != 0 or not path.exists():
             raise RuntimeError(f"espeak-ng failed for voice {voice.name!r}: {result.stderr.strip()[:200]}")

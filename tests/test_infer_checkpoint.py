@@ -1,0 +1,138 @@
+"""Pipeline checkpoints: exact round trip, training-checkpoint conversion, and refusal of unsafe files."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from lipsync.infer.checkpoint import CheckpointError, load_torch_checkpoint
+from lipsync.infer.convert import convert
+from lipsync.infer.pipeline import LipSyncPipeline
+from lipsync.infer.presets import tiny_config
+from lipsync.models.precond import SVDPrecond
+
+
+def _tiny(seed: int = 0) -> LipSyncPipeline:
+    torch.manual_seed(seed)
+    return LipSyncPipeline.from_config(tiny_config(resolution=32), generated_faces=None)
+
+
+def _perturb(module: torch.nn.Module) -> None:
+    """Non-zero values everywhere (the new layers start at zero), so a lost tensor would show."""
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(torch.randn_like(p) * 0.01)
+
+
+def _same(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+@pytest.fixture(scope="module")
+def tiny() -> LipSyncPipeline:
+    pipe = _tiny()
+    _perturb(pipe.net)
+    return pipe
+
+
+def test_save_and_load_pretrained_round_trip_exactly(tiny: LipSyncPipeline, tmp_path: Path) -> None:
+    folder = tiny.save_pretrained(tmp_path / "pipe")
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors"]
+    loaded = LipSyncPipeline.from_pretrained(folder, generated_faces=None)
+    assert _same(loaded.net, tiny.net) and _same(loaded.audio_encoder, tiny.audio_encoder)
+    assert loaded.crop == tiny.crop and repr(loaded.mask) == repr(tiny.mask)
+
+
+def test_config_may_only_name_lipsync_or_diffusers_builders(tiny: LipSyncPipeline, tmp_path: Path) -> None:
+    folder = tiny.save_pretrained(tmp_path / "pipe")
+    config = json.loads((folder / "config.json").read_text())
+    config["components"]["precond"] = {"_target_": "os.system", "command": "touch pwned"}
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="refused _target_ 'os.system'"):
+        LipSyncPipeline.from_pretrained(folder)
+
+
+def test_weights_that_do_not_fit_the_config_are_named(tiny: LipSyncPipeline, tmp_path: Path) -> None:
+    folder = tiny.save_pretrained(tmp_path / "pipe")
+    config = json.loads((folder / "config.json").read_text())
+    config["components"]["net"]["audio_width"] = 16
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="net weights do not fit its config"):
+        LipSyncPipeline.from_pretrained(folder)
+
+
+def test_truncated_safetensors_is_unreadable(tiny: LipSyncPipeline, tmp_path: Path) -> None:
+    folder = tiny.save_pretrained(tmp_path / "pipe")
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match="not a readable safetensors file"):
+        LipSyncPipeline.from_pretrained(folder)
+
+
+class _RunsCode:
+    """A pickle payload: unpickling it calls os.system (what weights_only loading must refuse)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_code_executing_pickle_is_refused_without_running(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {}, "payload": _RunsCode(marker)}, path)
+    with pytest.raises(CheckpointError, match="refused: unpickling it would call 'posix.system'"):
+        load_torch_checkpoint(path)
+    assert not marker.exists()
+    plain = tmp_path / "evil.pkl"  # a bare pickle (not torch's zip format) is refused too
+    plain.write_bytes(pickle.dumps(_RunsCode(marker)))
+    with pytest.raises(CheckpointError):
+        load_torch_checkpoint(plain)
+    assert not marker.exists()
+
+
+def test_garbage_checkpoint_is_unreadable(tmp_path: Path) -> None:
+    path = tmp_path / "garbage.ckpt"
+    path.write_bytes(os.urandom(4096))
+    with pytest.raises(CheckpointError, match="not a readable PyTorch checkpoint"):
+        load_torch_checkpoint(path)
+
+
+def _training_run(tmp_path: Path, pipe: LipSyncPipeline) -> Path:
+    """A run folder as `python -m lipsync.train` leaves it: .hydra/config.yaml and checkpoints/last.ckpt."""
+    comps = tiny_config(resolution=32)["components"]
+    train_cfg = {
+        "model": {"net": {"_target_": "lipsync.models.pretrained.load_pretrained_net", "path": None,
+                          "net": comps["net"]},
+                  "precond": comps["precond"], "vae": comps["vae"]},
+        "mask": comps["mask"],
+        "data": {"crop": comps["crop"], "audio_encoder": comps["audio_encoder"]},
+    }
+    run = tmp_path / "run"
+    (run / ".hydra").mkdir(parents=True)
+    (run / "checkpoints").mkdir()
+    (run / ".hydra" / "config.yaml").write_text(yaml.safe_dump(train_cfg))
+    state = {f"denoiser.net.{k}": v for k, v in pipe.net.state_dict().items()}
+    hparams = {"precond": SVDPrecond(), "optimizer": functools.partial(torch.optim.AdamW, lr=6e-5), "seed": 0}
+    ckpt = run / "checkpoints" / "last.ckpt"
+    torch.save({"state_dict": state, "hyper_parameters": hparams, "epoch": 0}, ckpt)
+    return ckpt
+
+
+def test_training_checkpoint_converts_to_the_same_net(tiny: LipSyncPipeline, tmp_path: Path) -> None:
+    ckpt = _training_run(tmp_path, tiny)
+    out = convert(ckpt, tmp_path / "converted")
+    loaded = LipSyncPipeline.from_pretrained(out, generated_faces=None)
+    assert _same(loaded.net, tiny.net)
+    direct = LipSyncPipeline.from_pretrained(ckpt, generated_faces=None)  # on the fly, same weights
+    assert _same(direct.net, tiny.net)

@@ -1,0 +1,202 @@
+"""Frame metrics, FID and FVD against answers known in closed form.
+
+FID runs the real shipped Inception (assets/fid_inception.pt); LPIPS and FVD load networks of the real
+file formats that the tests write (torchvision AlexNet state dict + LPIPS linear layers; a TorchScript
+module with the StyleGAN-V I3D call signature).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+import torchvision
+from skimage.data import astronaut
+from torch import nn
+
+from lipsync.assets import asset_path, ensure_assets
+from lipsync.evaluate.fid import TorchScriptInception, build_fid, is_torchscript
+from lipsync.evaluate.frame_metrics import PSNR_CAP_DB, build_lpips, lpips, psnr, ssim
+from lipsync.evaluate.fvd import TorchScriptI3D, build_fvd
+from lipsync.evaluate.weights import MissingWeights
+
+
+def frechet_closed_form(a: np.ndarray, b: np.ndarray) -> float:
+    """||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 sqrtm(S_a S_b)) with scipy (Heusel et al. 2017)."""
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    s_a, s_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    covmean = scipy.linalg.sqrtm(s_a @ s_b).real
+    return float(((mu_a - mu_b) ** 2).sum() + np.trace(s_a + s_b - 2 * covmean))
+
+
+def faces(n: int, size: int = 64, seed: int = 0) -> torch.Tensor:
+    """(n, 3, size, size) uint8 random crops of the scikit-image astronaut (a real photo)."""
+    rng = np.random.default_rng(seed)
+    img = astronaut()
+    out = []
+    for _ in range(n):
+        y, x = rng.integers(0, 512 - 160, 2)
+        crop = torch.from_numpy(img[y:y + 160, x:x + 160]).permute(2, 0, 1)[None].float()
+        out.append(nn.functional.interpolate(crop, size=(size, size), mode="area")[0].round().byte())
+    return torch.stack(out)
+
+
+# --- PSNR / SSIM / LPIPS ----------------------------------------------------------------------------
+
+
+def test_identical_frames_give_capped_psnr_and_unit_ssim() -> None:
+    x = faces(3).float() / 255
+    assert torch.equal(psnr(x, x), torch.full((3,), PSNR_CAP_DB))
+    torch.testing.assert_close(ssim(x, x), torch.ones(3))
+
+
+def test_gaussian_noise_gives_the_psnr_of_the_formula() -> None:
+    torch.manual_seed(0)
+    sigma = 0.05
+    ref = torch.full((4, 3, 64, 64), 0.5)  # far enough from 0 and 1 that no noise is clipped
+    noisy = ref + sigma * torch.randn_like(ref)
+    expected = 10 * math.log10(1.0 / sigma**2)  # 26.02 dB: MSE = sigma^2 for a [0, 1] range
+    torch.testing.assert_close(psnr(noisy, ref), torch.full((4,), expected), atol=0.1, rtol=0)
+    assert (ssim(noisy, ref) < 0.9).all()
+
+
+@pytest.fixture(scope="module")
+def lpips_files(tmp_path_factory) -> tuple:
+    """A random AlexNet in torchvision's file layout and random LPIPS linear layers in LPIPS' layout."""
+    root = tmp_path_factory.mktemp("lpips")
+    torch.manual_seed(0)
+    alexnet = torchvision.models.alexnet(weights=None)
+    features = {k: v for k, v in alexnet.state_dict().items() if k.startswith("features.")}
+    torch.save(features, root / "alexnet-owt-7be5be79.pth")  # classifier.* left out: unused, 230 MB
+    channels = (64, 192, 384, 256, 256)
+    linear = {f"lin{i}.model.1.weight": torch.rand(1, c, 1, 1) for i, c in enumerate(channels)}
+    torch.save(linear, root / "alex_linear.pth")
+    return root / "alexnet-owt-7be5be79.pth", root / "alex_linear.pth", features, linear
+
+
+def test_lpips_loads_local_weights_and_is_zero_on_identical_frames(lpips_files) -> None:
+    backbone, linear, features, lin = lpips_files
+    net = build_lpips(backbone, linear)
+    torch.testing.assert_close(getattr(net.net.slice2, "3").weight, features["features.3.weight"])  # torchvision index kept
+    torch.testing.assert_close(net.lin2.model[1].weight, lin["lin2.model.1.weight"])
+    x, y = faces(2).float() / 255, faces(2, seed=1).float() / 255
+    assert lpips(net, x, x).abs().max() < 1e-6
+    assert (lpips(net, x, y) > 1e-3).all()
+    shipped = build_lpips(backbone)  # linear=None: torchmetrics' copy of LPIPS v0.1
+    assert not torch.equal(shipped.lin2.model[1].weight, lin["lin2.model.1.weight"])
+
+
+def test_lpips_missing_or_wrong_files_are_one_line(tmp_path, lpips_files) -> None:
+    with pytest.raises(MissingWeights, match=r"lpips\.backbone=PATH"):
+        build_lpips(tmp_path / "absent.pth")
+    torch.save({"conv.weight": torch.zeros(1)}, tmp_path / "wrong.pth")
+    with pytest.raises(ValueError, match="no AlexNet 'features"):
+        build_lpips(tmp_path / "wrong.pth")
+    with pytest.raises(ValueError, match="not an LPIPS AlexNet linear-layer file"):
+        build_lpips(lpips_files[0], tmp_path / "wrong.pth")
+
+
+# --- FID with the shipped Inception -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def inception_path():
+    ensure_assets()
+    return asset_path("fid_inception.pt")
+
+
+def test_fid_equals_the_closed_form_on_the_same_features(inception_path) -> None:
+    real, fake = faces(10, seed=0), faces(10, seed=1)
+    extractor = TorchScriptInception(inception_path)
+    feats_real, feats_fake = extractor(real).double().numpy(), extractor(fake).double().numpy()
+    assert feats_real.shape == (10, 2048) and feats_real.min() >= 0  # pool_3 after ReLU
+
+    fid = build_fid(inception_path)
+    fid.update(real, real=True)
+    fid.update(fake, real=False)
+    value = float(fid.compute())
+    assert value > 1.0
+    assert value == pytest.approx(frechet_closed_form(feats_real, feats_fake), rel=2e-3)
+
+    fid.reset()
+    fid.update(real, real=True)
+    fid.update(real, real=False)
+    assert abs(float(fid.compute())) < 1e-2 * value  # identical sets: ~0
+
+
+def test_fid_input_convention_is_tensorflow_range(inception_path) -> None:
+    """uint8 -> x / 128 - 1 at 299 px: a frame already at 299 is fed unresized in that range."""
+    extractor = TorchScriptInception(inception_path)
+    img = torch.full((1, 3, 299, 299), 128, dtype=torch.uint8)
+    direct = extractor.net(torch.zeros(1, 3, 299, 299))  # 128 / 128 - 1 = 0
+    torch.testing.assert_close(extractor(img), direct)
+    assert is_torchscript(inception_path)
+
+
+def test_fid_missing_file_names_the_key(tmp_path) -> None:
+    with pytest.raises(MissingWeights, match=r"fid\.weights=PATH"):
+        build_fid(tmp_path / "absent.pt")
+    torch.save({"w": torch.zeros(1)}, tmp_path / "state.pth")
+    assert not is_torchscript(tmp_path / "state.pth")  # a state dict goes to torch-fidelity's extractor
+
+
+# --- FVD with a TorchScript module of the I3D call signature ----------------------------------------
+
+
+class TinyI3D(nn.Module):
+    """The call signature of StyleGAN-V's i3d_torchscript.pt at toy size: (N, 3, T, H, W) -> (N, 8)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv3d(3, 8, 3, padding=1)
+        self.fc = nn.Linear(8, 5)
+
+    def forward(self, x: torch.Tensor, rescale: bool = False, resize: bool = False,
+                return_features: bool = False) -> torch.Tensor:
+        if rescale:
+            x = x / 127.5 - 1.0
+        if resize:
+            x = nn.functional.interpolate(x, size=(x.shape[2], 32, 32), mode="trilinear", align_corners=False)
+        features = torch.tanh(self.conv(x)).mean(dim=(2, 3, 4)) * 10
+        return features if return_features else torch.softmax(self.fc(features), dim=1)
+
+
+@pytest.fixture(scope="module")
+def i3d_path(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("i3d") / "i3d_torchscript.pt"
+    torch.jit.script(TinyI3D().eval()).save(str(path))
+    return path
+
+
+def clips(n: int, seed: int) -> torch.Tensor:
+    """(n, 3, 16, 48, 48) uint8 clips: astronaut crops drifting over time."""
+    frames = faces(n * 16 + 1, size=48, seed=seed)
+    return frames[: n * 16].reshape(n, 16, 3, 48, 48).permute(0, 2, 1, 3, 4).contiguous()
+
+
+def test_fvd_calls_the_detector_like_stylegan_v_and_matches_the_closed_form(i3d_path) -> None:
+    real, fake = clips(12, seed=0), clips(12, seed=1)
+    detector = torch.jit.load(str(i3d_path))
+    expected_real = detector(real.float(), rescale=True, resize=True, return_features=True)
+    wrapper = TorchScriptI3D(i3d_path)
+    assert wrapper.num_features == 8
+    torch.testing.assert_close(wrapper(real), expected_real)
+
+    fvd = build_fvd(i3d_path)
+    fvd.update(real, real=True)
+    fvd.update(fake, real=False)
+    closed = frechet_closed_form(expected_real.double().numpy(), wrapper(fake).double().numpy())
+    assert float(fvd.compute()) == pytest.approx(closed, rel=1e-3)
+    fvd.reset()
+    fvd.update(real, real=True)
+    fvd.update(real, real=False)
+    assert abs(float(fvd.compute())) < 1e-4
+
+
+def test_fvd_missing_file_names_the_key(tmp_path) -> None:
+    with pytest.raises(MissingWeights, match=r"fvd\.weights=PATH"):
+        build_fvd(tmp_path / "i3d_torchscript.pt")
