@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 PY := .venv/bin/python
 PIP := .venv/bin/pip install -q -c constraints.txt
-DEBIAN_PACKAGES := espeak-ng
+DEBIAN_PACKAGES := espeak-ng chromium chromium-driver
 PYTEST_FAST := -m "not slow and not weights and not gpu"
 
 .DEFAULT_GOAL := help
@@ -47,7 +47,7 @@ bench-sync: venv ## tiny-model ablations on the synthetic world (long; not in CI
 	$(PY) -m lipsync.demo --ablations
 
 eval: venv ## inference + every paper metric: make eval DATA=dir CKPT=path
-	$(PY) -m lipsync.evaluate.run data=$(DATA) ckpt=$(CKPT)
+	$(PY) -m lipsync.evaluate.run data_dir=$(DATA) ckpt=$(CKPT)
 
 app: venv ## the dubbing web app on http://127.0.0.1:7860
 	$(PY) -m lipsync.app

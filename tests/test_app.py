@@ -18,21 +18,24 @@ from typing import Iterator
 import numpy as np
 import pytest
 import torch
+from playwright import sync_api as playwright_api  # in requirements.txt: if missing, fail (never skip)
 
 from lipsync import media
+from lipsync.app.__main__ import parse_args
 from lipsync.app.catalog import find_checkpoints, find_examples
-from lipsync.app.jobs import InferenceResult, PipelineDubber, error_message, pipeline_from_pretrained
+from lipsync.app.compare import side_by_side
+from lipsync.app.jobs import (DubRequest, InferenceResult, PipelineCache, PipelineDubber, error_message,
+                              pipeline_from_pretrained, run_dub)
+from lipsync.app.ui import AppSettings, build_app
 from lipsync.app.workdirs import WorkDirs
 from lipsync.assets import ensure_assets
-from lipsync.infer import LipSyncPipeline
+from lipsync.infer import CheckpointError, LipSyncPipeline
+from lipsync.infer.lengths import source_indices
 from lipsync.infer.presets import tiny_config
 
-playwright_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is in requirements.txt")
-from lipsync.app.ui import AppSettings, build_app, launch  # noqa: E402  (imports Gradio)
-
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync"]
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 SCREENSHOT = Path(__file__).resolve().parents[1] / "bench_results" / "app_screenshot.png"
 FACE_FRAMES = 16  # one segment of the pipeline
 SPEECH_START_S = 7.6  # pyannote's sample.wav speaks without a pause from 7.6 s to 11.5 s
@@ -48,7 +51,8 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     real = ensure_assets(names=["carphone_pristine.mp4", "sample.wav"])
     d = tmp_path_factory.mktemp("clips")
     info = media.probe(real["carphone_pristine.mp4"])
-    media.write_video(d / "face.mp4", media.read_frames(real["carphone_pristine.mp4"], stop=FACE_FRAMES), info.fps)
+    face = media.read_frames(real["carphone_pristine.mp4"], stop=FACE_FRAMES)
+    media.write_video(d / "face.mp4", face, info.fps)
     wave, rate = media.read_audio(real["sample.wav"], sample_rate=None)
     start = int(SPEECH_START_S * rate)
     for name, seconds in (("speech_short.wav", 0.40), ("speech_long.wav", 0.60)):
@@ -67,7 +71,7 @@ def ckpt_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder of checkpoints holding one tiny random pipeline in the real save_pretrained format."""
     root = tmp_path_factory.mktemp("ckpts")
     torch.manual_seed(0)
-    LipSyncPipeline.from_config(tiny_config()).save_pretrained(root / "tiny")
+    LipSyncPipeline.from_config(tiny_config(resolution=32)).save_pretrained(root / "tiny")
     (root / "whisper-like").mkdir()
     (root / "whisper-like" / "config.json").write_text('{"model_type": "whisper"}')  # not a pipeline folder
     return root
@@ -93,6 +97,8 @@ class TimedDubber:
 
 @dataclass
 class Server:
+    """A running app: its URL, its job folders, and the intervals of the pipeline calls it made."""
+
     url: str
     workdirs: WorkDirs
     calls: list[tuple[float, float]]
@@ -108,19 +114,19 @@ def _free_port() -> int:
 def server(ckpt_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     root = tmp_path_factory.mktemp("app")
     calls: list[tuple[float, float]] = []
-    pipelines: dict[Path, TimedDubber] = {}
 
-    def factory(folder: Path) -> TimedDubber:
-        pipelines[folder] = TimedDubber(pipeline_from_pretrained(folder, device="cpu"), calls)
-        return pipelines[folder]
+    def factory(folder: Path) -> TimedDubber:  # loads as the CLI would, skipping the generated-face detector
+        pipe = pipeline_from_pretrained(folder, overrides=["device=cpu", "generated_faces=null"])
+        return TimedDubber(pipe, calls)
 
     settings = AppSettings(ckpt_dir=ckpt_dir, demo_dir=root / "demo", work_root=root / "work")
     app = build_app(settings, factory)
-    launch(app, host="127.0.0.1", port=_free_port(), block=False)
+    url = app.launch(host="127.0.0.1", port=_free_port(), block=False)
     try:
-        yield Server(app.local_url, app.lipsync_workdirs, calls)  # type: ignore[attr-defined]
+        yield Server(url, app.workdirs, calls)
     finally:
         app.close()
+    assert not app.workdirs.root.exists()
 
 
 # --- the browser ----------------------------------------------------------------------------------
@@ -165,12 +171,30 @@ def fill_job(page: "playwright_api.Page", video: Path | None, audio: Path | None
     box.press("Enter")
 
 
-def result_duration(page: "playwright_api.Page", elem_id: str) -> float:
-    """``duration`` of the playable <video> inside ``#elem_id`` once its metadata has loaded, in seconds."""
-    ready = f"() => {{ const v = document.querySelector('#{elem_id} video'); " \
-            "return v !== null && v.readyState >= 1 && isFinite(v.duration); }"
+def clear_inputs(page: "playwright_api.Page") -> None:
+    """Empty the video and audio inputs (their Clear buttons), so the next upload replaces them."""
+    for elem_id in ("in-video", "in-audio"):
+        clear = page.locator(f"#{elem_id} button[aria-label=Clear]")
+        if clear.count():
+            clear.first.click()
+
+
+def plays(page: "playwright_api.Page", elem_id: str) -> bool:
+    """Whether the <video> in ``#elem_id`` really decodes and advances when played (muted, so allowed)."""
+    video = f"document.querySelector('#{elem_id} video')"
+    page.evaluate(f"async () => {{ const v = {video}; v.muted = true; v.currentTime = 0; await v.play(); }}")
+    page.wait_for_function(f"() => {video}.currentTime > 0.1 || {video}.ended")
+    return True
+
+
+def result_video(page: "playwright_api.Page", elem_id: str, previous_src: str = "") -> tuple[str, float]:
+    """``(src, duration in s)`` of the <video> in ``#elem_id``, once one other than ``previous_src`` plays."""
+    video = f"document.querySelector('#{elem_id} video')"
+    ready = f"""() => {{ const v = {video}; return v !== null && v.src !== '' && v.src !== {previous_src!r}
+                         && v.readyState >= 1 && isFinite(v.duration); }}"""
     page.wait_for_function(ready, timeout=JOB_TIMEOUT_MS)
-    return float(page.evaluate(f"document.querySelector('#{elem_id} video').duration"))
+    src, duration = page.evaluate(f"[{video}.src, {video}.duration]")
+    return src, float(duration)
 
 
 def toast_text(page: "playwright_api.Page", expected: str, kind: str = "error") -> str:
@@ -199,19 +223,20 @@ def test_two_users_are_queued_and_each_gets_their_own_dub(server: Server, browse
                                                           tmp_path: Path) -> None:
     """Real face + speech through the page; two sessions submit at once and each plays its own result."""
     fps = float(media.probe(clips["face.mp4"]).fps)
-    jobs = {"speech_short.wav": open_page(browser, server.url), "speech_long.wav": open_page(browser, server.url)}
+    jobs = {speech: open_page(browser, server.url) for speech in ("speech_short.wav", "speech_long.wav")}
     for speech, page in jobs.items():
         fill_job(page, clips["face.mp4"], clips[speech])
     for page in jobs.values():
         page.click("#run")
     for speech, page in jobs.items():
         audio_s = _audio_seconds(clips[speech])
-        assert abs(result_duration(page, "result-video") - audio_s) <= 1 / fps + 1e-3, speech
-        assert abs(result_duration(page, "side-by-side") - audio_s) <= 1 / fps + 1e-3, speech
+        assert abs(result_video(page, "result-video")[1] - audio_s) <= 1 / fps + 1e-3, speech
+        assert plays(page, "result-video")
+        assert abs(result_video(page, "side-by-side")[1] - audio_s) <= 1 / fps + 1e-3, speech
         assert page.locator("#download a").first.get_attribute("href").endswith("_lipsync.mp4")
         assert "Done:" in page.inner_text("#status")
-    (a0, a1), (b0, b1) = sorted(server.calls[-2:])
-    assert a1 <= b0, "the queue ran two jobs at the same time (concurrency must be 1)"
+    first, second = sorted(server.calls[-2:])
+    assert first[1] <= second[0], "the queue ran two jobs at the same time (concurrency must be 1)"
     wait_until_cleaned(server.workdirs)
     shot = tmp_path / "app_screenshot.png"
     jobs["speech_long.wav"].screenshot(path=str(shot), full_page=True)
@@ -226,30 +251,27 @@ def test_bad_uploads_show_a_message_and_the_app_keeps_serving(server: Server, br
     """Each bad input reads as one line on the page; the next, good request on the same page succeeds."""
     page = open_page(browser, server.url)
     cases = [("notes.mp4", "speech_short.wav", "notes.mp4: not a readable media file"),
-             ("voice_only.mp4", None, "voice_only.mp4: has no video stream"),
-             ("face.mp4", "silent_clip.m4a", "silent_clip.m4a: has no audio stream")]
+             ("voice_only.mp4", "speech_short.wav", "voice_only.mp4: has no video stream"),
+             ("face.mp4", "silent_clip.m4a", "silent_clip.m4a: has no audio stream"),
+             ("face.mp4", None, "no audio: upload the driving speech")]
     for video, audio, expected in cases:
-        for elem_id in ("in-video", "in-audio"):  # replace the previous upload
-            clear = page.locator(f"#{elem_id} button[aria-label=Clear]")
-            if (video if elem_id == "in-video" else audio) and clear.count():
-                clear.first.click()
+        clear_inputs(page)
         fill_job(page, clips[video], clips[audio] if audio else None)
         page.click("#run")
         text = toast_text(page, expected)
         assert text.startswith(expected) and "\n" not in text, text
     assert server.workdirs.active() == [], "a failed job must delete its folder"
     fps = float(media.probe(clips["face.mp4"]).fps)
-    for video, note in (("wall.mp4", "No face was found in any frame"), ("face.mp4", None)):
-        for elem_id in ("in-video", "in-audio"):
-            page.locator(f"#{elem_id} button[aria-label=Clear]").first.click()
-        fill_job(page, clips[video], clips["speech_short.wav"])
-        page.click("#run")
-        if note:  # not an error: the clip passes through with the new audio, and the page says so
-            assert toast_text(page, note, kind="warning").startswith(note)
-        duration = result_duration(page, "result-video")
-        assert abs(duration - _audio_seconds(clips["speech_short.wav"])) <= 1 / fps + 1e-3, video
-        page.wait_for_function("() => document.querySelector('#status').innerText.includes('Done')")
-        page.evaluate("document.querySelector('#result-video video').removeAttribute('src')")  # next wait is fresh
+    # The next request succeeds. A clip with no face anywhere is not an error: it passes through with the
+    # new audio, and the page says so.
+    clear_inputs(page)
+    fill_job(page, clips["wall.mp4"], clips["speech_short.wav"])
+    page.click("#run")
+    note = "No face was found in any frame"
+    assert toast_text(page, note, kind="warning").startswith(note)
+    duration = result_video(page, "result-video")[1]
+    assert abs(duration - _audio_seconds(clips["speech_short.wav"])) <= 1 / fps + 1e-3
+    wait_until_cleaned(server.workdirs)
     page.close()
 
 
@@ -289,3 +311,42 @@ def test_error_messages_are_one_line_without_job_paths(tmp_path: Path) -> None:
     err = media.MediaError(f"{folder}/video/clip.mp4: has no video stream")
     assert error_message(err, folder) == "clip.mp4: has no video stream"
     assert error_message(RuntimeError("boom\nsecond line")).startswith("internal error (RuntimeError: boom)")
+
+
+def test_missing_weights_read_as_one_line(ckpt_dir: Path, clips: dict[str, Path], tmp_path: Path) -> None:
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    shutil.copyfile(ckpt_dir / "tiny" / "config.json", broken / "config.json")
+    request = DubRequest(clips["face.mp4"], clips["speech_short.wav"], broken, 1, 3.0, 0, "none")
+    folder = WorkDirs(tmp_path / "work").new()
+    with pytest.raises(CheckpointError) as err:
+        run_dub(request, PipelineCache(pipeline_from_pretrained), folder, lambda fraction, desc: None)
+    assert error_message(err.value, folder) == f"{broken}/model.safetensors: weights file is missing"
+
+
+def test_command_line_binds_to_loopback_unless_told() -> None:
+    assert parse_args([]).host == "127.0.0.1"
+    args = parse_args(["--host", "0.0.0.0", "--port", "8000", "device=cpu", "options.fade=8"])
+    assert (args.host, args.port, args.overrides) == ("0.0.0.0", 8000, ["device=cpu", "options.fade=8"])
+    with pytest.raises(SystemExit):
+        parse_args(["--queue", "0"])
+
+
+def test_side_by_side_pairs_each_result_frame_with_its_length_matched_source_frame(tmp_path: Path) -> None:
+    """Flat colour per frame: the left panel shows source frame ``source_indices(5, 8)[i]``, the right one
+    result frame ``i``; the view carries the driving audio and lasts as long as the result."""
+    def flat(values: list[int], blue: int) -> list[np.ndarray]:
+        return [np.full((48, 64, 3), (v, 255 - v, blue), np.uint8) for v in values]
+
+    src_levels, res_levels = [0, 60, 120, 180, 240], [10, 40, 70, 100, 130, 160, 190, 220]
+    media.write_video(tmp_path / "src.mp4", flat(src_levels, 0), 25, crf=0)
+    media.write_wav(tmp_path / "speech.wav", np.zeros(int(16_000 * 8 / 25), np.float32), 16_000)
+    media.write_video(tmp_path / "res.mp4", flat(res_levels, 255), 25, crf=0)
+    out = side_by_side(*(tmp_path / name for name in ("src.mp4", "res.mp4", "speech.wav", "sbs.mp4")))
+    frames = media.read_frames(out)
+    assert frames.shape == (8, 48, 128, 3) and media.probe(out).has_audio
+    left = frames[:, 8:-8, 8:56, 0].mean(axis=(1, 2))
+    right = frames[:, 8:-8, 72:120, 0].mean(axis=(1, 2))
+    np.testing.assert_allclose(left, np.array(src_levels)[source_indices(5, 8)], atol=6)
+    np.testing.assert_allclose(right, res_levels, atol=6)
+    assert not list(tmp_path.glob("*.npy")), "the scratch panel file must be removed"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 import torch
@@ -21,7 +21,7 @@ ABLATIONS = [e for e in EXPERIMENTS if e.startswith("ablation_")]
 ONE_FACTOR = {
     "ablation_wo_cfg": {"model.dropout.p_ref", "model.dropout.p_audio", "sampling.cfg_scale", "callbacks.video.cfg_scale"},
     "ablation_no_audio_dropout": {"model.dropout.p_audio"},
-    "ablation_wo_mask": {"mask."},
+    "ablation_wo_mask": {"mask.", "data.mask."},
     "ablation_audio_in_svd_crossattn": {"model.net.net.audio_mode"},
 }
 
@@ -50,6 +50,13 @@ def flat(cfg: DictConfig) -> dict[str, Any]:
     return out
 
 
+@pytest.fixture(autouse=True)
+def restore_threads() -> Iterator[None]:
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)  # train() applies torch_threads=1 to the whole process
+
+
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_experiment_trains_a_step_on_cpu(experiment: str, tmp_path: Path) -> None:
     cfg = compose_train([f"experiment={experiment}", "debug=smoke", "torch_threads=1", "model.val_sigmas=[1.0]"],
@@ -59,6 +66,16 @@ def test_every_experiment_trains_a_step_on_cpu(experiment: str, tmp_path: Path) 
     assert "val/loss" in metrics and "val/loss_sigma=1" in metrics
 
 
+def test_bf16_mixed_and_gradient_checkpointing_train_a_step(tmp_path: Path) -> None:
+    """experiment=full's switches (bf16-mixed autocast, gradient checkpointing) on the tiny model, CPU."""
+    cfg = compose_train(["experiment=full", "debug=smoke", "trainer.precision=bf16-mixed", "torch_threads=1",
+                         "model.val_sigmas=[1.0]"], tmp_path)
+    assert cfg.model.net.net.gradient_checkpointing is True
+    assert instantiate(cfg.model).net.gradient_checkpointing is True
+    metrics = train(cfg)
+    assert torch.isfinite(torch.tensor(metrics["train/loss"])), metrics
+
+
 def test_full_is_the_papers_setting() -> None:
     """SPEC section 5: AdamW 6e-5 fixed, global batch 16, 200k steps, 320x320, 16 frames, bf16, checkpointing."""
     cfg = compose_train(["experiment=full"])
@@ -66,7 +83,7 @@ def test_full_is_the_papers_setting() -> None:
     assert m.optimizer._target_ == "torch.optim.AdamW" and m.optimizer.lr == pytest.approx(6e-5)
     assert m.scheduler is None
     assert cfg.data.batch_size * t.devices * t.num_nodes * t.accumulate_grad_batches == 16
-    assert (t.max_steps, cfg.data.size, cfg.data.num_frames) == (200_000, 320, 16)
+    assert (t.max_steps, cfg.data.num_frames) == (200_000, 16) and cfg.data._target_.endswith("LipSyncDataModule")
     assert t.precision == "bf16-mixed" and m.net.net.gradient_checkpointing is True
     assert m.pretrained.endswith("stable-video-diffusion-img2vid-xt") and m.net.path == m.pretrained
     assert m.precond._target_.endswith("SVDPrecond")

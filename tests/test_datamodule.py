@@ -87,24 +87,39 @@ def test_missing_encoder_and_mask_mismatch_are_clear_errors(shard_dir: str) -> N
         LipSyncDataModule(shard_dir + "-missing").setup("fit")
 
 
-def test_cached_encodings_equal_on_the_fly_ones(shard_dir: str, encoder) -> None:
-    """Issue 7: features and latents cached at prepare time give the same batch as computing them now."""
+def test_cached_encodings_equal_on_the_fly_ones(tmp_path, encoder) -> None:
+    """Issue 7: audio features and VAE latents cached by prepare give the same sample as computing them
+    at load time (the same frozen encoders, the same stored frames and mask)."""
+    from functools import partial
+
+    from _data_corpus import make_carphone
+    from lipsync.data.faces import MediaPipeFaces
+    from lipsync.prepare.curate import Curator
+    from lipsync.prepare.filters import MinFaceSize
+    from lipsync.prepare.crop import CropSpec
+    from lipsync.prepare.run import prepare
+
     vae, mask = SpaceToDepthVAE(factor=4), AdaptiveMask()
-    item = StreamingDataset(shard_dir)[1]
-    cached = dict(item)
-    cached["audio_feats"] = encoder(item["audio"])[0].numpy()  # what Curator._encode stores
-    cached.update(encode_latents(item, vae, mask))
+    video = make_carphone(tmp_path / "videos" / "talk.mp4", frames=75)
+    curator = Curator(staging=tmp_path / "out" / "staging", faces=MediaPipeFaces, min_face=MinFaceSize(32),
+                      crop=CropSpec(resolution=64), segment_frames=50,
+                      encoders=partial(Encoders, audio=encoder, vae=vae, mask=mask))
+    prepare(curator, [video], tmp_path / "out", progress=False)
+    shard_dir = str(tmp_path / "out" / "shards")
+    item = StreamingDataset(shard_dir)[0]
+    assert {"audio_feats", "latents", "masked_latents", "mask_spec"} <= set(item)
+    plain = {k: v for k, v in item.items() if k not in ("audio_feats", "latents", "masked_latents", "mask_spec")}
     data = LipSyncClips(shard_dir, num_frames=8, mask=mask, audio_encoder=encoder)
-    a = data.sample(cached, np.random.default_rng(7))
-    b = data.sample(dict(item), np.random.default_rng(7))
+    a = data.sample(item, np.random.default_rng(7))
+    b = data.sample(plain, np.random.default_rng(7))
     for key in (B.VIDEO, B.MASK, B.REF, B.AUDIO_FEATS):
         torch.testing.assert_close(a[key], b[key])
     torch.testing.assert_close(a[B.LATENTS], vae.encode(b[B.VIDEO][None])[0])
     torch.testing.assert_close(a[B.MASKED_LATENTS], vae.encode(b[B.MASKED_VIDEO][None])[0])
     with pytest.raises(ValueError, match="masked latents made with AdaptiveMask"):
         LipSyncClips(shard_dir, num_frames=8, mask=FixedMask(), audio_encoder=encoder).sample(
-            cached, np.random.default_rng(7))
-    assert Encoders(audio=encoder, vae=vae, mask=mask).vae is vae
+            item, np.random.default_rng(7))
+    assert encode_latents(plain, vae, None).keys() == {"latents"}
 
 
 def _keys(loader) -> list[str]:

@@ -36,6 +36,15 @@ def _same(a: torch.nn.Module, b: torch.nn.Module) -> bool:
     return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One intra-op thread (two spin against other jobs on a shared 2-core machine)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def tiny() -> LipSyncPipeline:
     pipe = _tiny()
@@ -112,9 +121,15 @@ def _training_run(tmp_path: Path, pipe: LipSyncPipeline) -> Path:
     """A run folder as `python -m lipsync.train` leaves it: .hydra/config.yaml and checkpoints/last.ckpt."""
     comps = tiny_config(resolution=32)["components"]
     train_cfg = {
-        "model": {"net": {"_target_": "lipsync.models.pretrained.load_pretrained_net", "path": None,
-                          "net": comps["net"]},
-                  "precond": comps["precond"], "vae": comps["vae"]},
+        "model": {
+            "net": {
+                "_target_": "lipsync.models.pretrained.load_pretrained_net",
+                "path": None,
+                "net": comps["net"],
+            },
+            "precond": comps["precond"],
+            "vae": comps["vae"],
+        },
         "mask": comps["mask"],
         "data": {"crop": comps["crop"], "audio_encoder": comps["audio_encoder"]},
     }

@@ -70,8 +70,8 @@ def test_blender_cross_fades_linearly_and_releases_each_frame_once() -> None:
     w = blend_weights(4)
     np.testing.assert_allclose(w, [0.2, 0.4, 0.6, 0.8])
     s1 = segs[1]
-    np.testing.assert_allclose(values[s1.start:s1.start + 4], w * 1 + (1 - w) * 0)  # exact linear ramp
-    np.testing.assert_allclose(values[:s1.start], 0)
+    np.testing.assert_allclose(values[s1.start : s1.start + 4], w * 1 + (1 - w) * 0)  # exact linear ramp
+    np.testing.assert_allclose(values[: s1.start], 0)
 
 
 def test_skipped_windows_release_nothing_to_paste() -> None:
@@ -153,20 +153,24 @@ def test_silence_needs_quiet_lasting_min_duration() -> None:
     rate, fps = 16000, 25
     t = np.arange(4 * rate) / rate
     wave = 0.3 * np.sin(2 * np.pi * 220 * t)
-    wave[int(1.0 * rate):int(2.0 * rate)] = 0  # a pause of 1 s
-    wave[int(3.0 * rate):int(3.1 * rate)] = 0  # a gap between words: 0.1 s
+    wave[int(1.0 * rate) : int(2.0 * rate)] = 0  # a pause of 1 s
+    wave[int(3.0 * rate) : int(3.1 * rate)] = 0  # a gap between words: 0.1 s
     silent = silent_frames(wave, rate, fps, 100, min_duration=0.3)
     assert silent[27:48].all() and not silent[:23].any() and not silent[52:].any()
     muted = mute_frames(wave, rate, fps, silent)
-    assert np.all(muted[int(27 / fps * rate):int(48 / fps * rate)] == 0)
-    np.testing.assert_array_equal(muted[:int(23 / fps * rate)], wave[:int(23 / fps * rate)].astype(np.float32))
+    assert np.all(muted[int(27 / fps * rate) : int(48 / fps * rate)] == 0)
+    np.testing.assert_array_equal(
+        muted[: int(23 / fps * rate)], wave[: int(23 / fps * rate)].astype(np.float32)
+    )
 
 
 # --- audio windows ----------------------------------------------------------------------------------
 def test_audio_windows_match_training_at_25_fps_and_follow_time_at_other_rates() -> None:
     feats = torch.randn(150, 6)
     frames = np.arange(3, 40)
-    torch.testing.assert_close(audio_windows(feats, frames, 25.0), frame_windows(feats, len(frames), 2, start_frame=3))
+    torch.testing.assert_close(
+        audio_windows(feats, frames, 25.0), frame_windows(feats, len(frames), 2, start_frame=3)
+    )
     w30 = audio_windows(feats, np.array([30]), 30.0)  # t = 1 s -> step 50, window starts at 50 - 4
     torch.testing.assert_close(w30[0], feats[46:56])
     assert audio_windows(feats, np.array([0]), 30.0)[0, :4].abs().max() == 0  # before the audio: zeros

@@ -25,8 +25,15 @@ from lipsync.evaluate.weights import MissingWeights
 
 
 def frechet_closed_form(a: np.ndarray, b: np.ndarray) -> float:
-    """||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 sqrtm(S_a S_b)) with scipy (Heusel et al. 2017)."""
+    """||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 sqrtm(S_a S_b)) with scipy (Heusel et al. 2017).
+
+    With few samples all the variation and the mean difference lie in a subspace of dimension
+    <= n_a + n_b - 1; both terms are unchanged in an orthonormal basis of it, where sqrtm is a
+    20x20 problem instead of 2048x2048 (exact, not an approximation).
+    """
     mu_a, mu_b = a.mean(0), b.mean(0)
+    basis, _ = np.linalg.qr(np.concatenate([a - mu_a, b - mu_b, (mu_a - mu_b)[None]]).T)  # (D, k)
+    a, b, mu_a, mu_b = a @ basis, b @ basis, mu_a @ basis, mu_b @ basis
     s_a, s_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
     covmean = scipy.linalg.sqrtm(s_a @ s_b).real
     return float(((mu_a - mu_b) ** 2).sum() + np.trace(s_a + s_b - 2 * covmean))
@@ -80,7 +87,8 @@ def lpips_files(tmp_path_factory) -> tuple:
 def test_lpips_loads_local_weights_and_is_zero_on_identical_frames(lpips_files) -> None:
     backbone, linear, features, lin = lpips_files
     net = build_lpips(backbone, linear)
-    torch.testing.assert_close(getattr(net.net.slice2, "3").weight, features["features.3.weight"])  # torchvision index kept
+    # the slices keep torchvision's layer indices: slice2 holds features.3
+    torch.testing.assert_close(getattr(net.net.slice2, "3").weight, features["features.3.weight"])
     torch.testing.assert_close(net.lin2.model[1].weight, lin["lin2.model.1.weight"])
     x, y = faces(2).float() / 255, faces(2, seed=1).float() / 255
     assert lpips(net, x, x).abs().max() < 1e-6
@@ -103,37 +111,79 @@ def test_lpips_missing_or_wrong_files_are_one_line(tmp_path, lpips_files) -> Non
 
 
 @pytest.fixture(scope="module")
-def inception_path():
-    ensure_assets()
-    return asset_path("fid_inception.pt")
+def fid_metric():
+    """The FID metric as the evaluation builds it from the shipped file (loaded once for these tests)."""
+    ensure_assets(names=["fid_inception.pt"])
+    return build_fid(asset_path("fid_inception.pt"))
 
 
-def test_fid_equals_the_closed_form_on_the_same_features(inception_path) -> None:
-    real, fake = faces(10, seed=0), faces(10, seed=1)
-    extractor = TorchScriptInception(inception_path)
-    feats_real, feats_fake = extractor(real).double().numpy(), extractor(fake).double().numpy()
-    assert feats_real.shape == (10, 2048) and feats_real.min() >= 0  # pool_3 after ReLU
+@pytest.fixture(scope="module")
+def inception(fid_metric) -> TorchScriptInception:
+    assert isinstance(fid_metric.inception, TorchScriptInception)
+    return fid_metric.inception
 
-    fid = build_fid(inception_path)
+
+def test_shipped_inception_features_feed_the_fid_statistics(fid_metric, inception) -> None:
+    """The metric built from the shipped file accumulates exactly the extractor's 2048-d pool_3 features."""
+    real = faces(2, seed=0)
+    features = inception(real).double()
+    assert features.shape == (2, 2048) and features.min() >= 0  # pool_3 after ReLU
+    fid_metric.reset()
+    fid_metric.update(real, real=True)
+    torch.testing.assert_close(fid_metric.real_features_sum, features.sum(0))
+    torch.testing.assert_close(fid_metric.real_features_cov_sum, features.T @ features)
+
+
+def test_fid_input_convention_is_tensorflow_range(inception) -> None:
+    """uint8 -> x / 128 - 1 at 299 px: a mid-grey frame already at 299 reaches the net as zeros."""
+    img = torch.full((1, 3, 299, 299), 128, dtype=torch.uint8)
+    torch.testing.assert_close(inception(img), inception.net(torch.zeros(1, 3, 299, 299)))
+    assert is_torchscript(asset_path("fid_inception.pt"))
+
+
+@pytest.mark.slow  # two 2048x2048 eigen-decompositions in torchmetrics: minutes on a busy 2-core box
+def test_fid_equals_the_closed_form_on_the_same_features(fid_metric, inception) -> None:
+    real, fake = faces(8, seed=0), faces(8, seed=1)
+    feats_real, feats_fake = inception(real).double().numpy(), inception(fake).double().numpy()
+    fid = fid_metric
+    fid.reset()
     fid.update(real, real=True)
     fid.update(fake, real=False)
     value = float(fid.compute())
     assert value > 1.0
     assert value == pytest.approx(frechet_closed_form(feats_real, feats_fake), rel=2e-3)
-
     fid.reset()
     fid.update(real, real=True)
     fid.update(real, real=False)
     assert abs(float(fid.compute())) < 1e-2 * value  # identical sets: ~0
 
 
-def test_fid_input_convention_is_tensorflow_range(inception_path) -> None:
-    """uint8 -> x / 128 - 1 at 299 px: a frame already at 299 is fed unresized in that range."""
-    extractor = TorchScriptInception(inception_path)
-    img = torch.full((1, 3, 299, 299), 128, dtype=torch.uint8)
-    direct = extractor.net(torch.zeros(1, 3, 299, 299))  # 128 / 128 - 1 = 0
-    torch.testing.assert_close(extractor(img), direct)
-    assert is_torchscript(inception_path)
+class TinyExtractor(nn.Module):
+    """An image extractor in the shipped file's format: TorchScript, (N, 3, 299, 299) -> (N, D)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 12, 13, stride=13)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.conv(x)).mean(dim=(2, 3)) * 10
+
+
+def test_fid_of_a_torchscript_extractor_equals_the_closed_form(tmp_path) -> None:
+    torch.manual_seed(0)
+    path = tmp_path / "extractor.pt"
+    torch.jit.script(TinyExtractor().eval()).save(str(path))
+    real, fake = faces(20, seed=0), faces(20, seed=1)
+    extractor = TorchScriptInception(path)
+    closed = frechet_closed_form(extractor(real).double().numpy(), extractor(fake).double().numpy())
+    fid = build_fid(path)
+    fid.update(real, real=True)
+    fid.update(fake, real=False)
+    assert float(fid.compute()) == pytest.approx(closed, rel=1e-4)
+    fid.reset()
+    fid.update(real, real=True)
+    fid.update(real, real=False)
+    assert abs(float(fid.compute())) < 1e-6 * closed
 
 
 def test_fid_missing_file_names_the_key(tmp_path) -> None:
@@ -181,7 +231,8 @@ def clips(n: int, seed: int) -> torch.Tensor:
 def test_fvd_calls_the_detector_like_stylegan_v_and_matches_the_closed_form(i3d_path) -> None:
     real, fake = clips(12, seed=0), clips(12, seed=1)
     detector = torch.jit.load(str(i3d_path))
-    expected_real = detector(real.float(), rescale=True, resize=True, return_features=True)
+    with torch.no_grad():
+        expected_real = detector(real.float(), rescale=True, resize=True, return_features=True)
     wrapper = TorchScriptI3D(i3d_path)
     assert wrapper.num_features == 8
     torch.testing.assert_close(wrapper(real), expected_real)

@@ -171,7 +171,7 @@ def test_input_list_file_and_errors(corpus, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="no such file or folder"):
         list_inputs(tmp_path / "missing")
     with pytest.raises(ValueError, match="no media files"):
-        list_inputs(tmp_path / "inputs.txt".replace("inputs.txt", ""))
+        list_inputs(tmp_path)  # holds only the .txt list
 
 
 def test_landmarks_file_backend_feeds_prepare(tmp_path: Path) -> None:
@@ -265,3 +265,20 @@ def test_preview_writes_mask_overlays_for_a_video_and_for_shards(corpus, tmp_pat
     assert ys.mean() > 48 and 30 < xs.mean() < 66
     png = preview(corpus["output"] / "shards", tmp_path / "shards.png", mask="fixed", frames=2)
     assert cv2.imread(str(png)).shape == (64, 128, 3)
+
+
+def test_multi_node_split_and_node_zero_packs(kill_corpus: Path, tmp_path: Path, monkeypatch) -> None:
+    """litdata's node variables split the inputs; node 0 waits for every record, then packs once."""
+    from lipsync.prepare.__main__ import run
+
+    out = tmp_path / "out"
+    cfg = prepare_config(kill_corpus, out)
+    monkeypatch.setenv("DATA_OPTIMIZER_NUM_NODES", "2")
+    monkeypatch.setenv("DATA_OPTIMIZER_NODE_RANK", "1")
+    assert run(cfg) == {"node_rank": 1, "curated": 3}  # 3 pending, this node took its stride (b.mp4)
+    assert [p.parent.name.split("-")[0] for p in (out / "staging").glob("*/record.json")] == ["b"]
+    assert not (out / "shards").exists()
+    monkeypatch.setenv("DATA_OPTIMIZER_NODE_RANK", "0")
+    summary = run(cfg)
+    assert summary["curated"] == 2 and summary["packed"] and summary["status"] == {"ok": 2, "rejected": 1}
+    _check_resumed(out)

@@ -7,6 +7,9 @@ confident about in-sync audio than about shifted or unrelated audio.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -44,7 +47,8 @@ def envelope(rng: np.random.Generator, frames: int) -> np.ndarray:
 def render_audio(env: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """A voiced buzz (120 Hz harmonics + noise) whose amplitude follows ``env`` per 40 ms frame."""
     t = np.arange(len(env) * HOP) / RATE
-    carrier = sum(np.sin(2 * np.pi * 120 * h * t) / h for h in range(1, 8)) + 0.3 * rng.standard_normal(len(t))
+    carrier = sum(np.sin(2 * np.pi * 120 * h * t) / h for h in range(1, 8))
+    carrier = carrier + 0.3 * rng.standard_normal(len(t))
     amp = np.interp(np.arange(len(t)), np.arange(len(env)) * HOP + HOP / 2, env)
     return (0.3 * (amp + 0.01) * carrier).astype(np.float32)
 
@@ -66,7 +70,8 @@ class TinySyncNet(nn.Module):
     def __init__(self, dim: int = 16) -> None:
         super().__init__()
         # per-frame 2D convs (CPU Conv3d backward is slow), pooled to one 8-d vector per frame
-        self.frame = nn.Sequential(nn.Conv2d(3, 8, 5, stride=2, padding=2), nn.ReLU(), nn.AdaptiveAvgPool2d(1))
+        self.frame = nn.Sequential(nn.Conv2d(3, 8, 5, stride=2, padding=2), nn.ReLU(),
+                                   nn.AdaptiveAvgPool2d(1))
         self.lip = nn.Sequential(nn.Flatten(), nn.Linear(40, 64), nn.ReLU(), nn.Linear(64, dim))
         self.aud = nn.Sequential(nn.Conv2d(1, 8, (13, 4), stride=(1, 4)), nn.ReLU(), nn.Flatten(),
                                  nn.Linear(40, 64), nn.ReLU(), nn.Linear(64, dim))
@@ -102,7 +107,7 @@ def trained_tiny_syncnet() -> TinySyncNet:
     opt = torch.optim.Adam(net.parameters(), lr=3e-3)
     clips = [training_clip(rng, 64) for _ in range(24)]
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # ops this small lose more to thread hand-offs than they gain (10x on a busy box)
+    torch.set_num_threads(1)  # ops this small lose more to thread hand-offs than they gain (10x when busy)
     try:
         for step in range(300):
             lips, aud = clips[step % len(clips)]
@@ -157,7 +162,7 @@ def test_real_checkpoint_format_loads_strictly_and_scores(tmp_path) -> None:
             m.running_mean.uniform_(-0.1, 0.1)
             m.running_var.uniform_(0.5, 1.5)
     path = tmp_path / "syncnet_v2.model"
-    torch.save(reference.state_dict(), path)  # syncnet_python's layout: netcnnaud.0.weight ... netfclip.3.bias
+    torch.save(reference.state_dict(), path)  # syncnet_python's keys: netcnnaud.0.weight ... netfclip.3.bias
     net = load_syncnet(path)
     assert not net.training
     for key, value in reference.state_dict().items():
@@ -201,7 +206,8 @@ def test_av_offset_is_calc_pdist() -> None:
     torch.manual_seed(0)
     v, a, vshift = torch.randn(9, 6), torch.randn(9, 6), 4
     padded = nn.functional.pad(a, (0, 0, vshift, vshift))
-    loop = torch.stack([nn.functional.pairwise_distance(v[[i]].repeat(2 * vshift + 1, 1), padded[i:i + 2 * vshift + 1])
+    window = 2 * vshift + 1
+    loop = torch.stack([nn.functional.pairwise_distance(v[[i]].repeat(window, 1), padded[i:i + window])
                         for i in range(9)], 1).mean(1)
     result = av_offset(v, a, vshift)
     np.testing.assert_allclose(result.dists, loop.numpy(), rtol=1e-5)
@@ -230,3 +236,26 @@ def test_resample_and_windows_stream() -> None:
     boxes = np.tile([10.0, 10.0, 30.0, 30.0], (15, 1))
     boxes[7] = [50, 50, 90, 90]  # one jumpy detection is removed by the median filter
     np.testing.assert_allclose(smooth_boxes(boxes)[7], [10, 10, 30, 30])
+
+
+@pytest.mark.weights
+def test_real_syncnet_confidence_drops_as_the_audio_shift_grows() -> None:
+    """With the real syncnet_v2.model (LIPSYNC_WEIGHTS=dir): the synthetic world's own ground truth
+    is most confident in sync, and the as-if-in-sync confidence falls as the audio is shifted."""
+    weights = Path(os.environ.get("LIPSYNC_WEIGHTS", "weights")) / "syncnet_v2.model"
+    if not weights.exists():
+        pytest.skip(f"needs the real SyncNet v2 at {weights} (set LIPSYNC_WEIGHTS=DIR)")
+    from lipsync.synth import synth_sample
+
+    sample = synth_sample(seed=0, index=0, seconds=8.0, size=256)
+    boxes = smooth_boxes(sample.video.boxes.astype(np.float64))
+    crops = [syncnet_crop(f, b) for f, b in zip(sample.video.frames, boxes)]
+    scorer = SyncNetScorer(load_syncnet(weights))
+    wave = sample.speech.wave.astype(np.float32)
+    conf = {}
+    for shift in (0, 3, 8):
+        audio = np.concatenate([wave[shift * HOP:], np.zeros(shift * HOP, np.float32)])  # leads by `shift`
+        result = scorer.score(crops, audio)
+        conf[shift] = result.confidence_at(0)
+        assert abs(result.offset - shift) <= 1, (shift, result.offset)
+    assert conf[0] > conf[3] > conf[8]

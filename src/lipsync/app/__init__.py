@@ -4,9 +4,9 @@
 - :mod:`.workdirs`: per-request folders and their cleanup policy;
 - :mod:`.compare`: the side-by-side (source | result) video;
 - :mod:`.jobs`: one dubbing job, without any web code;
-- :mod:`.ui`: the page, the queue, and :func:`launch`.
+- :mod:`.ui`: the page and its queue (:func:`build_app` -> :class:`LipSyncApp`).
 
-Importing this package does not import Gradio; :func:`build_app` and :func:`launch` load it on first use.
+Importing this package does not import Gradio; :func:`build_app` loads it on first use.
 """
 
 from __future__ import annotations
@@ -16,13 +16,12 @@ from typing import Any
 from lipsync.app.catalog import Example, find_checkpoints, find_examples
 from lipsync.app.jobs import DubRequest, DubResult, PipelineCache, pipeline_from_pretrained, run_dub
 
-__all__ = ["Example", "find_checkpoints", "find_examples", "DubRequest", "DubResult", "PipelineCache", "run_dub",
-           "pipeline_from_pretrained",
-           "AppSettings", "build_app", "launch"]
+__all__ = ["Example", "find_checkpoints", "find_examples", "DubRequest", "DubResult", "PipelineCache",
+           "pipeline_from_pretrained", "run_dub", "AppSettings", "LipSyncApp", "build_app"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("AppSettings", "build_app", "launch"):
+    if name in ("AppSettings", "LipSyncApp", "build_app"):
         from lipsync.app import ui
 
         return getattr(ui, name)

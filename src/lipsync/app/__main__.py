@@ -7,27 +7,37 @@ from __future__ import annotations
 
 import argparse
 import logging
-from functools import partial
+import os
+import signal
+import sys
 from pathlib import Path
 
-from lipsync.app.jobs import pipeline_from_pretrained
-from lipsync.app.ui import AppSettings, build_app, launch
+os.environ.setdefault("GLOG_minloglevel", "2")  # MediaPipe's C++ logging: warnings and up only
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from hydra.errors import HydraException  # noqa: E402
+from omegaconf.errors import OmegaConfBaseException  # noqa: E402
+
+from lipsync.app.ui import AppSettings, build_app  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options (see ``--help``)."""
-    p = argparse.ArgumentParser(prog="python -m lipsync.app", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m lipsync.app", description="Serve the lip-sync web page.")
     p.add_argument("--host", default="127.0.0.1",
                    help="interface to bind (default 127.0.0.1; use 0.0.0.0 to serve other machines)")
     p.add_argument("--port", type=int, default=7860, help="TCP port (default 7860)")
     p.add_argument("--ckpt-dir", type=Path, default=Path("outputs"),
                    help="folder scanned for save_pretrained pipeline folders (default outputs/)")
     p.add_argument("--demo-dir", type=Path, default=Path("outputs/demo"),
-                   help="folder with the demo's example clips (video + same-stem audio; default outputs/demo/)")
-    p.add_argument("--device", default="auto", help="where the model runs: auto (CUDA if present), cpu, cuda")
+                   help="folder with the demo's example clips, each a video with a same-stem audio file "
+                        "(default outputs/demo/)")
     p.add_argument("--queue", type=int, default=8, help="jobs that may wait in the queue (default 8)")
     p.add_argument("--max-age", type=float, default=3600.0,
                    help="seconds uploads and results may stay on disk at most (default 3600)")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                   help="overrides of the CLI's conf/infer.yaml, e.g. device=cpu face_backend=insightface "
+                        "options.fade=8 (the same pipeline as python -m lipsync.infer)")
     args = p.parse_args(argv)
     if args.queue < 1:
         p.error(f"--queue must be >= 1, got {args.queue}")
@@ -40,10 +50,17 @@ def main(argv: list[str] | None = None) -> None:
     """Build the page and serve it until interrupted."""
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # Gradio's own health checks, one line per request
     settings = AppSettings(ckpt_dir=args.ckpt_dir, demo_dir=args.demo_dir, queue_size=args.queue,
-                           max_age_s=args.max_age)
+                           max_age_s=args.max_age, overrides=tuple(args.overrides))
+    try:
+        app = build_app(settings)  # composes conf/infer.yaml: a bad override fails here, in one line
+    except (HydraException, OmegaConfBaseException, ValueError) as err:
+        sys.exit(f"lipsync-app: error: {' '.join(str(err).split())}")
     print(f"lipsync app on http://{args.host}:{args.port} (checkpoints from {args.ckpt_dir.resolve()})")
-    launch(build_app(settings, partial(pipeline_from_pretrained, device=args.device)), host=args.host, port=args.port)
+    # `kill` (SIGTERM) stops the server like Ctrl-C does, so the job folders are removed on the way out.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    app.launch(host=args.host, port=args.port)
 
 
 if __name__ == "__main__":

@@ -65,7 +65,8 @@ def demo_examples(demo_dir: Path) -> list[Example]:
         return []
     videos = sorted(p for p in demo_dir.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file())
     pairs = [(v, _audio_beside(v)) for v in videos]
-    return [Example(f"demo: {v.relative_to(demo_dir).with_suffix('')}", v, a) for v, a in pairs if a is not None]
+    return [Example(f"demo: {v.relative_to(demo_dir).with_suffix('')}", v, a) for v, a in pairs
+            if a is not None]
 
 
 def packaged_example(assets_dir: Path = assets.DEFAULT_DIR) -> list[Example]:

@@ -60,7 +60,8 @@ def side_by_side(source: str | Path, result: str | Path, audio: str | Path, outp
     scratch = Path(output).with_suffix(".source-panels.npy")
     try:
         panels = _source_panels(Path(source), int(index.max()) + 1, left, scratch)
-        with media.VideoWriter(output, res.fps, left[0] + right[0], left[1], audio=wave, audio_rate=rate) as out:
+        width = left[0] + right[0]
+        with media.VideoWriter(output, res.fps, width, left[1], audio=wave, audio_rate=rate) as out:
             for i, frame in enumerate(media.iter_frames(result)):
                 j = index[min(i, len(index) - 1)]
                 out.write(np.hstack([panels[min(j, len(panels) - 1)], _fit(frame, right)]))

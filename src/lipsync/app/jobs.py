@@ -2,8 +2,8 @@
 
 The page (:mod:`lipsync.app.ui`) only translates between widgets and these calls, so everything here is
 testable without a browser, and the pipeline is injected (a factory from a checkpoint folder to a
-callable), so the same job code runs the real :class:`~lipsync.infer.LipSyncPipeline` (:func:`pipeline_from_pretrained`)
-or any other.
+callable), so the same job code runs the real :class:`~lipsync.infer.LipSyncPipeline`
+(:func:`pipeline_from_pretrained`) or any other.
 """
 
 from __future__ import annotations
@@ -11,16 +11,21 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Callable, Protocol, Sequence
 
 import torch
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
 
 from lipsync import media
 from lipsync.app.compare import side_by_side
 from lipsync.app.workdirs import place_input
+from lipsync.assets import ROOT
 from lipsync.infer import InferenceOptions, InferenceResult, LipSyncPipeline
+from lipsync.infer.pipeline import options_from_mapping
 from lipsync.infer.silence import check_policy
 
 log = logging.getLogger(__name__)
@@ -42,30 +47,47 @@ PipelineFactory = Callable[[Path], Dubber]
 """Loads the pipeline stored in a ``save_pretrained`` folder."""
 
 
+def infer_config(overrides: Sequence[str] = ()) -> DictConfig:
+    """The CLI's own config (``conf/infer.yaml``) with Hydra ``overrides``: the app and the CLI share it."""
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        return compose("infer", overrides=list(overrides))
+
+
+def infer_options(cfg: DictConfig) -> InferenceOptions:
+    """The inference options of a composed ``infer`` config (the page starts from these)."""
+    return options_from_mapping(OmegaConf.to_container(cfg.options, resolve=True))
+
+
 class PipelineDubber:
     """A :class:`~lipsync.infer.LipSyncPipeline` behind the app's :class:`Dubber` call.
 
-    Only the page's settings change per call; every other option keeps the pipeline's (paper) default.
+    Args:
+        pipe: the loaded pipeline.
+        options: every option the page does not set (the CLI config's values).
     """
 
-    def __init__(self, pipe: LipSyncPipeline) -> None:
-        self.pipe = pipe
+    def __init__(self, pipe: LipSyncPipeline, options: InferenceOptions) -> None:
+        self.pipe, self.options = pipe, options
 
     def __call__(self, video: Path, audio: Path, output: Path, *, steps: int, guidance: float, seed: int,
                  silence: str) -> InferenceResult:
-        options = InferenceOptions(num_steps=steps, guidance_scale=guidance, seed=seed, silence=silence)
+        options = replace(self.options, num_steps=steps, guidance_scale=guidance, seed=seed, silence=silence)
         return self.pipe(video, audio, output, options)
 
 
-def pipeline_from_pretrained(folder: Path, device: str = "auto") -> PipelineDubber:
-    """Load a ``save_pretrained`` folder (the app's default :data:`PipelineFactory`).
+def pipeline_from_pretrained(folder: Path, overrides: Sequence[str] = ()) -> PipelineDubber:
+    """Load a ``save_pretrained`` folder as ``python -m lipsync.infer`` would (the app's default factory).
 
     Args:
-        device: "auto" picks CUDA when there is one, else the CPU.
+        folder: the pipeline folder.
+        overrides: ``conf/infer.yaml`` overrides, e.g. ``["device=cpu", "face_backend=insightface"]``.
     """
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    return PipelineDubber(LipSyncPipeline.from_pretrained(folder, device=device))
+    cfg = infer_config(overrides)
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
+    pipe = LipSyncPipeline.from_pretrained(
+        folder, faces=instantiate(cfg.faces), device=device,
+        generated_faces=instantiate(cfg.generated_faces) if cfg.generated_faces else None)
+    return PipelineDubber(pipe, infer_options(cfg))
 
 
 @dataclass(frozen=True)
@@ -87,7 +109,8 @@ class DubRequest:
         if self.audio is None:
             raise ValueError("no audio: upload the driving speech or pick an example")
         if self.checkpoint is None:
-            raise ValueError("no checkpoint chosen: train one (`make demo`) or start the app with --ckpt-dir DIR")
+            raise ValueError("no checkpoint chosen: train one (`make demo`) or start the app with "
+                             "--ckpt-dir DIR")
         if not 1 <= self.steps <= 200:
             raise ValueError(f"steps must be in [1, 200], got {self.steps}")
         if not 1.0 <= self.guidance <= 20.0:
@@ -107,8 +130,9 @@ class DubResult:
 
     def summary(self) -> str:
         """One line for the page."""
-        return (f"Done: {self.duration_s:.2f} s of video in {self.seconds:.1f} s "
-                f"({self.seconds / max(self.duration_s, 1e-9):.1f} s per second of output). {self.note}").strip()
+        rate = self.seconds / max(self.duration_s, 1e-9)
+        return (f"Done: {self.duration_s:.2f} s of video in {self.seconds:.1f} s ({rate:.1f} s per second "
+                f"of output). {self.note}").strip()
 
 
 def face_note(run: InferenceResult) -> str:
@@ -120,7 +144,7 @@ def face_note(run: InferenceResult) -> str:
         return "No face was found in any frame: the video passed through unchanged, with your audio."
     unedited = float((run.edit_weight <= 0).mean())
     if unedited > 0:
-        return f"{100 * unedited:.0f}% of the frames had no face (or were silent) and passed through unchanged."
+        return f"{100 * unedited:.0f}% of the frames (no face, or silent) passed through unchanged."
     return ""
 
 

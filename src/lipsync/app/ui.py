@@ -7,9 +7,11 @@ its own outputs back through its own event, so two users' files never meet.
 
 from __future__ import annotations
 
+import html
 import logging
 import os
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 # Set before Gradio is imported: no usage reporting (the machine is offline; each attempt would wait).
@@ -19,7 +21,8 @@ import gradio as gr  # noqa: E402
 
 from lipsync import assets  # noqa: E402
 from lipsync.app.catalog import Example, find_checkpoints, find_examples  # noqa: E402
-from lipsync.app.jobs import DubRequest, PipelineCache, PipelineFactory, error_message, run_dub  # noqa: E402
+from lipsync.app.jobs import (DubRequest, PipelineCache, PipelineFactory, error_message,  # noqa: E402
+                              infer_config, infer_options, pipeline_from_pretrained, run_dub)
 from lipsync.app.workdirs import WorkDirs  # noqa: E402
 from lipsync.infer import InferenceOptions  # noqa: E402
 from lipsync.infer.silence import POLICIES  # noqa: E402
@@ -27,9 +30,9 @@ from lipsync.infer.silence import POLICIES  # noqa: E402
 log = logging.getLogger(__name__)
 
 TITLE = "lipsync: audio-driven lip sync"
-INTRO = (f"# {TITLE}\nUpload a video with one visible face and the speech it should say (or pick an example), "
-         "choose a checkpoint, and press **Lip-sync**. The result keeps the video's frame rate and resolution "
-         "and carries your audio unchanged; it lasts as long as the audio.")
+INTRO = (f"# {TITLE}\nUpload a video with one visible face and the speech it should say (or pick an "
+         "example), choose a checkpoint, and press **Lip-sync**. The result keeps the video's frame rate and "
+         "resolution and carries your audio unchanged; it lasts as long as the audio.")
 SILENCE_HELP = {"none": "move the lips everywhere", "keep": "keep the original mouth in pauses",
                 "close": "close the mouth in pauses"}
 
@@ -45,6 +48,8 @@ class AppSettings:
         queue_size: jobs that may wait in the queue; more are refused with a message.
         max_age_s: lifetime of anything a request leaves on disk if not cleaned earlier.
         work_root: parent of the per-request folders (a fresh temporary folder when None).
+        overrides: Hydra overrides of the CLI's ``conf/infer.yaml`` (device, face backend, options); the
+            page's sliders start from the resulting options.
     """
 
     ckpt_dir: Path = Path("outputs")
@@ -53,6 +58,7 @@ class AppSettings:
     queue_size: int = 8
     max_age_s: float = 3600.0
     work_root: Path | None = None
+    overrides: tuple[str, ...] = ()
 
 
 def _checkpoint_choices(settings: AppSettings) -> dict[str, Path]:
@@ -64,7 +70,8 @@ def _refresh_checkpoints(settings: AppSettings) -> gr.Dropdown:
     return gr.Dropdown(choices=choices, value=choices[0] if choices else None)
 
 
-def _inputs_column(settings: AppSettings, examples: list[Example]) -> dict[str, gr.components.Component]:
+def _inputs_column(settings: AppSettings, examples: list[Example], d: InferenceOptions
+                   ) -> dict[str, gr.components.Component]:
     """Video, audio, examples, checkpoint and sampling settings; returns the widgets by name."""
     w: dict[str, gr.components.Component] = {}
     w["video"] = gr.Video(label="Face video", sources=["upload"], elem_id="in-video")
@@ -74,10 +81,9 @@ def _inputs_column(settings: AppSettings, examples: list[Example]) -> dict[str, 
                     example_labels=[e.name for e in examples], label="Examples (click to load)")
     with gr.Row():
         found = list(_checkpoint_choices(settings))  # also rescanned on every page load
-        w["ckpt"] = gr.Dropdown(label="Checkpoint", choices=found, value=found[0] if found else None, elem_id="ckpt",
-                                scale=4, info=f"pipeline folders found under {settings.ckpt_dir}")
+        w["ckpt"] = gr.Dropdown(label="Checkpoint", choices=found, value=found[0] if found else None,
+                                elem_id="ckpt", scale=4, info=f"pipeline folders under {settings.ckpt_dir}")
         w["refresh"] = gr.Button("Rescan", scale=1, size="sm")
-    d = InferenceOptions()  # the page starts from the CLI's (the paper's) defaults
     with gr.Accordion("Sampling", open=True):
         w["steps"] = gr.Slider(1, 50, value=d.num_steps, step=1, label="Steps (EDM)", elem_id="steps")
         w["guidance"] = gr.Slider(1.0, 8.0, value=d.guidance_scale, step=0.1, label="Guidance scale")
@@ -97,70 +103,94 @@ def _outputs_column() -> dict[str, gr.components.Component]:
     return w
 
 
-def build_app(settings: AppSettings, factory: PipelineFactory) -> gr.Blocks:
-    """The page, with its queue configured; call ``.launch()`` on it (see :func:`launch`).
+def _request(settings: AppSettings, video: str | None, audio: str | None, ckpt: str | None, steps: float,
+             guidance: float, seed: float | None, silence: str) -> DubRequest:
+    """The job a page submitted, its checkpoint label resolved to the folder (rescanned: it may be gone)."""
+    choices = _checkpoint_choices(settings)
+    if ckpt and ckpt not in choices:
+        raise ValueError(f"checkpoint {ckpt!r} is no longer under {settings.ckpt_dir}; press Rescan")
+    return DubRequest(Path(video) if video else None, Path(audio) if audio else None,
+                      choices[ckpt] if ckpt else None, int(steps), float(guidance), int(seed or 0), silence)
+
+
+def build_app(settings: AppSettings, factory: PipelineFactory | None = None) -> "LipSyncApp":
+    """The page, with its queue configured; serve it with :meth:`LipSyncApp.launch`.
 
     Args:
-        settings: where to find checkpoints and examples, queue size, file lifetimes.
-        factory: loads a pipeline from a checkpoint folder (``LipSyncPipeline.from_pretrained``).
+        settings: where to find checkpoints and examples, queue size, file lifetimes, CLI config overrides.
+        factory: loads a pipeline from a checkpoint folder; default :func:`pipeline_from_pretrained` with
+            ``settings.overrides`` (exactly what ``python -m lipsync.infer`` loads).
     """
+    defaults = infer_options(infer_config(settings.overrides))  # first: a bad override leaves nothing behind
     workdirs = WorkDirs(settings.work_root, settings.max_age_s)
-    pipelines = PipelineCache(factory)
+    pipelines = PipelineCache(factory or partial(pipeline_from_pretrained, overrides=settings.overrides))
 
     # track_tqdm: the pipeline's own bars (faces, segments) drive the page's progress bar.
     def dub(video: str | None, audio: str | None, ckpt: str | None, steps: float, guidance: float,
-            seed: float, silence: str, progress: gr.Progress = gr.Progress(track_tqdm=True)) -> tuple:
+            seed: float | None, silence: str, progress: gr.Progress = gr.Progress(track_tqdm=True)) -> tuple:
         folder = workdirs.new()
-        choices = _checkpoint_choices(settings)
-        request = DubRequest(Path(video) if video else None, Path(audio) if audio else None,
-                             choices.get(ckpt) if ckpt else None, int(steps), float(guidance), int(seed or 0),
-                             silence)
         try:
-            if ckpt and ckpt not in choices:
-                raise ValueError(f"checkpoint {ckpt!r} is no longer under {settings.ckpt_dir}; press Rescan")
-            out = run_dub(request, pipelines, folder, lambda f, d: progress(f, desc=d))
+            request = _request(settings, video, audio, ckpt, steps, guidance, seed, silence)
+            out = run_dub(request, pipelines, folder, lambda fraction, desc: progress(fraction, desc=desc))
         except Exception as err:  # every failure becomes a message on the page; the app keeps serving
             workdirs.remove(folder)
             message = error_message(err, folder)
             log.warning("job failed: %s", message)
-            raise gr.Error(message, duration=None, title="Lip sync failed", print_exception=False) from None
+            # Gradio renders the message as HTML, and it may hold an uploaded file's name: escape it.
+            raise gr.Error(html.escape(message), duration=None, title="Lip sync failed",
+                           print_exception=False) from None
         if out.note:
             gr.Warning(out.note, duration=None)
         return str(out.result), str(out.side_by_side), str(out.result), out.summary(), str(folder)
 
-    with gr.Blocks(title=TITLE, delete_cache=(max(60, int(settings.max_age_s / 4)), int(settings.max_age_s))) as app:
+    # Gradio's copies of uploads and results: swept every max_age / 4, deleted once max_age old.
+    sweep = (max(60, int(settings.max_age_s / 4)), int(settings.max_age_s))
+    with gr.Blocks(title=TITLE, delete_cache=sweep) as app:
         gr.Markdown(INTRO)
         # Closing the tab deletes the session's state, and with it a job folder not yet cleaned up.
         job_folder = gr.State(None, delete_callback=workdirs.remove)
         with gr.Row():
             with gr.Column():
-                w = _inputs_column(settings, find_examples(settings.demo_dir, settings.assets_dir))
+                w = _inputs_column(settings, find_examples(settings.demo_dir, settings.assets_dir), defaults)
             with gr.Column():
                 o = _outputs_column()
         inputs = [w[k] for k in ("video", "audio", "ckpt", "steps", "guidance", "seed", "silence")]
         outputs = [o["result"], o["compare"], o["download"], o["status"], job_folder]
-        w["run"].click(dub, inputs, outputs, concurrency_limit=1, concurrency_id="dub", show_progress="full") \
-            .success(lambda f: workdirs.remove(f), job_folder, job_folder, queue=False)  # results are in Gradio's cache now
+        run = w["run"].click(dub, inputs, outputs, concurrency_limit=1, concurrency_id="dub",
+                             show_progress="full")
+        # Gradio copied the results into its cache while answering, so the job folder can go now.
+        run.success(lambda folder: workdirs.remove(folder), job_folder, job_folder, queue=False)
         w["refresh"].click(lambda: _refresh_checkpoints(settings), None, w["ckpt"], queue=False)
         app.load(lambda: _refresh_checkpoints(settings), None, w["ckpt"], queue=False)
     app.queue(default_concurrency_limit=1, max_size=settings.queue_size)
-    app.lipsync_workdirs = workdirs  # type: ignore[attr-defined]  # for launch() and tests
-    return app
+    return LipSyncApp(app, workdirs)
 
 
-def launch(app: gr.Blocks, host: str = "127.0.0.1", port: int | None = None, block: bool = True) -> gr.Blocks:
-    """Serve ``app`` (the browser reads only Gradio's cache: uploads, examples and returned results).
+@dataclass
+class LipSyncApp:
+    """The page and the job folders it owns; :meth:`launch` serves it, :meth:`close` stops and cleans up."""
 
-    Args:
-        host: interface to bind; 127.0.0.1 (this machine only) unless the caller asks otherwise.
-        port: TCP port (None: Gradio picks a free one from 7860 up).
-        block: wait until the server stops (the CLI) or return at once (tests, notebooks).
-    """
-    theme = gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
-    try:
-        app.launch(server_name=host, server_port=port, show_error=True, ssr_mode=False,
-                   theme=theme, prevent_thread_lock=not block, quiet=not block)
-    finally:
-        if block:
-            app.lipsync_workdirs.close()  # type: ignore[attr-defined]
-    return app
+    blocks: gr.Blocks
+    workdirs: WorkDirs
+
+    def launch(self, host: str = "127.0.0.1", port: int | None = None, block: bool = True) -> str:
+        """Serve the page; returns its local URL once it stops (``block``) or at once (tests, notebooks).
+
+        Args:
+            host: interface to bind; 127.0.0.1 (this machine only) unless the caller asks otherwise.
+            port: TCP port (None: Gradio picks a free one from 7860 up).
+            block: wait until the server is interrupted, then clean up.
+        """
+        theme = gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
+        try:
+            self.blocks.launch(server_name=host, server_port=port, show_error=True, ssr_mode=False,
+                               theme=theme, prevent_thread_lock=not block, quiet=not block)
+        finally:
+            if block:
+                self.workdirs.close()
+        return self.blocks.local_url
+
+    def close(self) -> None:
+        """Stop the server and remove every job folder (Gradio empties its own cache on close)."""
+        self.blocks.close()
+        self.workdirs.close()

@@ -54,7 +54,7 @@ class WorkDirs:
     def sweep(self, now: float | None = None) -> list[Path]:
         """Remove job folders older than ``max_age_s``; returns the ones removed."""
         now = time.time() if now is None else now
-        stale = [d for d in self.root.glob("job-*") if d.is_dir() and now - d.stat().st_mtime > self.max_age_s]
+        stale = [d for d in self.active() if now - d.stat().st_mtime > self.max_age_s]
         for folder in stale:
             shutil.rmtree(folder, ignore_errors=True)
         return stale

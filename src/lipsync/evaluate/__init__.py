@@ -6,13 +6,13 @@
 
 Protocol (also written into every metrics.json under "protocol"):
 
-| metric     | region (boxes tracked on the reference)        | resolution              | network / weights                       |
-|------------|------------------------------------------------|-------------------------|-----------------------------------------|
-| FID        | face crop, 1.5x the box, every frame           | 256 -> 299 (bilinear)   | TF-FID InceptionV3 pool_3, 2048-d       |
-| FVD        | same crop, 16-frame clips every 8 frames       | 256 -> 224 (in the I3D) | Kinetics-400 I3D TorchScript, 400-d     |
-| SSIM, PSNR | same crop, per frame, mean over frames, videos | 256                     | torchmetrics; PSNR capped at 100 dB     |
-| LPIPS      | same crop                                       | 256                     | AlexNet + LPIPS v0.1 linear layers      |
-| Sync-C/D   | syncnet_python's crop (box x1.4, mouth low)    | 224, 25 fps             | SyncNet v2, offsets -15..+15 frames     |
+| metric     | region (boxes tracked on the reference)   | pixels          | network                      |
+|------------|-------------------------------------------|-----------------|------------------------------|
+| FID        | face crop 1.5x the box, every frame       | 256 -> 299      | TF-FID InceptionV3, 2048-d   |
+| FVD        | same crop, 16-frame clips every 8 frames  | 256 -> 224      | Kinetics-400 I3D, 400-d      |
+| SSIM, PSNR | same crop; mean over frames, then videos  | 256             | torchmetrics; PSNR <= 100 dB |
+| LPIPS      | same crop                                 | 256             | AlexNet + LPIPS v0.1 linear  |
+| Sync-C/D   | syncnet_python's crop (box x1.4, low)     | 224, 25 fps     | SyncNet v2, offsets +-15     |
 """
 
 from lipsync.evaluate.report import table1, table3

@@ -14,7 +14,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from lipsync.assets import DEFAULT_DIR, ROOT
-from lipsync.evaluate.report import table1, write_json, write_text
+from lipsync.evaluate.report import plot_sync_curves, table1, write_json, write_text
 from lipsync.evaluate.score import VIDEO_SUFFIXES, build_scorers, match_pairs, score_dataset
 from lipsync.media import MediaError
 
@@ -22,8 +22,8 @@ log = logging.getLogger(__name__)
 
 # ${asset:NAME}: a file unpacked by `python -m lipsync.assets`; ${torch_hub:NAME}: torchvision's weight cache
 OmegaConf.register_new_resolver("asset", lambda name: str(DEFAULT_DIR / name), replace=True)
-OmegaConf.register_new_resolver("torch_hub", lambda name: str(Path(torch.hub.get_dir()) / "checkpoints" / name),
-                                replace=True)
+OmegaConf.register_new_resolver(
+    "torch_hub", lambda name: str(Path(torch.hub.get_dir()) / "checkpoints" / name), replace=True)
 
 
 def dataset_key(name: str) -> str:
@@ -49,13 +49,16 @@ def protocol(cfg: DictConfig) -> dict[str, str]:
     r = cfg.region
     crop = (f"face crop {r.scale}x the box tracked on the reference" if r.mode == "face" else "whole frame")
     return {
-        "fid": f"{crop}, {r.size}px -> 299 (bilinear), every {cfg.fid.frame_stride} frame(s); weights {cfg.fid.weights}",
-        "fvd": f"{crop}, {r.size}px -> 224 in the I3D; {cfg.fvd.clip_len}-frame clips every {cfg.fvd.stride} frames",
+        "fid": (f"{crop}, {r.size}px -> 299 (bilinear), every {cfg.fid.frame_stride} frame(s); "
+                f"weights {cfg.fid.weights}"),
+        "fvd": (f"{crop}, {r.size}px -> 224 in the I3D; {cfg.fvd.clip_len}-frame clips every "
+                f"{cfg.fvd.stride} frames"),
         "ssim": f"{crop}, {r.size}px; Gaussian window 11, sigma 1.5; mean over frames, then videos",
         "psnr": f"{crop}, {r.size}px; data range 1, capped at 100 dB; mean over frames, then videos",
         "lpips": f"{crop}, {r.size}px; AlexNet + LPIPS v0.1 linear layers",
-        "sync": (f"syncnet_python crop (crop_scale {r.sync_crop_scale}) at {r.sync_size}px, 25 fps, 13 MFCC at "
-                 f"100 Hz, offsets +-{cfg.syncnet.vshift} frames; Sync-C = median - min distance, Sync-D = min"),
+        "sync": (f"syncnet_python crop (crop_scale {r.sync_crop_scale}) at {r.sync_size}px, 25 fps, "
+                 f"13 MFCC at 100 Hz, offsets +-{cfg.syncnet.vshift} frames; "
+                 "Sync-C = median - min distance, Sync-D = min"),
     }
 
 
@@ -66,10 +69,13 @@ def run(cfg: DictConfig, out_dir: Path) -> Path:
     settings = OmegaConf.to_container(cfg, resolve=True)
     scorers = build_scorers(settings, device)
     region = instantiate(cfg.region)
-    results = {name: score_dataset(pairs, scorers, region, settings, device, name) for name, pairs in datasets.items()}
-    payload = {"generated": str(cfg.generated), "reference": str(cfg.reference), "experiment": cfg.experiment,
-               "device": device, "protocol": protocol(cfg), "datasets": results}
+    results = {name: score_dataset(pairs, scorers, region, settings, device, name)
+               for name, pairs in datasets.items()}
+    payload = {"generated": str(cfg.generated), "reference": str(cfg.reference),
+               "experiment": cfg.experiment_name, "device": device, "protocol": protocol(cfg),
+               "datasets": results}
     write_text(out_dir / "table1.md", table1(results))
+    plot_sync_curves(results, out_dir / "sync_offsets.png")
     return write_json(out_dir / "metrics.json", payload)
 
 

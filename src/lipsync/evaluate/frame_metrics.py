@@ -24,13 +24,13 @@ from torchmetrics.functional.image.lpips import _NoTrainLpips
 
 from lipsync.evaluate.weights import require_file
 
-# LPIPS v0.1 AlexNet linear layers as torchmetrics ships them (the same file as richzhang/PerceptualSimilarity's)
+# LPIPS v0.1 AlexNet linear layers as torchmetrics ships them (richzhang/PerceptualSimilarity's file)
 SHIPPED_LINEAR = Path(torchmetrics.functional.image.lpips.__file__).parent / "lpips_models" / "alex.pth"
 PSNR_CAP_DB = 100.0  # identical frames have infinite PSNR; capped so averages and JSON stay finite
 
 
 def psnr(generated: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-    """PSNR in dB per frame, ``10 log10(1 / MSE)`` for [0, 1] images, capped at 100 dB: (N, 3, H, W) -> (N,)."""
+    """PSNR in dB per frame, ``10 log10(1 / MSE)`` for [0, 1] images, capped at 100: (N, 3, H, W) -> (N,)."""
     values = peak_signal_noise_ratio(generated, reference, data_range=1.0, reduction="none", dim=(1, 2, 3))
     return values.clamp(max=PSNR_CAP_DB)
 
@@ -46,7 +46,7 @@ def build_lpips(backbone: str | os.PathLike | None, linear: str | os.PathLike | 
 
     Args:
         backbone: torchvision AlexNet state dict (``features.*`` keys are used; ``classifier.*`` ignored).
-        linear: LPIPS linear-layer state dict (``lin0.model.1.weight`` ...); None = torchmetrics' shipped v0.1.
+        linear: LPIPS linear-layer state dict (``lin0.model.1.weight`` ...); None = torchmetrics' v0.1 copy.
         backbone_key, linear_key: config keys named in the error when a file is missing.
 
     Raises:
@@ -68,8 +68,8 @@ def _load_linear(net: torch.nn.Module, path: os.PathLike) -> None:
     state = torch.load(path, map_location="cpu", weights_only=True)
     expected = {k for k in net.state_dict() if re.match(r"lin\d", k)}  # "lins.N" are aliases of "linN"
     if set(state) != expected:
-        raise ValueError(f"{path} is not an LPIPS AlexNet linear-layer file: expected keys {sorted(expected)[:2]}..., "
-                         f"got {sorted(state)[:2]}...")
+        raise ValueError(f"{path} is not an LPIPS AlexNet linear-layer file: expected keys "
+                         f"{sorted(expected)[:2]}..., got {sorted(state)[:2]}...")
     net.load_state_dict(state, strict=False)
 
 
@@ -77,7 +77,7 @@ def _alexnet_features(path: os.PathLike) -> torch.nn.Sequential:
     state = torch.load(path, map_location="cpu", weights_only=True)
     wanted = {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")}
     if not wanted:
-        raise ValueError(f"{path} holds no AlexNet 'features.*' weights (expected torchvision's alexnet state dict)")
+        raise ValueError(f"{path} holds no AlexNet 'features.*' weights (expected torchvision's state dict)")
     features = torchvision.models.alexnet(weights=None).features
     features.load_state_dict(wanted)
     return features

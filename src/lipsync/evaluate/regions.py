@@ -5,7 +5,8 @@ pixel-aligned (self-reconstruction keeps the head where it was). Two regions:
 
 - ``face``: a face backend of :mod:`lipsync.data.faces` per frame (mediapipe by default, whose models
   ship in the wheel; ``landmarks-file`` for the synthetic world's true boxes), frames without a face
-  filled by linear interpolation, then syncnet_python's median filter (13 frames) on centre and size. Metric crop: a square of ``scale`` x the box side around the box
+  filled by linear interpolation, then syncnet_python's median filter (13 frames) on centre and size.
+  Metric crop: a square of ``scale`` x the box side around the box
   centre, resized to ``size`` (default 256); SyncNet crop: syncnet_python's crop at 224.
 - ``full``: the whole frame, resized to ``size`` (metrics) or 224 (SyncNet): for videos that are already
   face crops (HDTF as its download script cuts it, the synthetic world).
@@ -32,7 +33,7 @@ def fill_gaps(boxes: np.ndarray) -> np.ndarray:
 
 
 def square_crop(frame: np.ndarray, box: np.ndarray, scale: float, size: int) -> np.ndarray:
-    """A square of side ``scale * max(w, h)`` centred on ``box``, zero outside the frame, resized: -> (size, size, 3)."""
+    """Square of side ``scale * max(w, h)`` centred on ``box``, black outside the frame -> (size, size, 3)."""
     cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
     half = scale * max(box[2] - box[0], box[3] - box[1]) / 2
     # an affine warp crops, pads and resizes in one interpolation

@@ -72,8 +72,8 @@ def table1(datasets: dict[str, dict]) -> str:
         cells = [_fmt(k, v) for d in names for k, v in zip(COLUMNS, per_dataset.get(d, (None,) * 6))]
         rows.append(f"| {method} (paper) | " + " | ".join(cells) + " |")
     for label, suffix in (("ours", ""), ("ours: ground truth", "_reference")):
-        cells = [_fmt(k, v) for d in names
-                 for k, v in zip(COLUMNS, _ours(datasets[d]["metrics"], suffix) if d in datasets else (None,) * 6)]
+        values = [_ours(datasets[d]["metrics"], suffix) if d in datasets else (None,) * 6 for d in names]
+        cells = [_fmt(k, v) for row in values for k, v in zip(COLUMNS, row)]
         rows.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(rows) + "\n"
 
@@ -92,8 +92,43 @@ def table3(experiments: dict[str, dict], dataset: str = "hdtf") -> str:
     for name, result in sorted(experiments.items()):
         per_dataset = result["datasets"]
         chosen = per_dataset.get(dataset) or next(iter(per_dataset.values()))
-        rows.append(f"| {name} | " + " | ".join(_fmt(k, v) for k, v in zip(COLUMNS, _ours(chosen["metrics"]))) + " |")
+        cells = [_fmt(k, v) for k, v in zip(COLUMNS, _ours(chosen["metrics"]))]
+        rows.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(rows) + "\n"
+
+
+def plot_sync_curves(datasets: dict[str, dict], path: str | os.PathLike) -> Path | None:
+    """One panel per dataset: each generated video's mean SyncNet distance against the audio offset.
+
+    A sharp dip at offset 0 is a video in sync; a flat curve is one SyncNet finds no lips in. Returns
+    None (nothing written) when no video has a SyncNet curve.
+    """
+    curves = {}
+    for name, result in datasets.items():
+        rows = [v["sync_dists"] for v in result["per_video"].values() if "sync_dists" in v]
+        if rows:
+            curves[name] = rows
+    if not curves:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(curves), figsize=(5 * len(curves), 3.5), squeeze=False)
+    for ax, (name, rows) in zip(axes[0], curves.items()):
+        vshift = (len(rows[0]) - 1) // 2
+        offsets = [vshift - k for k in range(len(rows[0]))]  # index k <-> offset vshift - k
+        for row in rows:
+            ax.plot(offsets, row, alpha=0.5)
+        ax.set(title=f"{DATASETS.get(name, name)}: SyncNet distance", xlabel="audio lead (frames)",
+               ylabel="mean distance")
+        ax.axvline(0, color="k", lw=0.5)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+    return Path(path)
 
 
 def _finite(obj: object) -> object:
@@ -136,7 +171,7 @@ def sweep_table(sweep: str | os.PathLike, dataset: str = "hdtf") -> Path:
     sweep = Path(sweep)
     found = sorted(sweep.rglob("metrics.json"))
     if not found:
-        raise ValueError(f"no metrics.json under {sweep}: run `python -m lipsync.evaluate` in each experiment first")
+        raise ValueError(f"no metrics.json under {sweep}: run `python -m lipsync.evaluate` per experiment")
     experiments = {experiment_name(p, sweep): json.loads(p.read_text()) for p in found}
     return write_text(sweep / "table3.md", table3(experiments, dataset))
 

@@ -80,7 +80,8 @@ def build_scorers(cfg: dict, device: str = "cpu") -> Scorers:
     builders = {
         "fid": lambda: build_fid(cfg["fid"]["weights"]).to(device),
         "fvd": lambda: build_fvd(cfg["fvd"]["weights"], cfg["fvd"]["clip_len"]).to(device),
-        "lpips": lambda: frame_metrics.build_lpips(cfg["lpips"]["backbone"], cfg["lpips"].get("linear")).to(device),
+        "lpips": lambda: frame_metrics.build_lpips(cfg["lpips"]["backbone"], cfg["lpips"].get("linear")
+                                                   ).to(device),
         "syncnet": lambda: SyncNetScorer(load_syncnet(cfg["syncnet"]["weights"]), cfg["syncnet"]["vshift"],
                                          cfg["syncnet"]["batch_size"], device),
     }
@@ -96,7 +97,10 @@ def build_scorers(cfg: dict, device: str = "cpu") -> Scorers:
     return scorers
 
 
-def _chunks(pairs: Iterator[tuple[np.ndarray, np.ndarray]], size: int) -> Iterator[list[tuple[np.ndarray, np.ndarray]]]:
+Pair = tuple[np.ndarray, np.ndarray]
+
+
+def _chunks(pairs: Iterator[Pair], size: int) -> Iterator[list[Pair]]:
     chunk = []
     for item in pairs:
         chunk.append(item)
@@ -148,7 +152,8 @@ class PairScorer:
         clips: list[np.ndarray] = []
         index = 0
         for chunk in _chunks(crops, self.chunk):
-            gen, ref = _to_tensor([g for g, _ in chunk], self.device), _to_tensor([r for _, r in chunk], self.device)
+            gen = _to_tensor([g for g, _ in chunk], self.device)
+            ref = _to_tensor([r for _, r in chunk], self.device)
             self._frame_metrics(gen, ref, per_frame, index)
             for pair in chunk:
                 window.append(pair)
@@ -194,7 +199,8 @@ class PairScorer:
             result = self.s.syncnet.score((self.region.sync_crop(f, b) for f, b in at_25), audio)
         except ValueError as err:  # too short for SyncNet's 5-frame windows
             return {f"sync{suffix}_note": str(err)}
-        return {f"sync_c{suffix}": result.sync_c, f"sync_d{suffix}": result.sync_d, f"offset{suffix}": result.offset}
+        return {f"sync_c{suffix}": result.sync_c, f"sync_d{suffix}": result.sync_d,
+                f"offset{suffix}": result.offset, f"sync_dists{suffix}": result.dists.tolist()}
 
 
 def _frechet(metric: FrechetInceptionDistance | None) -> float | str:

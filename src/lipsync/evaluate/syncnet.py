@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 from collections import deque
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Protocol
+from typing import Iterable, Iterator, Protocol, TypeVar
 
 import cv2
 import numpy as np
@@ -36,6 +36,7 @@ SYNCNET_RATE = 16_000
 WINDOW_FRAMES = 5  # video frames per SyncNet sample (200 ms)
 MFCC_PER_FRAME = 4  # 100 MFCC steps/s over 25 frames/s
 WINDOW_MFCC = WINDOW_FRAMES * MFCC_PER_FRAME
+T = TypeVar("T")
 
 
 class SyncNetLike(Protocol):
@@ -79,7 +80,8 @@ class SyncNetV2(nn.Module):
         self.netcnnlip = nn.Sequential(  # frames (B, 3, 5, 224, 224) -> (B, 512, 1, 1, 1)
             *_conv_bn_relu(nn.Conv3d(3, 96, (5, 7, 7), stride=(1, 2, 2)), nn.BatchNorm3d, 96),
             nn.MaxPool3d(kernel_size=(1, 3, 3), stride=(1, 2, 2)),
-            *_conv_bn_relu(nn.Conv3d(96, 256, (1, 5, 5), stride=(1, 2, 2), padding=(0, 1, 1)), nn.BatchNorm3d, 256),
+            *_conv_bn_relu(nn.Conv3d(96, 256, (1, 5, 5), stride=(1, 2, 2), padding=(0, 1, 1)),
+                           nn.BatchNorm3d, 256),
             nn.MaxPool3d(kernel_size=(1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1)),
             *_conv_bn_relu(nn.Conv3d(256, 256, (1, 3, 3), padding=(0, 1, 1)), nn.BatchNorm3d, 256),
             *_conv_bn_relu(nn.Conv3d(256, 256, (1, 3, 3), padding=(0, 1, 1)), nn.BatchNorm3d, 256),
@@ -113,7 +115,8 @@ def load_syncnet(path: str | os.PathLike | None, config_key: str = "syncnet.weig
     net = SyncNetV2()
     missing, unexpected = net.load_state_dict(state, strict=False)
     if missing or unexpected:
-        raise ValueError(f"{path} is not a SyncNet v2 state dict: missing {missing[:3]}, unexpected {unexpected[:3]}")
+        raise ValueError(f"{path} is not a SyncNet v2 state dict: missing {missing[:3]}, "
+                         f"unexpected {unexpected[:3]}")
     return net.eval()
 
 
@@ -125,7 +128,8 @@ def mfcc(audio: np.ndarray, sample_rate: int = SYNCNET_RATE) -> np.ndarray:
     """
     if sample_rate != SYNCNET_RATE:
         raise ValueError(f"SyncNet needs {SYNCNET_RATE} Hz audio, got {sample_rate} Hz: resample first")
-    return python_speech_features.mfcc(np.asarray(audio, np.float64) * 32768.0, sample_rate).T.astype(np.float32)
+    int16_scale = np.asarray(audio, np.float64) * 32768.0
+    return python_speech_features.mfcc(int16_scale, sample_rate).T.astype(np.float32)
 
 
 def syncnet_crop(frame: np.ndarray, box: np.ndarray, crop_scale: float = 0.4, size: int = 224) -> np.ndarray:
@@ -140,7 +144,9 @@ def syncnet_crop(frame: np.ndarray, box: np.ndarray, crop_scale: float = 0.4, si
     pad = int(s * (1 + 2 * crop_scale))
     padded = cv2.copyMakeBorder(frame, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(110, 110, 110))
     cy, cx = (y0 + y1) / 2 + pad, (x0 + x1) / 2 + pad
-    face = padded[int(cy - s):int(cy + s * (1 + 2 * crop_scale)), int(cx - s * (1 + crop_scale)):int(cx + s * (1 + crop_scale))]
+    rows = slice(int(cy - s), int(cy + s * (1 + 2 * crop_scale)))
+    cols = slice(int(cx - s * (1 + crop_scale)), int(cx + s * (1 + crop_scale)))
+    face = padded[rows, cols]
     return cv2.resize(face, (size, size), interpolation=cv2.INTER_LINEAR)
 
 
@@ -163,7 +169,7 @@ class SyncResult:
         offset: frames by which the audio leads the video at the best match (syncnet_python's "AV offset").
         sync_c: confidence, median minus minimum of the mean distance curve (Sync-C).
         sync_d: the minimum mean distance (Sync-D).
-        dists: mean distance per candidate shift, index ``k`` <-> offset ``vshift - k``, shape (2 vshift + 1,).
+        dists: mean distance per candidate shift, index ``k`` <-> offset ``vshift - k``, (2 vshift + 1,).
     """
 
     offset: int
@@ -199,7 +205,7 @@ def av_offset(video_feats: torch.Tensor, audio_feats: torch.Tensor, vshift: int 
                       dists=mean.numpy())
 
 
-def resample_frames(frames: Iterable[np.ndarray], fps: float, target_fps: float = SYNCNET_FPS) -> Iterator[np.ndarray]:
+def resample_frames(frames: Iterable[T], fps: float, target_fps: float = SYNCNET_FPS) -> Iterator[T]:
     """Nearest-in-time frames at ``target_fps`` (SyncNet is trained at 25 fps): streams, no buffering."""
     if abs(fps - target_fps) < 1e-3:
         yield from frames
@@ -262,8 +268,9 @@ class SyncNetScorer:
         cc = torch.from_numpy(mfcc(audio))  # (13, M)
         needed = MFCC_PER_FRAME * (num_windows - 1) + WINDOW_MFCC
         if cc.shape[1] < needed:
-            raise ValueError(f"audio gives {cc.shape[1]} MFCC steps, {needed} needed for {num_windows} windows")
-        windows = cc.unfold(1, WINDOW_MFCC, MFCC_PER_FRAME)[:, :num_windows].permute(1, 0, 2)[:, None]  # (N,1,13,20)
+            raise ValueError(f"audio gives {cc.shape[1]} MFCC steps; {num_windows} windows need {needed}")
+        steps = cc.unfold(1, WINDOW_MFCC, MFCC_PER_FRAME)[:, :num_windows]  # (13, N, 20)
+        windows = steps.permute(1, 0, 2)[:, None]  # (N, 1, 13, 20)
         out = [self.net.forward_aud(w.to(self.device)).cpu() for w in windows.split(self.batch_size)]
         return torch.cat(out)
 

@@ -28,8 +28,10 @@ def check_inputs(cfg: DictConfig) -> None:
     """Fail fast, before any model is loaded, on arguments that cannot work."""
     missing = [k for k in REQUIRED if OmegaConf.is_missing(cfg, k) or cfg[k] in (None, "")]
     if missing:
-        raise ValueError(f"missing {', '.join(f'{k}=' for k in missing)} (usage: python -m lipsync.infer "
-                         "video=IN.mp4 audio=SPEECH.wav ckpt=MODEL output=OUT.mp4)")
+        raise ValueError(
+            f"missing {', '.join(f'{k}=' for k in missing)} (usage: python -m lipsync.infer "
+            "video=IN.mp4 audio=SPEECH.wav ckpt=MODEL output=OUT.mp4)"
+        )
     output = Path(cfg.output)
     if output.suffix.lower() != ".mp4":
         raise ValueError(f"output={cfg.output}: must end in .mp4")
@@ -47,7 +49,7 @@ def check_inputs(cfg: DictConfig) -> None:
 
 
 def run(cfg: DictConfig) -> Path:
-    """Load the pipeline named by ``cfg.ckpt`` and dub ``cfg.video`` with ``cfg.audio`` into ``cfg.output``."""
+    """Load the pipeline ``cfg.ckpt`` and dub ``cfg.video`` with ``cfg.audio`` into ``cfg.output``."""
     check_inputs(cfg)  # before the slow imports: bad arguments fail in a second
     import torch
     from hydra.utils import instantiate
@@ -57,11 +59,17 @@ def run(cfg: DictConfig) -> Path:
     options = options_from_mapping(OmegaConf.to_container(cfg.options, resolve=True))
     device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
     pipe = LipSyncPipeline.from_pretrained(
-        cfg.ckpt, train_config=cfg.train_config, faces=instantiate(cfg.faces),
-        generated_faces=instantiate(cfg.generated_faces) if cfg.generated_faces else None, device=device)
+        cfg.ckpt,
+        train_config=cfg.train_config,
+        faces=instantiate(cfg.faces),
+        generated_faces=instantiate(cfg.generated_faces) if cfg.generated_faces else None,
+        device=device,
+    )
     result = pipe(cfg.video, cfg.audio, cfg.output, options)
-    print(f"{result.output}  ({result.num_frames} frames at {float(result.fps):.3f} fps, "
-          f"{result.seconds:.1f} s)")
+    print(
+        f"{result.output}  ({result.num_frames} frames at {float(result.fps):.3f} fps, "
+        f"{result.seconds:.1f} s)"
+    )
     return result.output
 
 
@@ -69,7 +77,12 @@ def run(cfg: DictConfig) -> Path:
 def _main(cfg: DictConfig) -> None:
     try:
         run(cfg)
-    except (MediaError, ValueError, FileNotFoundError, OmegaConfBaseException) as err:  # CheckpointError is a ValueError
+    except (
+        MediaError,
+        ValueError,
+        FileNotFoundError,
+        OmegaConfBaseException,
+    ) as err:  # CheckpointError is a ValueError
         message = " ".join(str(err).split())  # one line, whatever the exception held
         print(f"lipsync-infer: error: {message}", file=sys.stderr)
         sys.exit(1)

@@ -1,4 +1,4 @@
-"""Pipeline checkpoints: ``save_pretrained`` / ``from_pretrained`` folders, and training-checkpoint conversion.
+"""Pipeline checkpoints: ``save_pretrained`` / ``from_pretrained`` folders; training-checkpoint loading.
 
 A pipeline folder holds two files:
 
@@ -71,8 +71,10 @@ def check_targets(node: Any, where: str = "config") -> None:
     if isinstance(node, Mapping):
         target = node.get("_target_")
         if target is not None and not (isinstance(target, str) and target.startswith(ALLOWED_TARGETS)):
-            raise CheckpointError(f"{where}: refused _target_ {target!r}; components must be built by "
-                                  f"callables under {ALLOWED_TARGETS}")
+            raise CheckpointError(
+                f"{where}: refused _target_ {target!r}; components must be built by "
+                f"callables under {ALLOWED_TARGETS}"
+            )
         for key, value in node.items():
             check_targets(value, f"{where}.{key}")
     elif isinstance(node, (list, tuple)):
@@ -99,7 +101,9 @@ def _one_line(err: BaseException) -> str:
 # --- pipeline folders -----------------------------------------------------------------------------
 
 
-def save_folder(directory: str | os.PathLike, config: Mapping[str, Any], modules: Mapping[str, nn.Module]) -> Path:
+def save_folder(
+    directory: str | os.PathLike, config: Mapping[str, Any], modules: Mapping[str, nn.Module]
+) -> Path:
     """Write ``config.json`` and ``model.safetensors`` (weights first, config last, each atomically)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -119,14 +123,16 @@ def read_config(directory: Path) -> dict[str, Any]:
     """The pipeline config of a folder, validated (format, components present, targets allowed)."""
     path = directory / CONFIG_NAME
     if not path.is_file():
-        raise CheckpointError(f"{directory}: no {CONFIG_NAME} (not a lipsync pipeline folder; make one with "
-                              "save_pretrained or convert a training checkpoint)")
+        raise CheckpointError(
+            f"{directory}: no {CONFIG_NAME} (not a lipsync pipeline folder; make one with "
+            "save_pretrained or convert a training checkpoint)"
+        )
     try:
         config = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise CheckpointError(f"{path}: not valid JSON ({err.__class__.__name__})") from None
     if not isinstance(config, dict) or config.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not a {FORMAT} config (missing \"format\": \"{FORMAT}\")")
+        raise CheckpointError(f'{path}: not a {FORMAT} config (missing "format": "{FORMAT}")')
     missing = [c for c in COMPONENTS if c not in config.get("components", {})]
     if missing:
         raise CheckpointError(f"{path}: components {missing} are missing")
@@ -147,15 +153,17 @@ def read_weights(path: Path) -> dict[str, Tensor]:
 def load_component_weights(module: nn.Module, state: Mapping[str, Tensor], name: str, source: Path) -> None:
     """Load the ``<name>.`` tensors of ``state`` into ``module``; every key must match exactly."""
     prefix = f"{name}."
-    own = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    own = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
     expected = module.state_dict()
     missing = sorted(set(expected) - set(own))
     unexpected = sorted(set(own) - set(expected))
     wrong = [k for k in set(own) & set(expected) if own[k].shape != expected[k].shape]
     if missing or unexpected or wrong:
-        raise CheckpointError(f"{source}: {name} weights do not fit its config: {len(missing)} missing "
-                              f"(e.g. {missing[:2]}), {len(unexpected)} unexpected (e.g. {unexpected[:2]}), "
-                              f"{len(wrong)} of wrong shape (e.g. {wrong[:2]})")
+        raise CheckpointError(
+            f"{source}: {name} weights do not fit its config: {len(missing)} missing "
+            f"(e.g. {missing[:2]}), {len(unexpected)} unexpected (e.g. {unexpected[:2]}), "
+            f"{len(wrong)} of wrong shape (e.g. {wrong[:2]})"
+        )
     module.load_state_dict(own, strict=True)
 
 
@@ -187,8 +195,10 @@ def load_torch_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({_one_line(err)})") from None
     refused = [g for g in needed if g not in SAFE_CHECKPOINT_GLOBALS]
     if refused:
-        raise CheckpointError(f"{path}: refused: unpickling it would call {refused[0]!r}, which can run code "
-                              f"(only tensors and plain data load); re-save its state_dict on a trusted machine")
+        raise CheckpointError(
+            f"{path}: refused: unpickling it would call {refused[0]!r}, which can run code "
+            f"(only tensors and plain data load); re-save its state_dict on a trusted machine"
+        )
     allowed = [obj for obj in (_locate(g) for g in needed) if obj is not None]
     try:
         with torch.serialization.safe_globals(allowed):
@@ -213,11 +223,13 @@ def training_state(checkpoint: Mapping[str, Any], path: Path) -> dict[str, Tenso
     out: dict[str, Tensor] = {}
     for key, value in state.items():
         if key.startswith("denoiser.net."):
-            out["net." + key[len("denoiser.net."):]] = value
+            out["net." + key[len("denoiser.net.") :]] = value
         elif key.startswith("vae."):
             out[key] = value
     if not any(k.startswith("net.") for k in out):
-        raise CheckpointError(f"{path}: state_dict has no 'denoiser.net.' weights (not a LipSyncSystem checkpoint)")
+        raise CheckpointError(
+            f"{path}: state_dict has no 'denoiser.net.' weights (not a LipSyncSystem checkpoint)"
+        )
     return out
 
 
@@ -241,26 +253,48 @@ def describe_vae(vae: nn.Module) -> dict[str, Any]:
     from lipsync.models.vae import SpaceToDepthVAE, SVDVAE
 
     if isinstance(vae, SpaceToDepthVAE):
-        return {"_target_": "lipsync.models.vae.SpaceToDepthVAE", "factor": vae.downsample_factor,
-                "latent_scale": vae.latent_scale}
+        return {
+            "_target_": "lipsync.models.vae.SpaceToDepthVAE",
+            "factor": vae.downsample_factor,
+            "latent_scale": vae.latent_scale,
+        }
     if isinstance(vae, SVDVAE):
         inner = {k: _plain(v) for k, v in vae.vae.config.items() if not k.startswith("_")}
-        return {"_target_": "lipsync.models.vae.SVDVAE", "chunk": vae.chunk,
-                "vae": {"_target_": "diffusers.AutoencoderKLTemporalDecoder", **inner}}
-    raise CheckpointError(f"cannot describe a {type(vae).__name__} VAE for save_pretrained "
-                          "(supported: SVDVAE, SpaceToDepthVAE)")
+        return {
+            "_target_": "lipsync.models.vae.SVDVAE",
+            "chunk": vae.chunk,
+            "vae": {"_target_": "diffusers.AutoencoderKLTemporalDecoder", **inner},
+        }
+    raise CheckpointError(
+        f"cannot describe a {type(vae).__name__} VAE for save_pretrained "
+        "(supported: SVDVAE, SpaceToDepthVAE)"
+    )
 
 
 def describe_audio_encoder(encoder: nn.Module) -> dict[str, Any]:
-    """A ``_target_`` node rebuilding a ``WhisperAudioEncoder`` from its dimensions (no Whisper file needed)."""
+    """A ``_target_`` node rebuilding a ``WhisperAudioEncoder`` from its dims (no Whisper file needed)."""
     enc = encoder.encoder
     ctx, state = enc.positional_embedding.shape
-    dims = {"n_mels": enc.conv1.in_channels, "n_audio_ctx": int(ctx), "n_audio_state": int(state),
-            "n_audio_head": int(enc.blocks[0].attn.n_head), "n_audio_layer": len(enc.blocks),
-            # the text decoder is not part of the encoder; ModelDimensions still asks for its sizes
-            "n_vocab": 1, "n_text_ctx": 1, "n_text_state": 1, "n_text_head": 1, "n_text_layer": 1}
-    return {"_target_": "lipsync.models.audio.WhisperAudioEncoder.from_dims", "dims": dims,
-            "layers": list(encoder.layers), "combine": encoder.combine, "chunk_batch": encoder.chunk_batch}
+    dims = {
+        "n_mels": enc.conv1.in_channels,
+        "n_audio_ctx": int(ctx),
+        "n_audio_state": int(state),
+        "n_audio_head": int(enc.blocks[0].attn.n_head),
+        "n_audio_layer": len(enc.blocks),
+        # the text decoder is not part of the encoder; ModelDimensions still asks for its sizes
+        "n_vocab": 1,
+        "n_text_ctx": 1,
+        "n_text_state": 1,
+        "n_text_head": 1,
+        "n_text_layer": 1,
+    }
+    return {
+        "_target_": "lipsync.models.audio.WhisperAudioEncoder.from_dims",
+        "dims": dims,
+        "layers": list(encoder.layers),
+        "combine": encoder.combine,
+        "chunk_batch": encoder.chunk_batch,
+    }
 
 
 def _plain(value: Any) -> Any:

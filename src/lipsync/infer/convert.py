@@ -21,10 +21,17 @@ from typing import Any, Mapping
 from lipsync.assets import ROOT
 from lipsync.infer.checkpoint import CheckpointError, find_training_config
 
-DEFAULT_AUDIO_ENCODER = {"_target_": "lipsync.models.audio.WhisperAudioEncoder.from_checkpoint",
-                         "path": str(ROOT / "assets" / "whisper-tiny.en.pt")}
-DEFAULT_CROP = {"_target_": "lipsync.prepare.crop.CropSpec", "resolution": 320, "scale": 1.5, "shift_y": 0.0,
-                "alpha": 0.2}
+DEFAULT_AUDIO_ENCODER = {
+    "_target_": "lipsync.models.audio.WhisperAudioEncoder.from_checkpoint",
+    "path": str(ROOT / "assets" / "whisper-tiny.en.pt"),
+}
+DEFAULT_CROP = {
+    "_target_": "lipsync.prepare.crop.CropSpec",
+    "resolution": 320,
+    "scale": 1.5,
+    "shift_y": 0.0,
+    "alpha": 0.2,
+}
 NET_WRAPPER = "lipsync.models.pretrained.load_pretrained_net"
 
 
@@ -50,20 +57,32 @@ def _node(cfg: Mapping[str, Any], dotted: str, path: Path) -> Any:
     return node
 
 
-def pipeline_config_from_training(ckpt: str | os.PathLike,
-                                  train_config: str | os.PathLike | None = None) -> dict[str, Any]:
+def _shards_crop(shard_dir: Any) -> dict[str, Any] | None:
+    """The crop spec ``prepare`` recorded beside the training shards (how the training frames were cut)."""
+    from lipsync.data.shards import read_shard_meta
+
+    if not shard_dir or "://" in str(shard_dir) or not Path(shard_dir).is_dir():
+        return None
+    return (read_shard_meta(shard_dir) or {}).get("crop")
+
+
+def pipeline_config_from_training(
+    ckpt: str | os.PathLike, train_config: str | os.PathLike | None = None
+) -> dict[str, Any]:
     """The pipeline config (components + preprocess) of the run that wrote ``ckpt``."""
     ckpt = Path(ckpt)
     cfg_path = Path(train_config) if train_config else find_training_config(ckpt)
     if cfg_path is None or not cfg_path.is_file():
-        raise CheckpointError(f"{ckpt}: no training config found (looked for .hydra/config.yaml beside it); "
-                              "pass train_config=PATH")
+        raise CheckpointError(
+            f"{ckpt}: no training config found (looked for .hydra/config.yaml beside it); "
+            "pass train_config=PATH"
+        )
     cfg = _load_yaml(cfg_path)
     net = _node(cfg, "model.net", cfg_path)
     if net.get("_target_") == NET_WRAPPER:
         net = net["net"]  # the wrapper loads SVD's weights first; the trained ones replace them anyway
     data = cfg.get("data") or {}
-    crop = dict(data.get("crop") or DEFAULT_CROP)
+    crop = dict(data.get("crop") or _shards_crop(data.get("shards")) or DEFAULT_CROP)
     components = {
         "net": net,
         "precond": _node(cfg, "model.precond", cfg_path),
@@ -76,7 +95,9 @@ def pipeline_config_from_training(ckpt: str | os.PathLike,
     return {"components": components, "preprocess": preprocess}
 
 
-def convert(ckpt: str | os.PathLike, out: str | os.PathLike, train_config: str | os.PathLike | None = None) -> Path:
+def convert(
+    ckpt: str | os.PathLike, out: str | os.PathLike, train_config: str | os.PathLike | None = None
+) -> Path:
     """Load a training checkpoint as a pipeline and write it with ``save_pretrained``."""
     from lipsync.infer.pipeline import LipSyncPipeline
 

@@ -35,7 +35,9 @@ def scan(path: str | os.PathLike, stop: int | None = None) -> Iterator[tuple[int
                     return
                 yield frame.pts, frame.to_ndarray(format="rgb24")
         except av.error.FFmpegError as err:  # type: ignore[attr-defined]
-            raise MediaError(f"{path}: video stream is corrupt at frame {i + 1} ({err.__class__.__name__})") from None
+            raise MediaError(
+                f"{path}: video stream is corrupt at frame {i + 1} ({err.__class__.__name__})"
+            ) from None
 
 
 class FrameSource:
@@ -112,11 +114,13 @@ class FrameSource:
         try:
             return next(self._frames)
         except StopIteration:
-            raise MediaError(f"{self.path}: ended before frame {self._next} (the file changed since it was scanned)"
-                             ) from None
+            raise MediaError(
+                f"{self.path}: ended before frame {self._next} (the file changed since it was scanned)"
+            ) from None
         except av.error.FFmpegError as err:  # type: ignore[attr-defined]
-            raise MediaError(f"{self.path}: video stream is corrupt near frame {self._next} "
-                             f"({err.__class__.__name__})") from None
+            raise MediaError(
+                f"{self.path}: video stream is corrupt near frame {self._next} " f"({err.__class__.__name__})"
+            ) from None
 
     def _take(self) -> av.VideoFrame:
         """The decoder's next frame (index ``self._next``), advancing it."""

@@ -19,8 +19,9 @@ import numpy as np
 def dilate_box(box: np.ndarray, ratio: float) -> np.ndarray:
     """Grow ``box`` (x0, y0, x1, y1) by ``ratio`` of its width and height on every side."""
     w, h = box[2] - box[0], box[3] - box[1]
-    return np.array([box[0] - ratio * w, box[1] - ratio * h, box[2] + ratio * w, box[3] + ratio * h],
-                    dtype=np.float64)
+    return np.array(
+        [box[0] - ratio * w, box[1] - ratio * h, box[2] + ratio * w, box[3] + ratio * h], dtype=np.float64
+    )
 
 
 def crop_to_frame(box: np.ndarray, crop: np.ndarray, size: int) -> np.ndarray:
@@ -52,8 +53,12 @@ def union_rect(boxes: Sequence[np.ndarray], height: int, width: int) -> tuple[in
     return None if x1 <= x0 or y1 <= y0 else (x0, y0, x1, y1)
 
 
-def feathered_alpha(boxes: Sequence[np.ndarray], rect: tuple[int, int, int, int], feather: float,
-                    limit: np.ndarray | None = None) -> np.ndarray:
+def feathered_alpha(
+    boxes: Sequence[np.ndarray],
+    rect: tuple[int, int, int, int],
+    feather: float,
+    limit: np.ndarray | None = None,
+) -> np.ndarray:
     """Blend weight over ``rect`` (x0, y0, x1, y1), ``(y1 - y0, x1 - x0)`` float32 in [0, 1].
 
     1 inside the union of ``boxes`` farther than ``feather`` pixels from its border, ramping (smoothstep)
@@ -66,18 +71,26 @@ def feathered_alpha(boxes: Sequence[np.ndarray], rect: tuple[int, int, int, int]
     for b in boxes:
         inside |= ((ys >= b[1]) & (ys < b[3]))[:, None] & ((xs >= b[0]) & (xs < b[2]))[None, :]
     if limit is not None:
-        inside &= ((ys >= limit[1]) & (ys < limit[3]))[:, None] & ((xs >= limit[0]) & (xs < limit[2]))[None, :]
+        inside &= ((ys >= limit[1]) & (ys < limit[3]))[:, None] & ((xs >= limit[0]) & (xs < limit[2]))[
+            None, :
+        ]
     if feather <= 0:
         return inside.astype(np.float32)
-    # Distance (pixels) from each inside pixel to the nearest outside one; pad so the rect edge counts as outside.
+    # Distance (px) of each inside pixel to the nearest outside one; padding makes the rect edge outside.
     padded = np.pad(inside.astype(np.uint8), 1)
     dist = cv2.distanceTransform(padded, cv2.DIST_L2, 5)[1:-1, 1:-1]
     t = np.clip(dist / feather, 0.0, 1.0)
     return (t * t * (3 - 2 * t)).astype(np.float32)  # smoothstep: no visible kink at either end
 
 
-def paste_back(frame: np.ndarray, crop_image: np.ndarray, crop: np.ndarray, boxes: Sequence[np.ndarray],
-               feather: float, weight: float = 1.0) -> PasteResult:
+def paste_back(
+    frame: np.ndarray,
+    crop_image: np.ndarray,
+    crop: np.ndarray,
+    boxes: Sequence[np.ndarray],
+    feather: float,
+    weight: float = 1.0,
+) -> PasteResult:
     """Composite ``crop_image`` into ``frame`` inside the feathered union of ``boxes``.
 
     Args:
@@ -101,11 +114,13 @@ def paste_back(frame: np.ndarray, crop_image: np.ndarray, crop: np.ndarray, boxe
     scale = (crop[2] - crop[0]) / size
     # crop pixel (u, v) lands at frame (crop0 + scale*u); shift by the rect's origin to warp into it only.
     to_rect = np.array([[scale, 0, crop[0] - x0], [0, scale, crop[1] - y0]], dtype=np.float64)
-    warped = cv2.warpAffine(np.ascontiguousarray(crop_image, dtype=np.float32), to_rect, (x1 - x0, y1 - y0),
-                            flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    out = frame.copy()
-    src = frame[y0:y1, x0:x1].astype(np.float32)
-    a = alpha[..., None]
-    blended = np.clip(np.rint(src + a * (warped - src)), 0, 255).astype(np.uint8)
-    out[y0:y1, x0:x1] = np.where(a > 0, blended, frame[y0:y1, x0:x1])
+    image = crop_image if crop_image.dtype == np.uint8 else np.clip(np.rint(crop_image), 0, 255).astype(np.uint8)
+    warped = cv2.warpAffine(
+        np.ascontiguousarray(image), to_rect, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_REPLICATE,
+    )
+    out = frame.copy()  # the source frame may be shown again (ping-pong): never paste into it
+    # OpenCV's per-pixel blend (a*warped + (1-a)*src, rounded): where alpha is 0 it returns src exactly.
+    src = np.ascontiguousarray(frame[y0:y1, x0:x1])
+    out[y0:y1, x0:x1] = cv2.blendLinear(warped, src, alpha, 1.0 - alpha)
     return PasteResult(out, np.array(rect, dtype=np.int64))

@@ -5,7 +5,7 @@ One call runs numbered phases, each a short method:
 1. inputs: probe the video, decode the driving audio twice (its own rate and channels for the output,
    16 kHz mono for the model) and map every output frame to a source frame (:mod:`.lengths`);
 2. faces: detect per source frame in one streaming pass, fill short gaps, square crops smoothed over
-   time, the training mask in crop pixels (:mod:`.tracking`, ``lipsync.prepare.crop``, ``lipsync.data.masks``);
+   time, the training mask in crop pixels (:mod:`.tracking`, ``prepare.crop``, ``data.masks``);
 3. plan: per-frame edit weights (face-less stretches and the silence policy fade in and out), the
    seeded reference frame;
 4. audio: Whisper features once for the whole track, windows per output frame at its own time;
@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass, field, fields, replace
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -33,7 +33,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from lipsync.data.faces import FaceBackend, MediaPipeFaces
-from lipsync.data.masks import MaskSpec, landmark_boxes
+from lipsync.data.masks import MaskSpec, landmark_boxes, render_masks
 from lipsync.infer import checkpoint as ckpt_io
 from lipsync.infer.frames import FrameSource, scan
 from lipsync.infer.lengths import num_output_frames, source_indices
@@ -103,8 +103,10 @@ class InferenceOptions:
         if self.paste_region not in ("mask", "face"):
             raise ValueError(f"paste_region must be 'mask' or 'face', got {self.paste_region!r}")
         if self.num_steps < 1 or self.segment_length < 1 or not 0 <= self.overlap < self.segment_length:
-            raise ValueError(f"need num_steps >= 1, segment_length >= 1 and 0 <= overlap < segment_length; got "
-                             f"{self.num_steps}, {self.segment_length}, {self.overlap}")
+            raise ValueError(
+                f"need num_steps >= 1, segment_length >= 1 and 0 <= overlap < segment_length; got "
+                f"{self.num_steps}, {self.segment_length}, {self.overlap}"
+            )
 
 
 @dataclass
@@ -121,6 +123,7 @@ class InferenceResult:
         silent: (N,) frames in silence under the silence policy's detector.
         reference_frame: source index of the identity reference (-1 when no frame had a face).
         seconds: wall time of the call.
+        timings: wall seconds per phase (inputs, faces, audio, reference, generate).
     """
 
     output: Path
@@ -132,6 +135,24 @@ class InferenceResult:
     silent: np.ndarray
     reference_frame: int
     seconds: float
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class _Clock:
+    """Wall time per phase."""
+
+    def __init__(self) -> None:
+        self._start = self._last = time.perf_counter()
+        self.laps: dict[str, float] = {}
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name] = now - self._last
+        self._last = now
+
+    @property
+    def total(self) -> float:
+        return time.perf_counter() - self._start
 
 
 @dataclass
@@ -154,8 +175,10 @@ class _Plan:
         return len(self.source_index)
 
 
-def audio_windows(feats: Tensor, frames: np.ndarray, fps: float, m: int = 2, model_fps: float = 25.0) -> Tensor:
-    """Per-frame windows of audio steps for frames at any rate, ``(T, k (2m+1), D)`` with ``k = 50 / model_fps``.
+def audio_windows(
+    feats: Tensor, frames: np.ndarray, fps: float, m: int = 2, model_fps: float = 25.0
+) -> Tensor:
+    """Audio-step windows for frames at any rate, ``(T, k (2m+1), D)`` with ``k = 50 / model_fps``.
 
     The model was trained on 25 fps frames that each see the 2 (2m+1) = 10 steps (200 ms) starting at
     step ``k (f - m)``. A frame at time ``t / fps`` gets the same span starting at step
@@ -163,7 +186,9 @@ def audio_windows(feats: Tensor, frames: np.ndarray, fps: float, m: int = 2, mod
     25 fps this equals :func:`lipsync.models.audio.frame_windows`. Steps outside the audio are zeros.
     """
     k = int(round(STEPS_PER_SECOND / model_fps))
-    first = np.rint(np.asarray(frames, dtype=np.float64) * STEPS_PER_SECOND / float(fps)).astype(np.int64) - k * m
+    first = (
+        np.rint(np.asarray(frames, dtype=np.float64) * STEPS_PER_SECOND / float(fps)).astype(np.int64) - k * m
+    )
     steps = torch.as_tensor(first[:, None] + np.arange(k * (2 * m + 1))[None, :], device=feats.device)
     inside = (steps >= 0) & (steps < feats.shape[0])
     if feats.shape[0] == 0:
@@ -188,9 +213,19 @@ class LipSyncPipeline:
         device: where the model runs.
     """
 
-    def __init__(self, net: nn.Module, vae: nn.Module, audio_encoder: nn.Module, precond: Any, mask: MaskSpec,
-                 crop: Any, config: Mapping[str, Any], faces: FaceBackend | None = None,
-                 generated_faces: FaceBackend | None | str = "default", device: str | torch.device = "cpu") -> None:
+    def __init__(
+        self,
+        net: nn.Module,
+        vae: nn.Module,
+        audio_encoder: nn.Module,
+        precond: Any,
+        mask: MaskSpec,
+        crop: Any,
+        config: Mapping[str, Any],
+        faces: FaceBackend | None = None,
+        generated_faces: FaceBackend | None | str = "default",
+        device: str | torch.device = "cpu",
+    ) -> None:
         self.device = torch.device(device)
         self.net = net.eval().to(self.device)
         self.vae = vae.eval().to(self.device)
@@ -208,12 +243,15 @@ class LipSyncPipeline:
     @classmethod
     def from_config(cls, config: Mapping[str, Any], **kwargs: Any) -> "LipSyncPipeline":
         """Build every component from its ``_target_`` node (random weights for the networks)."""
-        parts = {name: ckpt_io.build_component(config["components"][name], name) for name in ckpt_io.COMPONENTS}
+        parts = {
+            name: ckpt_io.build_component(config["components"][name], name) for name in ckpt_io.COMPONENTS
+        }
         return cls(**parts, config=config, **kwargs)
 
     @classmethod
-    def from_pretrained(cls, path: str | os.PathLike, train_config: str | os.PathLike | None = None,
-                        **kwargs: Any) -> "LipSyncPipeline":
+    def from_pretrained(
+        cls, path: str | os.PathLike, train_config: str | os.PathLike | None = None, **kwargs: Any
+    ) -> "LipSyncPipeline":
         """Load a :meth:`save_pretrained` folder, or convert a training ``.ckpt`` on the fly.
 
         Raises:
@@ -235,7 +273,9 @@ class LipSyncPipeline:
             state.update({f"audio_encoder.{k}": v for k, v in pipe.audio_encoder.state_dict().items()})
             source = path
         else:
-            raise ckpt_io.CheckpointError(f"{path}: no such checkpoint (a save_pretrained folder or a training .ckpt)")
+            raise ckpt_io.CheckpointError(
+                f"{path}: no such checkpoint (a save_pretrained folder or a training .ckpt)"
+            )
         for name in ckpt_io.WEIGHTED:
             ckpt_io.load_component_weights(getattr(pipe, name), state, name, source)
         return pipe
@@ -243,40 +283,67 @@ class LipSyncPipeline:
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
         """Write ``config.json`` + ``model.safetensors``; :meth:`from_pretrained` reads them back exactly."""
         config = dict(self.config)
-        config["components"] = {**config["components"], "vae": ckpt_io.describe_vae(self.vae),
-                                "audio_encoder": ckpt_io.describe_audio_encoder(self.audio_encoder)}
+        config["components"] = {
+            **config["components"],
+            "vae": ckpt_io.describe_vae(self.vae),
+            "audio_encoder": ckpt_io.describe_audio_encoder(self.audio_encoder),
+        }
         modules = {name: getattr(self, name) for name in ckpt_io.WEIGHTED}
         return ckpt_io.save_folder(directory, config, modules)
 
     # --- the call ---------------------------------------------------------------------------------
     @torch.no_grad()
-    def __call__(self, video: str | os.PathLike, audio: str | os.PathLike, output: str | os.PathLike,
-                 options: InferenceOptions | None = None, **overrides: Any) -> InferenceResult:
+    def __call__(
+        self,
+        video: str | os.PathLike,
+        audio: str | os.PathLike,
+        output: str | os.PathLike,
+        options: InferenceOptions | None = None,
+        **overrides: Any,
+    ) -> InferenceResult:
         """Dub ``video`` with ``audio`` into ``output`` (mp4, written atomically).
 
         Raises:
             MediaError: a missing or unreadable file, no video or no audio stream, an empty clip.
         """
         opts = replace(options or InferenceOptions(), **overrides)
-        started = time.perf_counter()
+        clock = _Clock()
         info, native, native_rate, wave = self._read_inputs(video, audio)  # 1. inputs
         n_out = num_output_frames(native.shape[-1], native_rate, float(info.fps))
         src = source_indices(info.num_frames, n_out, opts.junction)
+        clock.lap("inputs")
         plan = self._plan(info, src, wave, opts)  # 2-3. faces, plan
+        clock.lap("faces")
+        feats, id_feats = None, None
         if plan.reference >= 0 and plan.weights.max() > 0:
             feats = self._audio_features(wave, plan, opts)  # 4. audio
+            clock.lap("audio")
             id_feats = self._reference_features(plan)  # 5. reference
+            clock.lap("reference")
         else:
-            log.warning("%s: no frame with a face to edit; the video passes through with the new audio", video)
-            feats, id_feats = None, None
+            log.warning(
+                "%s: no frame with a face to edit; the video passes through with the new audio", video
+            )
         self._generate(plan, feats, id_feats, native, native_rate, output, opts)  # 6. generate, paste, write
-        return InferenceResult(Path(output), n_out, info.fps, src, plan.weights, plan.paste_regions, plan.silent,
-                               int(src[plan.reference]) if plan.reference >= 0 else -1,
-                               time.perf_counter() - started)
+        clock.lap("generate")
+        src = plan.source_index
+        return InferenceResult(
+            Path(output),
+            n_out,
+            info.fps,
+            src,
+            plan.weights,
+            plan.paste_regions,
+            plan.silent,
+            int(src[plan.reference]) if plan.reference >= 0 else -1,
+            clock.total,
+            clock.laps,
+        )
 
     # 1. inputs -------------------------------------------------------------------------------------
-    def _read_inputs(self, video: str | os.PathLike, audio: str | os.PathLike
-                     ) -> tuple[VideoInfo, np.ndarray, int, np.ndarray]:
+    def _read_inputs(
+        self, video: str | os.PathLike, audio: str | os.PathLike
+    ) -> tuple[VideoInfo, np.ndarray, int, np.ndarray]:
         info = probe(video)
         if info.num_frames < 1:
             raise MediaError(f"{video}: holds no video frames")
@@ -288,30 +355,53 @@ class LipSyncPipeline:
 
     # 2-3. faces and plan ---------------------------------------------------------------------------
     def _plan(self, info: VideoInfo, src: np.ndarray, wave: np.ndarray, opts: InferenceOptions) -> _Plan:
-        used = int(src.max()) + 1  # truncation: frames past the audio are never decoded
-        pts: list[int] = []
-
-        def frames():
-            bar = tqdm(total=used, desc="faces", unit="frame", disable=not opts.progress, leave=False)
-            for p, frame in scan(info.path, used):
-                pts.append(-1 if p is None else int(p))
-                bar.update()
-                yield frame
-            bar.close()
-
-        track = detect_faces(frames(), self.faces, info.path).filled(opts.max_gap)
-        if len(pts) < used:
-            raise MediaError(f"{info.path}: decoded {len(pts)} frames, the container promised {used}")
-        silent = silent_frames(wave, MODEL_SAMPLE_RATE, float(info.fps), len(src), opts.silence_threshold_db,
-                               min_duration=opts.silence_min_duration)
-        crops, face_boxes = self._crops(track)
-        found = track.found[src]
-        editable = found & ~(silent if opts.silence == "keep" else np.zeros_like(silent))
+        track, pts = self._track(info, int(src.max()) + 1, opts)
+        if len(pts) < int(src.max()) + 1:  # the container's frame count was optimistic: map onto what decodes
+            log.warning(
+                "%s: decoded %d frames, the container promised %d", info.path, len(pts), info.num_frames
+            )
+            src = source_indices(len(pts), len(src), opts.junction)
+        silent = silent_frames(
+            wave,
+            MODEL_SAMPLE_RATE,
+            float(info.fps),
+            len(src),
+            opts.silence_threshold_db,
+            min_duration=opts.silence_min_duration,
+        )
+        editable = track.found[src] & ~(silent if opts.silence == "keep" else np.zeros_like(silent))
+        # SPEC 6: the reference is a random (seeded) frame of the video, among those with a detected face.
         candidates = np.flatnonzero(track.detected[src])
         reference = int(np.random.default_rng(opts.seed).choice(candidates)) if candidates.size else -1
-        return _Plan(info, src, np.array(pts, dtype=np.int64), crops[src],
-                     self._mask_boxes(track, crops, src), face_boxes[src], edit_weights(editable, opts.fade),
-                     silent, reference)
+        crops, face_boxes = self._crops(track)
+        return _Plan(
+            info,
+            src,
+            pts,
+            crops[src],
+            self._mask_boxes(track, crops, src),
+            face_boxes[src],
+            edit_weights(editable, opts.fade),
+            silent,
+            reference,
+        )
+
+    def _track(
+        self, info: VideoInfo, used: int, opts: InferenceOptions
+    ) -> tuple[FaceTrackSummary, np.ndarray]:
+        """Faces of source frames ``[0, used)`` in one decoding pass (frames past the audio are never
+        decoded), short gaps filled; also every frame's timestamp, for seeking later."""
+        pts: list[int] = []
+
+        def frames() -> Iterator[np.ndarray]:
+            with tqdm(total=used, desc="faces", unit="frame", disable=not opts.progress, leave=False) as bar:
+                for p, frame in scan(info.path, used):
+                    pts.append(-1 if p is None else int(p))
+                    bar.update()
+                    yield frame
+
+        track = detect_faces(frames(), self.faces, info.path).filled(opts.max_gap)
+        return track, np.array(pts, dtype=np.int64)
 
     def _crops(self, track: FaceTrackSummary) -> tuple[np.ndarray, np.ndarray]:
         """Training crop squares per source frame, smoothed within runs of faces; face-less frames hold."""
@@ -349,10 +439,10 @@ class LipSyncPipeline:
         ref, ref_mask = self._model_inputs(plan, [plan.reference], [frame])
         return self.net.encode_reference(ref[0], ref_mask[0])
 
-    def _model_inputs(self, plan: _Plan, out_frames: list[int], frames: list[np.ndarray]) -> tuple[Tensor, Tensor]:
-        """Crops ``(1, T, 3, S, S)`` in [-1, 1] and their masks ``(1, T, 1, S, S)`` (training preprocessing)."""
-        from lipsync.data.masks import render_masks
-
+    def _model_inputs(
+        self, plan: _Plan, out_frames: list[int], frames: list[np.ndarray]
+    ) -> tuple[Tensor, Tensor]:
+        """Crops ``(1, T, 3, S, S)`` in [-1, 1] and masks ``(1, T, 1, S, S)``, as training prepares them."""
         crops = np.stack([self.crop.crop(f, plan.crops[t]) for t, f in zip(out_frames, frames)])
         video = torch.from_numpy(crops).permute(0, 3, 1, 2).float().div(127.5).sub(1)
         size = crops.shape[1]
@@ -360,31 +450,49 @@ class LipSyncPipeline:
         return video[None].to(self.device), masks[None].to(self.device)
 
     # 6. generate -----------------------------------------------------------------------------------
-    def _generate(self, plan: _Plan, feats: Tensor | None, id_feats: list[Tensor] | None, native: np.ndarray,
-                  native_rate: int, output: str | os.PathLike, opts: InferenceOptions) -> None:
+    def _generate(
+        self,
+        plan: _Plan,
+        feats: Tensor | None,
+        id_feats: list[Tensor] | None,
+        native: np.ndarray,
+        native_rate: int,
+        output: str | os.PathLike,
+        opts: InferenceOptions,
+    ) -> None:
         info, n = plan.info, plan.num_frames
         segments = plan_segments(n, opts.segment_length, opts.overlap)
         blender = OverlapBlender()
         plan.paste_regions = np.zeros((n, 4), np.int64)
-        with FrameSource(info.path, plan.pts, capacity=2 * opts.segment_length + 1) as source, \
-                VideoWriter(output, info.fps, info.width, info.height, crf=opts.crf, audio=native,
-                            audio_rate=native_rate) as writer:
-            for k, seg in enumerate(tqdm(segments, desc="lip sync", unit="segment", disable=not opts.progress)):
-                active = feats is not None and plan.weights[seg.start:seg.stop].max() > 0
+        with FrameSource(info.path, plan.pts, capacity=2 * opts.segment_length + 1) as source, VideoWriter(
+            output, info.fps, info.width, info.height, crf=opts.crf, audio=native, audio_rate=native_rate
+        ) as writer:
+            for k, seg in enumerate(
+                tqdm(segments, desc="lip sync", unit="segment", disable=not opts.progress)
+            ):
+                active = feats is not None and plan.weights[seg.start : seg.stop].max() > 0
                 result = self._segment(plan, seg, source, feats, id_feats, opts) if active else None
                 next_start = segments[k + 1].start if k + 1 < len(segments) else None
                 start, stop, crops = blender.push(seg, result, next_start)
                 self._write(plan, start, stop, crops, source, writer, opts)
 
-    def _segment(self, plan: _Plan, seg: Segment, source: FrameSource, feats: Tensor,
-                 id_feats: list[Tensor] | None, opts: InferenceOptions) -> np.ndarray:
+    def _segment(
+        self,
+        plan: _Plan,
+        seg: Segment,
+        source: FrameSource,
+        feats: Tensor,
+        id_feats: list[Tensor] | None,
+        opts: InferenceOptions,
+    ) -> np.ndarray:
         """Generate one segment: ``(T, S, S, 3)`` float crops in [0, 255]."""
         out_frames = list(range(seg.start, seg.stop))
         frames = [source[int(plan.source_index[t])] for t in out_frames]
         video, mask = self._model_inputs(plan, out_frames, frames)
         z_m = self.vae.encode(video * (1 - mask))  # masked-video latents, once per segment
-        audio = audio_windows(feats, np.array(out_frames), float(plan.info.fps), self.audio_context,
-                              self.model_fps)[None]
+        audio = audio_windows(
+            feats, np.array(out_frames), float(plan.info.fps), self.audio_context, self.model_fps
+        )[None]
         cond = {"concat": z_m, "audio": audio.to(z_m.dtype), "id": id_feats}
         sigmas = karras_sigmas(opts.num_steps, opts.sigma_min, opts.sigma_max, opts.rho, device=self.device)
         noise = frame_noise(opts.seed, out_frames, tuple(z_m.shape[2:]), self.device, z_m.dtype)[None]
@@ -393,8 +501,16 @@ class LipSyncPipeline:
         pixels = self.vae.decode(z)[0].clamp(-1, 1).add(1).mul(127.5)  # (T, 3, S, S)
         return pixels.permute(0, 2, 3, 1).float().cpu().numpy()
 
-    def _write(self, plan: _Plan, start: int, stop: int, crops: np.ndarray | None, source: FrameSource,
-               writer: VideoWriter, opts: InferenceOptions) -> None:
+    def _write(
+        self,
+        plan: _Plan,
+        start: int,
+        stop: int,
+        crops: np.ndarray | None,
+        source: FrameSource,
+        writer: VideoWriter,
+        opts: InferenceOptions,
+    ) -> None:
         """Paste released frames ``[start, stop)`` back into their source frames and write them."""
         generated = self._generated_boxes(crops, plan, start, opts)
         for t in range(start, stop):
@@ -404,11 +520,15 @@ class LipSyncPipeline:
                 continue
             boxes = self._paste_boxes(plan, t, generated[t - start], opts)
             feather = opts.paste_feather * float(min(boxes[0][2] - boxes[0][0], boxes[0][3] - boxes[0][1]))
-            pasted = paste_back(frame, crops[t - start], plan.crops[t], boxes, feather, float(plan.weights[t]))
+            pasted = paste_back(
+                frame, crops[t - start], plan.crops[t], boxes, feather, float(plan.weights[t])
+            )
             plan.paste_regions[t] = pasted.region
             writer.write(pasted.frame)
 
-    def _paste_boxes(self, plan: _Plan, t: int, generated: np.ndarray | None, opts: InferenceOptions) -> list[np.ndarray]:
+    def _paste_boxes(
+        self, plan: _Plan, t: int, generated: np.ndarray | None, opts: InferenceOptions
+    ) -> list[np.ndarray]:
         """Dilated original box (and generated box when detected) in frame pixels."""
         size = int(self.crop.resolution)
         if opts.paste_region == "mask":
@@ -420,8 +540,9 @@ class LipSyncPipeline:
             boxes.append(dilate_box(crop_to_frame(generated, plan.crops[t], size), opts.paste_dilate))
         return boxes
 
-    def _generated_boxes(self, crops: np.ndarray | None, plan: _Plan, start: int,
-                         opts: InferenceOptions) -> list[np.ndarray | None]:
+    def _generated_boxes(
+        self, crops: np.ndarray | None, plan: _Plan, start: int, opts: InferenceOptions
+    ) -> list[np.ndarray | None]:
         """Face (or edit-region) box found in each generated crop, in crop pixels; None where none."""
         if crops is None:
             return []

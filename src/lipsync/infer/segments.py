@@ -42,7 +42,9 @@ def plan_segments(num_frames: int, length: int = 16, overlap: int = 4) -> list[S
     A video shorter than ``length`` is one window of its own length.
     """
     if length < 1 or not 0 <= overlap < length:
-        raise ValueError(f"segment length must be >= 1 and overlap in [0, length), got {length} and {overlap}")
+        raise ValueError(
+            f"segment length must be >= 1 and overlap in [0, length), got {length} and {overlap}"
+        )
     if num_frames < 1:
         raise ValueError(f"need at least one frame, got {num_frames}")
     if num_frames <= length:
@@ -65,9 +67,14 @@ def blend_weights(shared: int) -> np.ndarray:
     return (np.arange(shared, dtype=np.float32) + 1) / (shared + 1)
 
 
-def frame_noise(seed: int, frames: range | list[int], shape: tuple[int, ...],
-                device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> Tensor:
-    """Standard normal noise for output frames ``frames``, ``(len(frames), *shape)``, one seeded draw per frame."""
+def frame_noise(
+    seed: int,
+    frames: range | list[int],
+    shape: tuple[int, ...],
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> Tensor:
+    """Standard normal noise ``(len(frames), *shape)`` for output frames, one seeded draw per frame."""
     noise = []
     for t in frames:
         # (seed, t) -> one 63-bit seed: distinct for every frame of every seed in practice.
@@ -87,8 +94,9 @@ class OverlapBlender:
         self._carry: np.ndarray | None = None  # results of the previous window not yet released
         self._carry_start = 0
 
-    def push(self, segment: Segment, result: np.ndarray | None,
-             next_start: int | None) -> tuple[int, int, np.ndarray | None]:
+    def push(
+        self, segment: Segment, result: np.ndarray | None, next_start: int | None
+    ) -> tuple[int, int, np.ndarray | None]:
         """Add one window's results; return ``(start, stop, frames)`` that are final now.
 
         Args:
@@ -113,8 +121,10 @@ class OverlapBlender:
         if result is None or self._carry is None or segment.shared == 0:
             return result
         if self._carry_start != segment.start or len(self._carry) != segment.shared:
-            raise ValueError(f"segment {segment} does not continue the previous one (carry starts at "
-                             f"{self._carry_start} with {len(self._carry)} frames)")
+            raise ValueError(
+                f"segment {segment} does not continue the previous one (carry starts at "
+                f"{self._carry_start} with {len(self._carry)} frames)"
+            )
         w = blend_weights(segment.shared).reshape(-1, *([1] * (result.ndim - 1)))
         out = result.astype(np.float32, copy=True)
         out[: segment.shared] = w * result[: segment.shared] + (1 - w) * self._carry

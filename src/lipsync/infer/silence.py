@@ -25,7 +25,9 @@ SilencePolicy = Literal["none", "keep", "close"]
 POLICIES = ("none", "keep", "close")
 
 
-def frame_levels_db(wave: np.ndarray, rate: int, fps: float, num_frames: int, window_s: float = 0.08) -> np.ndarray:
+def frame_levels_db(
+    wave: np.ndarray, rate: int, fps: float, num_frames: int, window_s: float = 0.08
+) -> np.ndarray:
     """RMS level in dBFS of the audio around each video frame, ``(num_frames,)``.
 
     Frame ``t`` is centred at ``(t + 0.5) / fps``; the window spans ``window_s`` seconds (beyond the end
@@ -42,8 +44,15 @@ def frame_levels_db(wave: np.ndarray, rate: int, fps: float, num_frames: int, wi
     return 10.0 * np.log10(np.maximum(mean_power, 1e-12))
 
 
-def silent_frames(wave: np.ndarray, rate: int, fps: float, num_frames: int, threshold_db: float = -35.0,
-                  floor_db: float = -60.0, min_duration: float = 0.3) -> np.ndarray:
+def silent_frames(
+    wave: np.ndarray,
+    rate: int,
+    fps: float,
+    num_frames: int,
+    threshold_db: float = -35.0,
+    floor_db: float = -60.0,
+    min_duration: float = 0.3,
+) -> np.ndarray:
     """Which video frames fall in silence, ``(num_frames,)`` bool.
 
     A frame is quiet when its level is ``threshold_db`` below the track's speech level (the 95th
@@ -51,7 +60,9 @@ def silent_frames(wave: np.ndarray, rate: int, fps: float, num_frames: int, thre
     at least ``min_duration`` seconds count as silence.
     """
     if threshold_db >= 0:
-        raise ValueError(f"silence threshold_db is relative to the speech level and must be < 0, got {threshold_db}")
+        raise ValueError(
+            f"silence threshold_db is relative to the speech level and must be < 0, got {threshold_db}"
+        )
     levels = frame_levels_db(wave, rate, fps, num_frames)
     speech = np.percentile(levels, 95)
     quiet = (levels < speech + threshold_db) | (levels < floor_db)
@@ -67,7 +78,7 @@ def mute_frames(wave: np.ndarray, rate: int, fps: float, silent: np.ndarray) -> 
     """A copy of ``wave`` with the samples of silent frames set to 0 (the model's input for "close")."""
     out = np.array(wave, dtype=np.float32, copy=True)
     for start, stop in runs(silent):
-        out[int(round(start * rate / fps)):int(round(stop * rate / fps))] = 0.0
+        out[int(round(start * rate / fps)) : int(round(stop * rate / fps))] = 0.0
     return out
 
 

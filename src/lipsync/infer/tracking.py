@@ -32,9 +32,11 @@ def subset_layout(layout: LandmarkLayout) -> tuple[np.ndarray, LandmarkLayout]:
     """
     keep = np.union1d(layout.mouth_idx, layout.lower_face_idx)
     remap = {int(old): new for new, old in enumerate(keep)}
-    sub = LandmarkLayout(layout.kind if layout.kind != "custom" else "custom",
-                         np.array([remap[int(i)] for i in layout.mouth_idx]),
-                         np.array([remap[int(i)] for i in layout.lower_face_idx]))
+    sub = LandmarkLayout(
+        layout.kind if layout.kind != "custom" else "custom",
+        np.array([remap[int(i)] for i in layout.mouth_idx]),
+        np.array([remap[int(i)] for i in layout.lower_face_idx]),
+    )
     return keep, sub
 
 
@@ -79,8 +81,9 @@ def _chunks(frames: Iterable[np.ndarray], size: int) -> Iterator[list[tuple[int,
         yield chunk
 
 
-def detect_faces(frames: Iterable[np.ndarray], backend: FaceBackend, source: Path,
-                 chunk: int = 256) -> FaceTrackSummary:
+def detect_faces(
+    frames: Iterable[np.ndarray], backend: FaceBackend, source: Path, chunk: int = 256
+) -> FaceTrackSummary:
     """Largest face of every frame, reduced to boxes and mask landmarks, ``chunk`` frames at a time.
 
     Args:
@@ -99,7 +102,9 @@ def detect_faces(frames: Iterable[np.ndarray], backend: FaceBackend, source: Pat
         detected.append(track.found)
     if keep is None or layout is None:
         raise ValueError(f"{source}: no video frames to track")
-    return FaceTrackSummary(np.concatenate(boxes), np.concatenate(landmarks), layout, np.concatenate(detected))
+    return FaceTrackSummary(
+        np.concatenate(boxes), np.concatenate(landmarks), layout, np.concatenate(detected)
+    )
 
 
 def runs(mask: np.ndarray) -> list[tuple[int, int]]:

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
-import torch
 
 from lipsync.data import shards
 from lipsync.data.faces import FaceBackend, FaceTrack
@@ -156,7 +155,9 @@ class Curator:
         crops = self._crop_pass(path, filled, kept)
         kept = self._model_filters(kept, crops, audio, rows_info, info)
         if not kept:
-            return {**info, "status": "rejected", "reason": "no clip passed the filters", "clips": rows_info}
+            first = next((c["reason"] for c in rows_info if c["reason"]), "no clip")
+            return {**info, "status": "rejected", "reason": f"no clip kept ({len(rows_info)} clips; e.g. {first})",
+                    "clips": rows_info}
         items = self._segments(vid, path, kept, crops, filled, audio, times)
         for item in items:
             shards.save_segment(out / f"{item['start_frame']:06d}.npz", item)
@@ -220,13 +221,17 @@ class Curator:
         active = []
         for f in (self.quality, self.sync):
             skip = f.skip_reason()
-            (info["skipped_filters"].append(skip) if skip else active.append(f))
+            if skip:
+                info["skipped_filters"].append(skip)
+            else:
+                active.append(f)
         survivors = []
         for i, clip in kept:
-            data = ClipData(self._decoded(crops[i]), crops[i]["boxes"],
-                            audio[clip.start * shards.SAMPLES_PER_FRAME:clip.stop * shards.SAMPLES_PER_FRAME]) \
-                if active else None
-            reason = next((r for r in (f(data) for f in active) if r), None)
+            reason = None
+            if active:
+                data = ClipData(self._decoded(crops[i]), crops[i]["boxes"],
+                                audio[clip.start * shards.SAMPLES_PER_FRAME:clip.stop * shards.SAMPLES_PER_FRAME])
+                reason = next((r for r in (f(data) for f in active) if r), None)
             if reason:
                 rows_info[i].update(status="dropped", reason=reason)
             else:
@@ -257,7 +262,7 @@ class Curator:
                     "layout": layout.kind, "mouth_idx": layout.mouth_idx, "lower_face_idx": layout.lower_face_idx,
                     **refs,
                 })
-        return [self._encode(item, layout) for item in items]
+        return [self._encode(item) for item in items]
 
     def _reference_pool(self, vid: str, kept: list[tuple[int, Clip]], crops: dict[int, dict]) -> dict[str, Any]:
         """``ref_pool`` frames drawn uniformly (seeded by the video id) from every kept clip of the video."""
@@ -269,7 +274,7 @@ class Curator:
         landmarks = np.stack([crops[i]["landmarks"][r] for i, r in chosen])
         return {"ref_frames": blob, "ref_offsets": offsets, "ref_landmarks": landmarks}
 
-    def _encode(self, item: dict, layout) -> dict:
+    def _encode(self, item: dict) -> dict:
         """Add the cached encodings (audio features, VAE latents) when encoders are configured."""
         if self.encoders is None:
             return item
@@ -289,6 +294,8 @@ def encode_latents(item: dict, vae: Any, mask: MaskSpec | None) -> dict[str, np.
     Returns ``latents`` (N, C, h, w) float32 and optionally ``masked_latents`` plus ``mask_spec`` (the
     mask's repr, checked by the datamodule so cached masked latents never meet another mask).
     """
+    import torch
+
     n = shards.num_frames(item)
     frames = shards.decode_jpegs(item["frames"], item["frame_offsets"], range(n))
     video = torch.from_numpy(frames).permute(0, 3, 1, 2).float().div(127.5).sub(1)[None]  # (1, N, 3, H, W)

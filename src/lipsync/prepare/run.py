@@ -22,6 +22,8 @@ filesystem; each node curates its share, node 0 waits for every record and packs
 
 from __future__ import annotations
 
+import dataclasses
+
 import hashlib
 import json
 import os
@@ -74,12 +76,16 @@ def prepare(curator: Curator, inputs: Sequence[Path], output: Path, workers: int
     output.mkdir(parents=True, exist_ok=True)
     pending = [str(p) for p in inputs if not curator.is_done(p)]
     if pending:
-        _curate(curator, pending, output, workers, progress)
+        # Every node must split the same list, so a multi-node run hands out all inputs and the curator
+        # skips the done ones itself.
+        _curate(curator, pending if _num_nodes() == 1 else [str(p) for p in inputs], output, workers, progress)
     if _node_rank() != 0:
         return {"node_rank": _node_rank(), "curated": len(pending)}
     records = _wait_for_records(curator.staging, inputs)
     _remove_stale_partials(curator.staging)
-    packed = _pack(records, output / "shards", workers, chunk_bytes, curator.staging)
+    crop = {"_target_": f"{type(curator.crop).__module__}.{type(curator.crop).__qualname__}",
+            **dataclasses.asdict(curator.crop)}
+    packed = _pack(records, output / "shards", workers, chunk_bytes, curator.staging, {"crop": crop})
     manifest_changed = _write_manifest(records, output / "manifest.jsonl")
     statuses = Counter(r["status"] for r in records)
     return {"inputs": len(records), "curated": len(pending), "packed": packed,
@@ -88,9 +94,9 @@ def prepare(curator: Curator, inputs: Sequence[Path], output: Path, workers: int
             "reasons": Counter(r["reason"] for r in records if r["status"] != "ok").most_common(10)}
 
 
-def _curate(curator: Curator, pending: list[str], output: Path, workers: int, progress: bool) -> None:
-    if workers <= 0:
-        curate_inline(curator, pending, progress)
+def _curate(curator: Curator, items: list[str], output: Path, workers: int, progress: bool) -> None:
+    if workers <= 0:  # in this process; on a multi-node run, this node's stride of the inputs
+        curate_inline(curator, items[_node_rank()::_num_nodes()], progress)
         return
     import litdata
 
@@ -99,7 +105,7 @@ def _curate(curator: Curator, pending: list[str], output: Path, workers: int, pr
     os.environ.setdefault("DATA_OPTIMIZER_CACHE_FOLDER", str(cache / "chunks"))
     os.environ.setdefault("DATA_OPTIMIZER_DATA_CACHE_FOLDER", str(cache / "data"))
     # map's output_dir receives nothing (the curator writes its folders itself, atomically).
-    litdata.map(curator, pending, output_dir=str(output / ".map-out"), num_workers=workers,
+    litdata.map(curator, items, output_dir=str(output / ".map-out"), num_workers=workers,
                 reorder_files=True, keep_data_ordered=False)
 
 
@@ -107,17 +113,22 @@ def _node_rank() -> int:
     return int(os.environ.get("DATA_OPTIMIZER_NODE_RANK", "0"))
 
 
+def _num_nodes() -> int:
+    return max(1, int(os.environ.get("DATA_OPTIMIZER_NUM_NODES", "1")))
+
+
 def _wait_for_records(staging: Path, inputs: Sequence[Path], poll_s: float = 10.0) -> list[dict]:
     """Records of all inputs; on multi-node runs node 0 waits here for the other nodes' shares."""
-    multi = int(os.environ.get("DATA_OPTIMIZER_NUM_NODES", "1")) > 1
-    while True:
-        paths = [staging / video_id(p) / RECORD for p in inputs]
-        missing = [p for p in paths if not p.exists()]
-        if not missing:
-            return [json.loads(p.read_text()) for p in paths]
-        if not multi:
+    paths = [staging / video_id(p) / RECORD for p in inputs]
+    announced = False
+    while missing := [p for p in paths if not p.exists()]:
+        if _num_nodes() == 1:
             raise RuntimeError(f"{len(missing)} inputs have no record after curation, e.g. {missing[0].parent}")
+        if not announced:  # a node that died is restarted with the same command; it resumes
+            print(f"node 0: waiting for {len(missing)} inputs curated by the other nodes", flush=True)
+            announced = True
         time.sleep(poll_s)
+    return [json.loads(p.read_text()) for p in paths]
 
 
 def _remove_stale_partials(staging: Path) -> None:
@@ -126,12 +137,18 @@ def _remove_stale_partials(staging: Path) -> None:
         shutil.rmtree(p, ignore_errors=True)
 
 
-def _pack(records: list[dict], shard_dir: Path, workers: int, chunk_bytes: str, staging: Path) -> bool:
-    """(Re)write the shards unless they already hold exactly these segments; True if written."""
+def _pack(records: list[dict], shard_dir: Path, workers: int, chunk_bytes: str, staging: Path,
+          extra_meta: dict[str, Any] | None = None) -> bool:
+    """(Re)write the shards unless they already hold exactly these segments; True if written.
+
+    ``extra_meta`` (the crop spec) is stored in the shards' sidecar so training and inference can read
+    how the frames were cut.
+    """
     files = sorted(p for r in records if r["status"] == "ok" for p in (staging / r["video_id"]).glob("*.npz"))
     meta = {"segments": len(files),
             "content": hashlib.sha1("\n".join(f"{r['video_id']}:{r.get('fingerprint')}" for r in records
-                                              if r["status"] == "ok").encode()).hexdigest()}
+                                              if r["status"] == "ok").encode()).hexdigest(),
+            **(extra_meta or {})}
     if shards.read_shard_meta(shard_dir) == meta:
         return False
     if not files:

@@ -89,14 +89,17 @@ class LipSyncSystem(L.LightningModule):
         val_sigmas: Sequence[float] = (0.05, 0.3, 1.0, 3.0, 20.0),
     ) -> None:
         super().__init__()
-        # Big modules stay out of the hyperparameters; the run's Hydra config is the full record.
-        self.save_hyperparameters(ignore=["net", "vae"], logger=False)
+        # Only plain values go into the hyperparameters, so checkpoints load with torch.load(weights_only=True);
+        # the parts themselves are recorded by the run's Hydra config (checkpoint["config"]).
+        self.save_hyperparameters({"seed": seed, "pretrained": pretrained, "val_sigmas": [float(s) for s in val_sigmas]})
         self.denoiser = Denoiser(net, precond)
         self.vae = vae.requires_grad_(False).eval()  # frozen: never optimised, never in train mode
         self.loss = loss
         self.dropout = dropout
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
         self.seed = seed
-        self.val_losses = {f"{s:g}": DSMLoss(ConstantSigma(s)) for s in val_sigmas}
+        self.val_losses = {f"{s:g}": DSMLoss(ConstantSigma(float(s))) for s in val_sigmas}
 
     @property
     def net(self) -> nn.Module:
@@ -170,10 +173,10 @@ class LipSyncSystem(L.LightningModule):
         return [p for p in self.denoiser.parameters() if p.requires_grad]
 
     def configure_optimizers(self) -> Any:
-        optimizer = self.hparams.optimizer(self.trainable_parameters())
-        if self.hparams.scheduler is None:
+        optimizer = self.optimizer_factory(self.trainable_parameters())
+        if self.scheduler_factory is None:
             return optimizer
-        scheduler = self.hparams.scheduler(optimizer)
+        scheduler = self.scheduler_factory(optimizer)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     # --- reproducibility ------------------------------------------------------------------------------
@@ -182,10 +185,14 @@ class LipSyncSystem(L.LightningModule):
         return torch.Generator(device=self.device).manual_seed(derived_seed(self.seed, self.global_rank, *key))
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Store the global RNG states too (anything outside the per-step generators, e.g. net dropout)."""
+        """Store the global RNG states too (anything outside the per-step generators, e.g. net dropout).
+
+        Kept to tensors and plain values so the checkpoint still loads with ``weights_only=True``.
+        """
+        kind, keys, pos, has_gauss, gauss = np.random.get_state()
         checkpoint["rng_states"] = {
             "torch": torch.get_rng_state(),
-            "numpy": np.random.get_state(),
+            "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],
             "python": random.getstate(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         }
@@ -195,7 +202,8 @@ class LipSyncSystem(L.LightningModule):
         if states is None:
             return
         torch.set_rng_state(states["torch"])
-        np.random.set_state(states["numpy"])
+        kind, keys, pos, has_gauss, gauss = states["numpy"]
+        np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
         random.setstate(states["python"])
         if states["cuda"] and torch.cuda.is_available() and len(states["cuda"]) == torch.cuda.device_count():
             torch.cuda.set_rng_state_all(states["cuda"])

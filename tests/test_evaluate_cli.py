@@ -1,0 +1,207 @@
+"""`python -m lipsync.evaluate` end to end on real mp4 files, with networks of the real file formats
+written by the test (TorchScript Inception/I3D call signatures, torchvision AlexNet, SyncNet v2)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from hydra import compose, initialize_config_dir
+from skimage.data import astronaut
+from torch import nn
+
+from lipsync.assets import ROOT
+from lipsync.evaluate.__main__ import find_datasets, run
+from lipsync.evaluate.make_lists import SEED, draw, listed_videos, read_list
+from lipsync.evaluate.regions import fill_gaps, square_crop
+from lipsync.evaluate.report import PAPER_TABLE1, sweep_table
+from lipsync.evaluate.syncnet import SyncNetV2
+from lipsync.media import write_video
+
+FRAMES, SIZE, RATE = 16, 64, 16_000  # 16: one FVD clip per video
+
+
+class TinyInception(nn.Module):
+    """FID's TorchScript call convention (one image batch in, (N, D) out) at toy cost."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 16, 8, stride=8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.conv(x)).mean(dim=(2, 3))
+
+
+class TinyI3D(nn.Module):
+    """StyleGAN-V's I3D call signature: (N, 3, T, H, W), rescale, resize, return_features -> (N, D)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv3d(3, 6, 3, padding=1)
+
+    def forward(self, x: torch.Tensor, rescale: bool = False, resize: bool = False,
+                return_features: bool = False) -> torch.Tensor:
+        if rescale:
+            x = x / 127.5 - 1.0
+        return torch.tanh(self.conv(x)).mean(dim=(2, 3, 4)) * 10
+
+
+def moving_face(seed: int) -> np.ndarray:
+    """(FRAMES, SIZE, SIZE, 3) uint8: a window drifting over the astronaut photo."""
+    img = astronaut()[::2, ::2]  # 256 x 256
+    return np.stack([img[50 + 2 * t + seed:50 + 2 * t + seed + SIZE, 75 + t:75 + t + SIZE]
+                     for t in range(FRAMES)])
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("eval")
+    rng = np.random.default_rng(0)
+    tone = 0.2 * np.sin(2 * np.pi * 180 * np.arange(FRAMES * 640) / RATE)
+    audio = (tone * rng.uniform(0.2, 1, FRAMES).repeat(640)).astype(np.float32)
+    for name, seed in (("a", 0), ("b", 5)):
+        write_video(root / "ref" / "hdtf" / f"{name}.mp4", moving_face(seed), 25, audio=audio,
+                    audio_rate=RATE)
+    (root / "gen" / "hdtf").mkdir(parents=True)
+    shutil.copy(root / "ref" / "hdtf" / "a.mp4", root / "gen" / "hdtf" / "a.mp4")  # perfect reconstruction
+    noisy = np.clip(moving_face(5).astype(int) + rng.integers(-40, 41, (FRAMES, SIZE, SIZE, 3)), 0, 255)
+    write_video(root / "gen" / "hdtf" / "b.mp4", noisy.astype(np.uint8), 25, audio=audio, audio_rate=RATE)
+    torch.manual_seed(0)
+    w = root / "weights"
+    w.mkdir()
+    torch.jit.script(TinyInception().eval()).save(str(w / "inception.pt"))
+    torch.jit.script(TinyI3D().eval()).save(str(w / "i3d_torchscript.pt"))
+    features = torchvision.models.alexnet(weights=None).features.state_dict()
+    torch.save({f"features.{k}": v for k, v in features.items()}, w / "alexnet-owt-7be5be79.pth")
+    torch.save(SyncNetV2().state_dict(), w / "syncnet_v2.model")
+    return {"root": root, "weights": w}
+
+
+def compose_cfg(setup: dict, *extra: str):
+    r, w = setup["root"], setup["weights"]
+    overrides = [f"generated={r / 'gen'}", f"reference={r / 'ref'}", f"weights_dir={w}", "device=cpu",
+                 f"fid.weights={w / 'inception.pt'}", f"lpips.backbone={w / 'alexnet-owt-7be5be79.pth'}",
+                 "region.mode=full", f"region.size={SIZE}", "syncnet.vshift=3", *extra]
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return compose(config_name="evaluate", overrides=overrides)
+
+
+def test_scores_every_metric_and_writes_json_and_table(setup, tmp_path) -> None:
+    path = run(compose_cfg(setup), tmp_path)
+    result = json.loads(path.read_text())
+    hdtf = result["datasets"]["hdtf"]
+    assert hdtf["num_videos"] == 2 and hdtf["not_computed"] == {} and hdtf["failed"] == {}
+    a, b = hdtf["per_video"]["a"], hdtf["per_video"]["b"]
+    assert a["psnr"] == 100.0 and a["ssim"] == pytest.approx(1.0) and a["lpips"] < 1e-6  # identical file
+    assert 10 < b["psnr"] < 30 and b["ssim"] < 0.9 and b["lpips"] > 1e-3
+    for video in (a, b):  # SyncNet on generated and reference, FRAMES - 5 windows each
+        assert -3 <= video["offset"] <= 3 and video["sync_d"] > 0 and np.isfinite(video["sync_c_reference"])
+    assert a["sync_c"] == pytest.approx(a["sync_c_reference"], abs=1e-4)  # same file, same score
+    metrics = hdtf["metrics"]
+    assert metrics["psnr"] == pytest.approx((a["psnr"] + b["psnr"]) / 2)
+    assert metrics["fid"] > 0 and metrics["fvd"] >= 0  # FVD: one 16-frame clip per video, 2 per side
+    assert set(result["protocol"]) == {"fid", "fvd", "ssim", "psnr", "lpips", "sync"}
+    table = (tmp_path / "table1.md").read_text()
+    assert "| SayAnything (paper) | 5.68 | 197.71 | 0.9347 | 29.04 | 0.0239 | 7.23 |" in table
+    assert f"| ours | {metrics['fid']:.2f} | {metrics['fvd']:.2f} | {metrics['ssim']:.4f}" in table
+    assert "AVASpeech FID" in table and len(PAPER_TABLE1) == 4
+    assert len(a["sync_dists"]) == 7 and (tmp_path / "sync_offsets.png").stat().st_size > 1000
+
+
+def test_missing_weights_skip_only_their_metric(setup, tmp_path) -> None:
+    cfg = compose_cfg(setup, "syncnet.weights=/nonexistent/syncnet_v2.model",
+                      "fvd.weights=/nonexistent/i3d.pt", "metrics=[fvd,psnr,sync]")
+    hdtf = json.loads(run(cfg, tmp_path).read_text())["datasets"]["hdtf"]
+    assert hdtf["not_computed"] == {
+        "fvd": "I3D (FVD) weights not found at /nonexistent/i3d.pt (set fvd.weights=PATH)",
+        "sync": "SyncNet v2 weights not found at /nonexistent/syncnet_v2.model (set syncnet.weights=PATH)",
+    }
+    assert set(hdtf["metrics"]) == {"psnr"}
+
+
+def test_bad_folder_is_one_line_and_exit_1(tmp_path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "lipsync.evaluate", f"generated={tmp_path / 'nope'}",
+                           f"reference={tmp_path / 'nope'}", f"hydra.run.dir={tmp_path / 'out'}"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1] == f"error: {tmp_path / 'nope'} is not a folder of videos"
+
+
+def test_sweep_table3(setup, tmp_path) -> None:
+    for name in ("full", "ablation_wo_mask"):
+        run(compose_cfg(setup, f"experiment_name={name}", "metrics=[ssim,psnr]"), tmp_path / "sweep" / name)
+    table = sweep_table(tmp_path / "sweep").read_text()
+    assert "| w/o Mask (paper) | 16.19 | 299.44 | 0.8676 | 24.50 | 0.0483 | 6.54 |" in table
+    assert "| ablation_wo_mask | – | – |" in table and "| full |" in table
+
+
+def test_pairs_by_name_and_dataset_folders(setup) -> None:
+    r = setup["root"]
+    datasets = find_datasets(r / "gen", r / "ref", None)
+    assert list(datasets) == ["hdtf"] and [g.name for g, _ in datasets["hdtf"]] == ["a.mp4", "b.mp4"]
+    single = find_datasets(r / "gen" / "hdtf", r / "ref" / "hdtf", "mine")
+    assert list(single) == ["mine"]
+
+
+def test_seeded_lists_are_reproducible(tmp_path) -> None:
+    lists = ROOT / "data" / "eval_lists"
+    for name, total in (("hdtf", 436), ("avaspeech", 160)):
+        ids = read_list(lists / f"{name}_all.txt")
+        assert len(ids) == total
+        assert read_list(lists / f"{name}_test30.txt") == draw(list(reversed(ids)), 30, SEED)
+    data = tmp_path / "data" / "hdtf"
+    data.mkdir(parents=True)
+    listed = read_list(lists / "hdtf_test30.txt")
+    (data / f"{listed[0]}.mp4").write_bytes(b"")
+    (data / "unlisted.mp4").write_bytes(b"")
+    assert [p.name for p in listed_videos(tmp_path / "data", "hdtf")] == [f"{listed[0]}.mp4"]
+    with pytest.raises(ValueError, match="none of the avaspeech_test30.txt videos"):
+        listed_videos(tmp_path / "data", "avaspeech")
+
+
+def test_region_crop_and_gap_filling() -> None:
+    frame = np.zeros((100, 100, 3), np.uint8)
+    frame[40:60, 40:60] = 200
+    crop = square_crop(frame, np.array([40.0, 40.0, 60.0, 60.0]), scale=2.0, size=40)
+    assert crop[10:30, 10:30].min() >= 190 and crop[:8].max() == 0  # box in the middle half
+    boxes = np.array([[0, 0, 10, 10], [np.nan] * 4, [np.nan] * 4, [30, 30, 40, 40]], float)
+    np.testing.assert_allclose(fill_gaps(boxes)[1:3, 0], [10, 20])
+
+
+def test_run_generates_self_reconstructions_then_scores(tmp_path) -> None:
+    """`python -m lipsync.evaluate.run`: a tiny random pipeline dubs a real face clip with its own audio."""
+    from lipsync.assets import asset_path, ensure_assets
+    from lipsync.evaluate.run import run as run_protocol
+    from lipsync.infer.pipeline import LipSyncPipeline
+    from lipsync.infer.presets import tiny_config
+    from lipsync.media import read_audio, read_frames
+
+    ensure_assets(names=["sample.wav", "carphone_pristine.mp4"])
+    frames = read_frames(asset_path("carphone_pristine.mp4"), 0, 20)
+    speech, rate = read_audio(asset_path("sample.wav"))
+    audio = speech[rate:rate + 20 * 640]
+    write_video(tmp_path / "data" / "clip.mp4", frames, 25, audio=audio, audio_rate=rate)
+    torch.manual_seed(0)
+    ckpt = LipSyncPipeline.from_config(tiny_config(resolution=32)).save_pretrained(tmp_path / "ckpt")
+    overrides = [f"data_dir={tmp_path / 'data'}", f"ckpt={ckpt}", f"output={tmp_path / 'gen'}", "device=cpu",
+                 "options.num_steps=1", "options.detect_generated=false", "metrics=[ssim,psnr]",
+                 "region.mode=full", "region.size=64"]
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose(config_name="evaluate_run", overrides=overrides)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny model on a shared 2-core box
+    try:
+        result = json.loads(run_protocol(cfg, tmp_path / "run").read_text())
+    finally:
+        torch.set_num_threads(threads)
+    generated = tmp_path / "gen" / "clip.mp4"
+    assert generated.exists()
+    video = result["datasets"]["data"]["per_video"]["clip"]
+    assert video["frames"] == 20 and 10 < video["psnr"] < 100  # the mouth region was re-generated
+    assert result["generated"] == str(tmp_path / "gen") and result["reference"] == str(tmp_path / "data")

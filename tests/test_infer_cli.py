@@ -1,0 +1,127 @@
+"""``python -m lipsync.infer`` as a user runs it: one good run, and every kind of bad input ending in one
+clear line on stderr, a non-zero exit, no traceback and no output file (issue 5, "Bad input")."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from lipsync.assets import asset_path, ensure_assets
+from lipsync.infer.pipeline import LipSyncPipeline
+from lipsync.infer.presets import tiny_config
+from lipsync.media import probe, read_audio, read_frames, write_video, write_wav
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+
+
+class _RunsCode:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> dict[str, Path]:
+    ensure_assets(names=["sample.wav", "carphone_pristine.mp4"])
+    d = tmp_path_factory.mktemp("cli")
+    fps = probe(asset_path("carphone_pristine.mp4")).fps
+    speech, rate = read_audio(asset_path("sample.wav"), sample_rate=None, mono=False)
+    torch.manual_seed(0)
+    evil = d / "evil.ckpt"
+    torch.save({"state_dict": {}, "x": _RunsCode(d / "pwned")}, evil)
+    (d / "garbage.ckpt").write_bytes(os.urandom(2048))
+    (d / "notes.mp4").write_text("this is not a video\n")
+    (d / "empty.wav").write_bytes(b"")
+    return {
+        "dir": d,
+        "video": write_video(d / "face.mp4", read_frames(asset_path("carphone_pristine.mp4"), 0, 16), fps),
+        "audio": write_wav(d / "speech.wav", speech[:, 8 * rate : int(8.5 * rate)], rate),
+        "ckpt": LipSyncPipeline.from_config(tiny_config(resolution=32), generated_faces=None).save_pretrained(
+            d / "m"
+        ),
+        "evil": evil,
+        "garbage": d / "garbage.ckpt",
+        "notes": d / "notes.mp4",
+        "empty": d / "empty.wav",
+    }
+
+
+def infer(**args: object) -> subprocess.Popen:
+    argv = [sys.executable, "-m", "lipsync.infer", *(f"{k}={v}" for k, v in args.items())]
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+
+
+def test_cli_config_dubs_a_video(files, tmp_path: Path) -> None:
+    """conf/infer.yaml composed with command-line overrides and run in-process (the subprocess start-up
+    is what the bad-input test below pays for)."""
+    from hydra import compose, initialize_config_dir
+
+    from lipsync.assets import ROOT
+    from lipsync.infer.__main__ import run
+
+    out = tmp_path / "dubbed.mp4"
+    overrides = [
+        f"video={files['video']}",
+        f"audio={files['audio']}",
+        f"ckpt={files['ckpt']}",
+        f"output={out}",
+        "generated_faces=null",
+        "options.num_steps=1",
+        "options.progress=false",
+    ]
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("infer", overrides=overrides)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert run(cfg) == out
+    finally:
+        torch.set_num_threads(before)
+    info = probe(out)
+    assert (info.width, info.height, info.num_frames, info.audio_rate) == (176, 144, 15, 16000)
+
+
+BAD = {
+    "missing video": (dict(video="{dir}/nope.mp4"), "no such file"),
+    "video without a video stream": (dict(video="{audio}"), "has no video stream"),
+    "audio without an audio stream": (dict(audio="{video}"), "has no audio stream"),
+    "non-media file": (dict(video="{notes}"), "not a readable media file"),
+    "zero-length audio": (dict(audio="{empty}"), "file is empty"),
+    "missing checkpoint": (dict(ckpt="{dir}/nope"), "no such file or folder"),
+    "unreadable checkpoint": (dict(ckpt="{garbage}"), "not a readable PyTorch checkpoint"),
+    "code-executing checkpoint": (dict(ckpt="{evil}"), "refused: unpickling it would call 'posix.system'"),
+    "missing argument": (dict(video=None), "missing video="),
+}
+
+
+def test_bad_input_is_one_line_nonzero_exit_and_no_output(files) -> None:
+    procs = {}
+    for name, (override, _) in BAD.items():  # all at once: each is mostly interpreter start-up
+        args = {
+            "video": files["video"],
+            "audio": files["audio"],
+            "ckpt": files["ckpt"],
+            "output": files["dir"] / f"{name.replace(' ', '_')}.mp4",
+        }
+        for k, v in override.items():
+            if v is None:
+                del args[k]
+            else:
+                args[k] = v.format(**{key: str(p) for key, p in files.items()})
+        procs[name] = (infer(**args), args["output"])
+    for name, (proc, output) in procs.items():
+        _, stderr = proc.communicate(timeout=300)
+        lines = stderr.strip().splitlines()
+        assert proc.returncode != 0, name
+        assert len(lines) == 1 and lines[0].startswith("lipsync-infer: error: "), (name, stderr)
+        assert BAD[name][1] in lines[0], (name, lines[0])
+        assert "Traceback" not in stderr and not Path(output).exists(), name
+    assert not (files["dir"] / "pwned").exists()  # the pickle's payload never ran
+    assert not list(files["dir"].glob("*partial*"))
