@@ -94,7 +94,8 @@ def lightning_loop(cfg: Any, steps: int, full: bool) -> float:
     trainer = L.Trainer(accelerator="cpu", devices=1, max_steps=steps, limit_val_batches=0, logger=loggers,
                         callbacks=callbacks, enable_checkpointing=full, enable_progress_bar=False,
                         enable_model_summary=False, use_distributed_sampler=False, num_sanity_val_steps=0,
-                        log_every_n_steps=cfg.trainer.log_every_n_steps, default_root_dir=cfg.paths.output_dir)
+                        log_every_n_steps=cfg.trainer.log_every_n_steps,
+                        default_root_dir=cfg.paths.output_dir)
     trainer.fit(system, datamodule=dm)
     return per_step(clock.stamps)
 
@@ -134,7 +135,8 @@ def main() -> None:
         "repeats": args.repeats, "threads": args.threads, "load_average": os.getloadavg(),
         "seconds_per_step": median, "all_runs": times,
         "lightning_overhead_pct": 100 * (median["lightning"] / median["bare"] - 1),
-        "lightning_with_callbacks_overhead_pct": 100 * (median["lightning_with_callbacks"] / median["bare"] - 1),
+        "lightning_with_callbacks_overhead_pct":
+            100 * (median["lightning_with_callbacks"] / median["bare"] - 1),
         "target_pct": 5.0,
         "experiment_tiny": {"seconds_per_step": tiny_step, "cpu_seconds_per_step": tiny_cpu,
                             "steps_per_minute_idle": 60 / tiny_cpu, "checkpoint_every_n_train_steps": every,
@@ -143,8 +145,9 @@ def main() -> None:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
-    print(json.dumps({k: result[k] for k in ("seconds_per_step", "lightning_overhead_pct",
-                                             "lightning_with_callbacks_overhead_pct", "experiment_tiny")}, indent=2))
+    keys = ("seconds_per_step", "lightning_overhead_pct", "lightning_with_callbacks_overhead_pct",
+            "experiment_tiny")
+    print(json.dumps({k: result[k] for k in keys}, indent=2))
 
 
 if __name__ == "__main__":

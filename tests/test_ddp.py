@@ -1,4 +1,4 @@
-"""DDP on 2 CPU processes (gloo) through the real entry point: ranks see different data, end with identical weights."""
+"""DDP on 2 CPU processes (gloo), real entry point: ranks see different data, end with equal weights."""
 
 from __future__ import annotations
 
@@ -34,19 +34,21 @@ class RecordRank(Callback):
         self.keys.append(list(batch[KEY]))
         if trainer.global_step == trainer.max_steps:  # raw weights, before EMA replaces them at train end
             final = {k: v.detach().clone() for k, v in pl_module.net.state_dict().items()}
-            torch.save({"keys": self.keys, "initial": self.initial, "final": final, "world": trainer.world_size},
-                       self.out_dir / f"rank{trainer.global_rank}.pt")
+            record = {"keys": self.keys, "initial": self.initial, "final": final, "world": trainer.world_size}
+            torch.save(record, self.out_dir / f"rank{trainer.global_rank}.pt")
 
 
 def test_ddp_two_cpu_processes(tmp_path: Path) -> None:
     cmd = [sys.executable, "-m", "lipsync.train", "experiment=tiny", "data.size=16", "data.num_frames=2",
            "data.batch_size=2", "data.num_clips=16", "model.vae.factor=2", "model.net.net.latent_channels=12",
-           "model.net.net.vae_downsample_factor=2", f"trainer.max_steps={STEPS}", "trainer.limit_val_batches=0",
+           "model.net.net.vae_downsample_factor=2", f"trainer.max_steps={STEPS}",
+           "trainer.limit_val_batches=0",
            "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.precision=32-true",
            "trainer.strategy.process_group_backend=gloo", "callbacks.progress=null", "torch_threads=1",
            f"+callbacks.record._target_={__name__}.RecordRank", f"+callbacks.record.out_dir={tmp_path}",
            f"paths.log_dir={tmp_path}", "name=ddp"]
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([str(ROOT / "src"), str(ROOT / "tests")]))
+    path = os.pathsep.join([str(ROOT / "src"), str(ROOT / "tests")])
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=path)
     run = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-4000:]
 

@@ -60,7 +60,7 @@ def test_save_and_load_pretrained_round_trip_exactly(tiny: LipSyncPipeline, tmp_
     assert loaded.crop == tiny.crop and repr(loaded.mask) == repr(tiny.mask)
 
 
-def test_config_may_only_name_lipsync_or_diffusers_builders(tiny: LipSyncPipeline, tmp_path: Path) -> None:
+def test_config_may_only_name_component_builders(tiny: LipSyncPipeline, tmp_path: Path) -> None:
     folder = tiny.save_pretrained(tmp_path / "pipe")
     config = json.loads((folder / "config.json").read_text())
     config["components"]["precond"] = {"_target_": "os.system", "command": "touch pwned"}
@@ -117,8 +117,9 @@ def test_garbage_checkpoint_is_unreadable(tmp_path: Path) -> None:
         load_torch_checkpoint(path)
 
 
-def _training_run(tmp_path: Path, pipe: LipSyncPipeline) -> Path:
-    """A run folder as `python -m lipsync.train` leaves it: .hydra/config.yaml and checkpoints/last.ckpt."""
+def _training_run(tmp_path: Path, pipe: LipSyncPipeline, config_inside: bool) -> Path:
+    """A run folder as `python -m lipsync.train` leaves it: checkpoints/last.ckpt with the resolved run
+    config inside (``config_inside``) or only beside it in .hydra/config.yaml."""
     comps = tiny_config(resolution=32)["components"]
     train_cfg = {
         "model": {
@@ -140,12 +141,17 @@ def _training_run(tmp_path: Path, pipe: LipSyncPipeline) -> Path:
     state = {f"denoiser.net.{k}": v for k, v in pipe.net.state_dict().items()}
     hparams = {"precond": SVDPrecond(), "optimizer": functools.partial(torch.optim.AdamW, lr=6e-5), "seed": 0}
     ckpt = run / "checkpoints" / "last.ckpt"
-    torch.save({"state_dict": state, "hyper_parameters": hparams, "epoch": 0}, ckpt)
+    extra = {"config": train_cfg} if config_inside else {}
+    torch.save({"state_dict": state, "hyper_parameters": hparams, "epoch": 0, **extra}, ckpt)
+    if config_inside:
+        (run / ".hydra" / "config.yaml").unlink()
     return ckpt
 
 
-def test_training_checkpoint_converts_to_the_same_net(tiny: LipSyncPipeline, tmp_path: Path) -> None:
-    ckpt = _training_run(tmp_path, tiny)
+@pytest.mark.parametrize("config_inside", [True, False])
+def test_training_checkpoint_converts_to_the_same_net(tiny: LipSyncPipeline, tmp_path: Path,
+                                                      config_inside: bool) -> None:
+    ckpt = _training_run(tmp_path, tiny, config_inside)
     out = convert(ckpt, tmp_path / "converted")
     loaded = LipSyncPipeline.from_pretrained(out, generated_faces=None)
     assert _same(loaded.net, tiny.net)

@@ -1,4 +1,4 @@
-"""Faults (issue 7): atomic checkpoints, periodic checkpoints, SIGTERM checkpoint, kill -9 and exact resume."""
+"""Faults (issue 7): atomic and periodic checkpoints, SIGTERM checkpoint, kill -9, exact resume."""
 
 from __future__ import annotations
 
@@ -72,7 +72,7 @@ def test_checkpoint_write_is_atomic(tmp_path: Path) -> None:
     io, path = AtomicCheckpointIO(), tmp_path / "checkpoints" / "last.ckpt"
     io.save_checkpoint({"global_step": 1, "weights": torch.arange(1000.0)}, path)
     with pytest.raises(RuntimeError, match="crash while writing"):
-        io.save_checkpoint({"global_step": 2, "weights": torch.zeros(1000), "bad": ExplodesWhenPickled()}, path)
+        io.save_checkpoint({"global_step": 2, "weights": torch.zeros(1000), "x": ExplodesWhenPickled()}, path)
     kept = torch.load(path, weights_only=False)
     assert kept["global_step"] == 1 and torch.equal(kept["weights"], torch.arange(1000.0))
     assert [p.name for p in path.parent.iterdir()] == ["last.ckpt"]  # no partial file left behind
@@ -91,13 +91,14 @@ class SigtermAt(Callback):
             os.kill(os.getpid(), signal.SIGTERM)
 
 
-def test_periodic_and_sigterm_checkpoints_resume_exactly(tmp_path: Path) -> None:
+def test_periodic_end_and_sigterm_checkpoints_resume_exactly(tmp_path: Path) -> None:
     # Uninterrupted reference, keeping every periodic checkpoint.
     ref = in_process(tmp_path, "ref", "trainer.max_steps=5", "callbacks.checkpoint.every_n_train_steps=2",
                      "callbacks.checkpoint.save_top_k=-1")
     assert sorted(p.name for p in (ref / "checkpoints").glob("*.ckpt")) == [
         "last.ckpt", "step=0000002.ckpt", "step=0000004.ckpt"]
-    assert torch.load(ref / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 4
+    # ... and last.ckpt written when training stopped at step 5, between two periodic checkpoints.
+    assert torch.load(ref / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 5
 
     # Preempted at step 3 (no periodic checkpoint is due): SIGTERM must write last.ckpt, then exit 143.
     run = ["trainer.max_steps=5", "callbacks.checkpoint.every_n_train_steps=1000",
@@ -105,7 +106,7 @@ def test_periodic_and_sigterm_checkpoints_resume_exactly(tmp_path: Path) -> None
     with pytest.raises(SystemExit) as exit_info:
         in_process(tmp_path, "run", *run)
     assert exit_info.value.code == PREEMPTED_EXIT
-    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)  # plain, safe to load
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)  # plain values
     assert ckpt["global_step"] == 3
     assert ckpt["RandomClipDataModule"]["batches_consumed"] == 3  # data loader position
     assert ckpt["optimizer_states"][0]["state"][0]["step"] == 3  # AdamW moments
@@ -122,7 +123,8 @@ def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 240.0) -> None
     deadline = time.monotonic() + timeout
     while not path.exists():
         if proc.poll() is not None:
-            raise AssertionError(f"training exited ({proc.returncode}) before writing {path}:\n{proc.stderr.read()}")
+            raise AssertionError(f"training exited ({proc.returncode}) before writing {path}:\n"
+                                 f"{proc.stderr.read()}")
         if time.monotonic() > deadline:
             proc.kill()
             raise AssertionError(f"no checkpoint after {timeout} s")
@@ -135,21 +137,22 @@ def test_kill9_then_same_command_resumes_with_identical_losses(tmp_path: Path) -
     want = logged_losses(in_process(tmp_path, "ref", *overrides))
     assert sorted(want) == list(range(steps))
 
-    cmd = [sys.executable, "-m", "lipsync.train", *TINY_RUN, *overrides, f"paths.log_dir={tmp_path}", "name=run"]
+    cmd = [sys.executable, "-m", "lipsync.train", *TINY_RUN, *overrides, f"paths.log_dir={tmp_path}",
+           "name=run"]
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT / "src"))
     last = tmp_path / "run" / "checkpoints" / "last.ckpt"
-    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    quiet = dict(cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, **quiet)
     wait_for(last, proc)
     moment = random.uniform(0.0, 1.0)  # a random moment: mid-step, mid-save or between
     time.sleep(moment)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert proc.returncode == -signal.SIGKILL, f"the run ended ({proc.returncode}) before the kill at +{moment:.2f} s"
+    assert proc.returncode == -signal.SIGKILL, f"run ended ({proc.returncode}) before the kill (+{moment:.2f} s)"
     resumed_from = torch.load(last, weights_only=True)["global_step"]  # loads: the file is never half-written
     assert every <= resumed_from < steps and resumed_from % every == 0
 
-    rerun = subprocess.run(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                           timeout=600)
+    rerun = subprocess.run(cmd, **quiet, timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert torch.load(last, weights_only=True)["global_step"] == steps
     assert_same_losses(logged_losses(tmp_path / "run"), want, steps=list(range(resumed_from, steps)))

@@ -42,13 +42,13 @@ def config_dir() -> Path:
     if os.environ.get(CONF_ENV):
         path = Path(os.environ[CONF_ENV]).expanduser().resolve()
         if not (path / "train.yaml").is_file():
-            raise FileNotFoundError(f"${CONF_ENV}={path} has no train.yaml; point it at the lipsync conf/ folder")
+            raise FileNotFoundError(f"${CONF_ENV}={path} has no train.yaml; point it at lipsync's conf/")
         return path
     here = Path(__file__).resolve().parent
     for candidate in (here / "conf", here.parents[1] / "conf"):
         if (candidate / "train.yaml").is_file():
             return candidate
-    raise FileNotFoundError(f"no lipsync conf/ with train.yaml next to {here} or in the checkout; set ${CONF_ENV}")
+    raise FileNotFoundError(f"no lipsync conf/train.yaml next to {here} or in the checkout; set ${CONF_ENV}")
 
 
 def per_device_batch(global_batch: int, devices: Any, num_nodes: int = 1, accumulate: int = 1) -> int:
@@ -57,8 +57,8 @@ def per_device_batch(global_batch: int, devices: Any, num_nodes: int = 1, accumu
         raise ValueError(f"global_batch_size needs an integer trainer.devices, got {devices!r}")
     parts = devices * num_nodes * accumulate
     if global_batch % parts:
-        raise ValueError(f"global batch {global_batch} is not divisible by devices {devices} x nodes {num_nodes} x "
-                         f"accumulate_grad_batches {accumulate} = {parts}; change one of them")
+        raise ValueError(f"global batch {global_batch} is not divisible by devices {devices} x nodes "
+                         f"{num_nodes} x accumulate_grad_batches {accumulate} = {parts}; change one of them")
     return global_batch // parts
 
 
@@ -106,7 +106,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     try:
         trainer.fit(system, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     except SIGTERMException:
-        log.warning("stopped by SIGTERM after global step %d; run the same command to resume", trainer.global_step)
+        log.warning("SIGTERM at global step %d; run the same command to resume", trainer.global_step)
         sys.exit(PREEMPTED_EXIT)
     return {k: float(v) for k, v in trainer.callback_metrics.items()}
 

@@ -44,8 +44,8 @@ class RandomClips(Dataset[dict[str, Any]]):
         name: prefix of the sample keys.
     """
 
-    def __init__(self, num_clips: int, num_frames: int, size: int, audio_tokens: int = 10, audio_dim: int = 384,
-                 seed: int = 0, name: str = "random") -> None:
+    def __init__(self, num_clips: int, num_frames: int, size: int, audio_tokens: int = 10,
+                 audio_dim: int = 384, seed: int = 0, name: str = "random") -> None:
         if min(num_clips, num_frames, size, audio_tokens, audio_dim) < 1:
             raise ValueError("num_clips, num_frames, size, audio_tokens and audio_dim must all be >= 1, got "
                              f"{(num_clips, num_frames, size, audio_tokens, audio_dim)}")
@@ -62,7 +62,7 @@ class RandomClips(Dataset[dict[str, Any]]):
         low = max(self.size // 8, 2)
         base = torch.randn(1, 3, low, low, generator=g)
         drift = 0.3 * torch.randn(self.num_frames, 3, low, low, generator=g).cumsum(0)
-        frames = F.interpolate(base + drift, size=(self.size, self.size), mode="bilinear", align_corners=False)
+        frames = F.interpolate(base + drift, size=(self.size, self.size), mode="bilinear")
         return torch.tanh(frames)
 
     def __getitem__(self, index: int) -> dict[str, Any]:

@@ -80,10 +80,11 @@ class ResumableDataMixin:
         """The train stream for this rank, starting after the batches already consumed."""
         trainer = getattr(self, "trainer", None)
         rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
-        return ResumableStreamSampler(num_samples, seed, rank, world, start=self._batches_consumed * self.batch_size)
+        start = self._batches_consumed * self.batch_size
+        return ResumableStreamSampler(num_samples, seed, rank, world, start=start)
 
     def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """Count training batches as Lightning hands them to the model (not as the loader pre-fetches them)."""
+        """Count training batches as Lightning hands them to the model (not as the loader prefetches)."""
         trainer = getattr(self, "trainer", None)
         if trainer is not None and trainer.training:
             self._batches_consumed += 1
@@ -96,7 +97,8 @@ class ResumableDataMixin:
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Resume the stream where the checkpoint left it; the batch size must be unchanged."""
         if state_dict.get("batch_size", self.batch_size) != self.batch_size:
-            raise ValueError(f"checkpoint was written with data.batch_size={state_dict['batch_size']}, this run has "
-                             f"{self.batch_size}; resume with the same batch size or start a new run (ckpt_path=null)")
+            raise ValueError(f"checkpoint was written with data.batch_size={state_dict['batch_size']}, "
+                             f"this run has {self.batch_size}; resume with the same batch size or start "
+                             "afresh (ckpt_path=null)")
         self._batches_consumed = int(state_dict["batches_consumed"])
 

@@ -7,12 +7,12 @@ A pipeline folder holds two files:
 - ``model.safetensors``: every component's weights under ``<component>.`` prefixes.
 
 Loading never executes code from the files: weights come from safetensors, and a component is built
-only by a ``_target_`` under :data:`ALLOWED_TARGETS` (``lipsync.`` and ``diffusers.``), so a crafted
-config cannot call ``os.system``. Lightning ``.ckpt`` files are pickles: they are read with
-``torch.load(weights_only=True)``, which rebuilds tensors and plain containers only; the few data-only
-classes our training checkpoints store in their hyper-parameters are allowed by exact name
-(:data:`SAFE_CHECKPOINT_GLOBALS`), and anything else (``posix.system``, ``builtins.eval``...) is
-refused with a :class:`CheckpointError` naming it.
+only by a ``_target_`` in :data:`ALLOWED_TARGETS` (the component builders, named one by one), so a
+crafted config cannot call ``os.system`` or any other function. Lightning ``.ckpt`` files are
+pickles: they are read with ``torch.load(weights_only=True)``, which rebuilds tensors and plain
+containers only; the few data-only classes a training checkpoint may hold in its hyper-parameters are
+allowed by exact name (:data:`SAFE_CHECKPOINT_GLOBALS`), and anything else (``posix.system``,
+``builtins.eval``...) is refused with a :class:`CheckpointError` naming it.
 """
 
 from __future__ import annotations
@@ -35,7 +35,26 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 FORMAT = "lipsync-pipeline"
 FORMAT_VERSION = 1
-ALLOWED_TARGETS = ("lipsync.", "diffusers.")
+# The only callables a config may name: component builders that construct modules and touch no file
+# (from_checkpoint and load_svd_vae read weights through torch.load(weights_only=True) / safetensors).
+ALLOWED_TARGETS = frozenset({
+    "lipsync.models.net.build_net",
+    "lipsync.models.net.build_unet",
+    "lipsync.models.net.LipSyncNet",
+    "lipsync.models.id_guider.IDGuider",
+    "lipsync.models.vae.SpaceToDepthVAE",
+    "lipsync.models.vae.SVDVAE",
+    "lipsync.models.pretrained.load_svd_vae",
+    "lipsync.models.audio.WhisperAudioEncoder.from_dims",
+    "lipsync.models.audio.WhisperAudioEncoder.from_checkpoint",
+    "lipsync.models.precond.SVDPrecond",
+    "lipsync.models.precond.EDMPrecond",
+    "lipsync.data.masks.AdaptiveMask",
+    "lipsync.data.masks.FixedMask",
+    "lipsync.prepare.crop.CropSpec",
+    "diffusers.AutoencoderKLTemporalDecoder",
+    "diffusers.UNetSpatioTemporalConditionModel",
+})
 COMPONENTS = ("net", "vae", "audio_encoder", "precond", "mask", "crop")
 WEIGHTED = ("net", "vae", "audio_encoder")
 
@@ -70,10 +89,10 @@ def check_targets(node: Any, where: str = "config") -> None:
     """Refuse any ``_target_`` outside :data:`ALLOWED_TARGETS`, anywhere in a nested config."""
     if isinstance(node, Mapping):
         target = node.get("_target_")
-        if target is not None and not (isinstance(target, str) and target.startswith(ALLOWED_TARGETS)):
+        if target is not None and target not in ALLOWED_TARGETS:
             raise CheckpointError(
-                f"{where}: refused _target_ {target!r}; components must be built by "
-                f"callables under {ALLOWED_TARGETS}"
+                f"{where}: refused _target_ {target!r}; a pipeline config may only name the component "
+                "builders in lipsync.infer.checkpoint.ALLOWED_TARGETS"
             )
         for key, value in node.items():
             check_targets(value, f"{where}.{key}")

@@ -2,11 +2,13 @@
 
     python -m lipsync.infer.convert lightning_logs/RUN/checkpoints/last.ckpt OUT_DIR [--train-config CFG]
 
-The component configs come from the run's Hydra config (``<run>/.hydra/config.yaml``, found beside the
-checkpoint): ``model.net`` (without its SVD-loading wrapper: the trained weights replace SVD's),
-``model.precond``, ``model.vae``, ``mask``, and, when the data config names them, ``data.crop`` and
-``data.audio_encoder`` (else the prepare defaults and the packaged Whisper tiny). The weights come from
-the checkpoint's ``state_dict`` (the EMA weights when the EMA callback ran), read with
+The component configs come from the run's resolved config, which ``lipsync.train`` stores in every
+checkpoint (``checkpoint["config"]``), else from ``--train-config`` or ``<run>/.hydra/config.yaml``:
+``model.net`` (without its SVD-loading wrapper: the trained weights replace SVD's),
+``model.precond``, ``model.vae``, ``mask``, ``data.audio_encoder`` (else the packaged Whisper tiny), and
+the crop the training frames were cut with: ``data.crop``, else the spec ``prepare`` stored beside the
+shards (``data.shards``), else prepare's defaults at the training clip size (``data.size``). The
+weights come from the checkpoint's ``state_dict`` (the EMA weights when the EMA callback ran), read with
 ``torch.load(weights_only=True)``.
 """
 
@@ -39,6 +41,10 @@ def _load_yaml(path: Path) -> dict[str, Any]:
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
+    try:  # the training config's own resolvers (per_device_batch) register on import
+        import lipsync.train  # noqa: F401
+    except ImportError:
+        pass
     try:
         container = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
     except (OmegaConfBaseException, OSError, ValueError) as err:
@@ -57,39 +63,66 @@ def _node(cfg: Mapping[str, Any], dotted: str, path: Path) -> Any:
     return node
 
 
+def _local(path: Any) -> Path | None:
+    """A config path as this process can open it: as given, else relative to the repository root."""
+    if not path or "://" in str(path):
+        return None
+    p = Path(str(path)).expanduser()
+    return p if p.is_absolute() or p.exists() else ROOT / p
+
+
 def _shards_crop(shard_dir: Any) -> dict[str, Any] | None:
     """The crop spec ``prepare`` recorded beside the training shards (how the training frames were cut)."""
     from lipsync.data.shards import read_shard_meta
 
-    if not shard_dir or "://" in str(shard_dir) or not Path(shard_dir).is_dir():
+    folder = _local(shard_dir)
+    if folder is None or not folder.is_dir():
         return None
-    return (read_shard_meta(shard_dir) or {}).get("crop")
+    return (read_shard_meta(folder) or {}).get("crop")
+
+
+def _audio_encoder(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The data config's encoder built eagerly (it may be a ``_partial_`` factory), its path resolved."""
+    node = {k: v for k, v in (data.get("audio_encoder") or DEFAULT_AUDIO_ENCODER).items() if k != "_partial_"}
+    if "path" in node:
+        node["path"] = str(_local(node["path"]) or node["path"])
+    return node
+
+
+def _training_config(ckpt: Path, checkpoint: Mapping[str, Any] | None,
+                     train_config: str | os.PathLike | None) -> tuple[dict[str, Any], Path]:
+    if train_config:
+        return _load_yaml(Path(train_config)), Path(train_config)
+    if checkpoint is not None and isinstance(checkpoint.get("config"), Mapping):
+        return dict(checkpoint["config"]), ckpt  # resolved at training time by lipsync.train
+    found = find_training_config(ckpt)
+    if found is None:
+        raise CheckpointError(f"{ckpt}: holds no run config and no .hydra/config.yaml is beside it; "
+                              "pass train_config=PATH")
+    return _load_yaml(found), found
 
 
 def pipeline_config_from_training(
-    ckpt: str | os.PathLike, train_config: str | os.PathLike | None = None
+    ckpt: str | os.PathLike,
+    train_config: str | os.PathLike | None = None,
+    checkpoint: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The pipeline config (components + preprocess) of the run that wrote ``ckpt``."""
-    ckpt = Path(ckpt)
-    cfg_path = Path(train_config) if train_config else find_training_config(ckpt)
-    if cfg_path is None or not cfg_path.is_file():
-        raise CheckpointError(
-            f"{ckpt}: no training config found (looked for .hydra/config.yaml beside it); "
-            "pass train_config=PATH"
-        )
-    cfg = _load_yaml(cfg_path)
+    """The pipeline config (components + preprocess) of the run that wrote ``ckpt`` (already loaded as
+    ``checkpoint`` when given)."""
+    cfg, cfg_path = _training_config(Path(ckpt), checkpoint, train_config)
     net = _node(cfg, "model.net", cfg_path)
     if net.get("_target_") == NET_WRAPPER:
         net = net["net"]  # the wrapper loads SVD's weights first; the trained ones replace them anyway
     data = cfg.get("data") or {}
-    crop = dict(data.get("crop") or _shards_crop(data.get("shards")) or DEFAULT_CROP)
+    crop = dict(data.get("crop") or _shards_crop(data.get("shards"))
+                or {**DEFAULT_CROP, "resolution": int(data.get("size", DEFAULT_CROP["resolution"]))})
     components = {
         "net": net,
         "precond": _node(cfg, "model.precond", cfg_path),
         "vae": _node(cfg, "model.vae", cfg_path),
         "mask": _node(cfg, "mask", cfg_path),
         "crop": crop,
-        "audio_encoder": data.get("audio_encoder") or DEFAULT_AUDIO_ENCODER,
+        "audio_encoder": _audio_encoder(data),
     }
     preprocess = {"audio_context": int(data.get("audio_context", 2)), "model_fps": int(net.get("fps", 25))}
     return {"components": components, "preprocess": preprocess}

@@ -114,7 +114,8 @@ def paste_back(
     scale = (crop[2] - crop[0]) / size
     # crop pixel (u, v) lands at frame (crop0 + scale*u); shift by the rect's origin to warp into it only.
     to_rect = np.array([[scale, 0, crop[0] - x0], [0, scale, crop[1] - y0]], dtype=np.float64)
-    image = crop_image if crop_image.dtype == np.uint8 else np.clip(np.rint(crop_image), 0, 255).astype(np.uint8)
+    image = crop_image if crop_image.dtype == np.uint8 else np.clip(np.rint(crop_image), 0, 255).astype(
+        np.uint8)
     warped = cv2.warpAffine(
         np.ascontiguousarray(image), to_rect, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR,
         borderMode=cv2.BORDER_REPLICATE,

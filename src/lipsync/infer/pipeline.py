@@ -236,6 +236,13 @@ class LipSyncPipeline:
         pre = self.config.get("preprocess", {})
         self.audio_context = int(pre.get("audio_context", 2))
         self.model_fps = float(pre.get("model_fps", 25))
+        want = getattr(getattr(net, "audio_proj", None), "in_features", None)
+        have = getattr(audio_encoder, "dim", None)
+        if want is not None and have is not None and want != have:
+            raise ckpt_io.CheckpointError(
+                f"the audio encoder gives {have}-d features but the net was trained on {want}-d ones "
+                "(components.audio_encoder does not match components.net.audio_dim)"
+            )
         self.faces = faces if faces is not None else MediaPipeFaces()
         self.generated_faces = MediaPipeFaces() if generated_faces == "default" else generated_faces
 
@@ -267,7 +274,7 @@ class LipSyncPipeline:
             from lipsync.infer.convert import pipeline_config_from_training
 
             checkpoint = ckpt_io.load_torch_checkpoint(path)
-            config = pipeline_config_from_training(path, train_config)
+            config = pipeline_config_from_training(path, train_config, checkpoint)
             pipe = cls.from_config(config, **kwargs)
             state = ckpt_io.training_state(checkpoint, path)
             state.update({f"audio_encoder.{k}": v for k, v in pipe.audio_encoder.state_dict().items()})

@@ -24,14 +24,17 @@ from lipsync.prepare.decode import resampled_frames
 
 
 def load_mask(name: str) -> MaskSpec:
-    """Instantiate ``conf/mask/<name>.yaml``."""
-    from hydra import compose, initialize_config_dir
+    """Instantiate ``conf/mask/<name>.yaml`` (a plain file load: works inside another Hydra app too)."""
     from hydra.utils import instantiate
+    from omegaconf import OmegaConf
 
-    from lipsync.assets import ROOT
+    from lipsync.train import config_dir
 
-    with initialize_config_dir(config_dir=str(ROOT / "conf" / "mask"), version_base="1.3"):
-        return instantiate(compose(config_name=name))
+    path = config_dir() / "mask" / f"{name}.yaml"
+    if not path.is_file():
+        raise ValueError(f"no mask variant '{name}': choose one of "
+                         f"{sorted(p.stem for p in path.parent.glob('*.yaml'))}")
+    return instantiate(OmegaConf.load(path))
 
 
 def draw(frame: np.ndarray, box: np.ndarray, landmarks: np.ndarray, layout: LandmarkLayout) -> np.ndarray:

@@ -1,14 +1,15 @@
 """Training callbacks: fault handling and tracking (issue 7). The system itself knows none of this.
 
 - :class:`NonFiniteLossGuard`: a NaN/inf loss stops training *before* backward, naming step and batch keys.
-- :class:`PreemptionCheckpoint`: SIGTERM (cluster preemption) writes ``last.ckpt`` before the process exits.
+- :class:`StopCheckpoint`: ``last.ckpt`` when training stops: SIGTERM (preemption) or the end of training.
 - :class:`ValidationVideoLogger`: samples a short clip at validation and logs the video, a mask overlay
   and a mouth crop to TensorBoard (and an mp4 beside the logs).
 - :func:`clips_in_batch`: batch size for Lightning's ``ThroughputMonitor`` (clips/s).
 
 EMA, periodic checkpoints, learning rate and throughput use Lightning's own callbacks
 (``EMAWeightAveraging``, ``ModelCheckpoint``, ``LearningRateMonitor``, ``ThroughputMonitor``), configured
-in ``conf/callbacks/``; checkpoint files are written atomically by :class:`~lipsync.training.checkpoint_io.AtomicCheckpointIO`.
+in ``conf/callbacks/``; checkpoint files are written atomically by
+:class:`~lipsync.training.checkpoint_io.AtomicCheckpointIO`.
 """
 
 from __future__ import annotations
@@ -65,7 +66,8 @@ class NonFiniteLossGuard(Callback):
         self._batch_idx = batch_idx
 
     def on_before_backward(self, trainer: L.Trainer, pl_module: L.LightningModule, loss: Tensor) -> None:
-        self._stop_if(trainer, not bool(torch.isfinite(loss.detach()).all()), f"loss {loss.detach().float().item()}")
+        loss = loss.detach()
+        self._stop_if(trainer, not bool(torch.isfinite(loss).all()), f"loss {loss.float().item()}")
 
     def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule,
                                  optimizer: torch.optim.Optimizer) -> None:
@@ -81,17 +83,22 @@ class NonFiniteLossGuard(Callback):
         message = (f"non-finite {what} at global step {trainer.global_step} (epoch {trainer.current_epoch}, "
                    f"batch {self._batch_idx}) on rank {trainer.global_rank}; batch keys: {self._keys}")
         if not bad:
-            message = f"another rank hit a non-finite value at global step {trainer.global_step}; stopping too"
+            message = f"another rank hit a non-finite value at global step {trainer.global_step}; stopping"
         log.error(message)
         raise NonFiniteLossError(message)
 
 
-# --- preemption -------------------------------------------------------------------------------------
-class PreemptionCheckpoint(Callback):
-    """On SIGTERM, save ``last.ckpt`` where ``ModelCheckpoint`` keeps it, so ``ckpt_path=last`` resumes there.
+# --- the checkpoint when training stops --------------------------------------------------------------
+class StopCheckpoint(Callback):
+    """Write ``last.ckpt`` whenever training stops, so no step is lost and the same command resumes there.
 
-    Lightning turns SIGTERM into a ``SIGTERMException`` raised after the current batch has finished,
-    on every rank; this callback saves in ``on_exception`` (a collective save, so all ranks take part).
+    - SIGTERM (cluster preemption): Lightning turns it into a ``SIGTERMException`` raised after the current
+      batch, on every rank; this callback saves in ``on_exception`` (a collective save: all ranks take part).
+    - The normal end (``max_steps``, ``max_time``) between two periodic checkpoints: saved in
+      ``on_train_end``, before the EMA callback copies the average into the live weights (it is listed
+      after this one), so a later resume continues the raw weights.
+
+    The file is ``ModelCheckpoint``'s ``last.ckpt``, the one ``ckpt_path=last`` resumes from.
 
     Args:
         dirpath: where to write when the trainer has no ``ModelCheckpoint`` (default: ``<root>/checkpoints``).
@@ -102,19 +109,28 @@ class PreemptionCheckpoint(Callback):
         self.saved_path: Path | None = None
 
     def checkpoint_path(self, trainer: L.Trainer) -> Path:
-        """``<ModelCheckpoint dir>/last.ckpt``, the file ``ckpt_path=last`` resumes from."""
+        """``<ModelCheckpoint dir>/last.ckpt``."""
         cb = trainer.checkpoint_callback
         if isinstance(cb, ModelCheckpoint) and cb.dirpath is not None:
             return Path(cb.dirpath) / f"{cb.CHECKPOINT_NAME_LAST}{cb.FILE_EXTENSION}"
         return Path(self.dirpath or Path(trainer.default_root_dir) / "checkpoints") / "last.ckpt"
 
-    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
-        if not isinstance(exception, SIGTERMException):
-            return
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule,
+                     exception: BaseException) -> None:
+        if isinstance(exception, SIGTERMException):
+            self.save(trainer, "SIGTERM")
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        cb = trainer.checkpoint_callback
+        already = isinstance(cb, ModelCheckpoint) and cb._last_global_step_saved == trainer.global_step
+        if not trainer.fast_dev_run and trainer.global_step > 0 and not already:
+            self.save(trainer, "end of training")
+
+    def save(self, trainer: L.Trainer, why: str) -> None:
         path = self.checkpoint_path(trainer)
         trainer.save_checkpoint(path)
         self.saved_path = path
-        log.warning("SIGTERM: saved %s at global step %d", path, trainer.global_step)
+        log.warning("%s: saved %s at global step %d", why, path, trainer.global_step)
 
 
 # --- validation videos ------------------------------------------------------------------------------
@@ -143,7 +159,8 @@ def gif_bytes(frames: np.ndarray, fps: float) -> bytes:
     """Encode (T, H, W, 3) uint8 frames as a looping GIF (TensorBoard shows GIF image summaries as video)."""
     images = [Image.fromarray(f) for f in frames]
     buf = io.BytesIO()
-    images[0].save(buf, format="GIF", save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0)
+    images[0].save(buf, format="GIF", save_all=True, append_images=images[1:], duration=round(1000 / fps),
+                   loop=0)
     return buf.getvalue()
 
 
@@ -154,7 +171,8 @@ def add_gif(logger: TensorBoardLogger, tag: str, frames: np.ndarray, step: int, 
     t, h, w, c = frames.shape
     image = Summary.Image(height=h, width=w, colorspace=c, encoded_image_string=gif_bytes(frames, fps))
     # SummaryWriter.add_video would do exactly this, but needs moviepy 1.x for the GIF encoding.
-    logger.experiment._get_file_writer().add_summary(Summary(value=[Summary.Value(tag=tag, image=image)]), step)
+    summary = Summary(value=[Summary.Value(tag=tag, image=image)])
+    logger.experiment._get_file_writer().add_summary(summary, step)
 
 
 class ValidationVideoLogger(Callback):
@@ -208,4 +226,5 @@ class ValidationVideoLogger(Callback):
                 for tag, frames in panels.items():
                     add_gif(logger, tag, frames, step, self.fps)
         if trainer.log_dir is not None:
-            write_video(Path(trainer.log_dir) / "samples" / f"step_{step:07d}.mp4", panels["val/sample"], self.fps)
+            path = Path(trainer.log_dir) / "samples" / f"step_{step:07d}.mp4"
+            write_video(path, panels["val/sample"], self.fps)

@@ -56,7 +56,7 @@ class ConstantSigma:
 
 
 class LipSyncSystem(L.LightningModule):
-    """SayAnything training: DSM loss on VAE latents of a clip, conditioned on masked video, audio and identity.
+    """SayAnything training: DSM loss on a clip's VAE latents, conditioned on masked video, audio, identity.
 
     Args:
         net: raw network F (``LipSyncNet``): ``forward(x_in, c_noise, cond)`` and ``encode_reference``.
@@ -89,9 +89,10 @@ class LipSyncSystem(L.LightningModule):
         val_sigmas: Sequence[float] = (0.05, 0.3, 1.0, 3.0, 20.0),
     ) -> None:
         super().__init__()
-        # Only plain values go into the hyperparameters, so checkpoints load with torch.load(weights_only=True);
+        # Only plain values go into the hyperparameters, so checkpoints load with weights_only=True;
         # the parts themselves are recorded by the run's Hydra config (checkpoint["config"]).
-        self.save_hyperparameters({"seed": seed, "pretrained": pretrained, "val_sigmas": [float(s) for s in val_sigmas]})
+        val_sigmas = [float(s) for s in val_sigmas]
+        self.save_hyperparameters({"seed": seed, "pretrained": pretrained, "val_sigmas": val_sigmas})
         self.denoiser = Denoiser(net, precond)
         self.vae = vae.requires_grad_(False).eval()  # frozen: never optimised, never in train mode
         self.loss = loss
@@ -99,7 +100,7 @@ class LipSyncSystem(L.LightningModule):
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.seed = seed
-        self.val_losses = {f"{s:g}": DSMLoss(ConstantSigma(float(s))) for s in val_sigmas}
+        self.val_losses = {f"{s:g}": DSMLoss(ConstantSigma(s)) for s in val_sigmas}
 
     @property
     def net(self) -> nn.Module:
@@ -127,7 +128,8 @@ class LipSyncSystem(L.LightningModule):
         z_m = batch.get(MASKED_LATENTS)
         if z_m is None:
             z_m = self.vae.encode(batch[MASKED_VIDEO])
-        return {"concat": z_m, "audio": batch[AUDIO_FEATS], "id": self.net.encode_reference(batch[REF], batch[REF_MASK])}
+        identity = self.net.encode_reference(batch[REF], batch[REF_MASK])
+        return {"concat": z_m, "audio": batch[AUDIO_FEATS], "id": identity}
 
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor:
         """One DSM step: encode, drop conditions (reference/audio), loss, log."""
@@ -140,13 +142,14 @@ class LipSyncSystem(L.LightningModule):
         return loss
 
     def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor:
-        """Loss under the training sigma distribution and at fixed sigmas, with fixed noise (comparable over time)."""
+        """Loss under the training sigma distribution and at fixed sigmas with fixed noise."""
         validate_batch(batch)
         z, cond, b = self.latents(batch), self.conditions(batch), batch[VIDEO].shape[0]
         loss = self.loss(self.denoiser, z, cond, generator=self.step_generator("val", batch_idx)).mean()
         self.log("val/loss", loss, prog_bar=True, batch_size=b, sync_dist=True)
         for name, fixed in self.val_losses.items():
-            at_sigma = fixed(self.denoiser, z, cond, generator=self.step_generator("val", batch_idx, name)).mean()
+            g = self.step_generator("val", batch_idx, name)
+            at_sigma = fixed(self.denoiser, z, cond, generator=g).mean()
             self.log(f"val/loss_sigma={name}", at_sigma, batch_size=b, sync_dist=True)
         return loss
 
@@ -182,7 +185,8 @@ class LipSyncSystem(L.LightningModule):
     # --- reproducibility ------------------------------------------------------------------------------
     def step_generator(self, *key: object) -> torch.Generator:
         """A generator on this module's device seeded by (seed, rank, *key): same draws after a resume."""
-        return torch.Generator(device=self.device).manual_seed(derived_seed(self.seed, self.global_rank, *key))
+        seed = derived_seed(self.seed, self.global_rank, *key)
+        return torch.Generator(device=self.device).manual_seed(seed)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Store the global RNG states too (anything outside the per-step generators, e.g. net dropout).
