@@ -7,8 +7,8 @@
 - :func:`clips_in_batch`: batch size for Lightning's ``ThroughputMonitor`` (clips/s).
 
 EMA, periodic checkpoints, learning rate and throughput use Lightning's own callbacks
-(``EMAWeightAveraging``, ``ModelCheckpoint``, ``LearningRateMonitor``, ``ThroughputMonitor``), configured
-in ``conf/callbacks/``; checkpoint files are written atomically by
+(``WeightAveraging`` with torch's foreach EMA, ``ModelCheckpoint``, ``LearningRateMonitor``,
+``ThroughputMonitor``), configured in ``conf/callbacks/``; checkpoint files are written atomically by
 :class:`~lipsync.training.checkpoint_io.AtomicCheckpointIO`.
 """
 
