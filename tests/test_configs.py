@@ -24,6 +24,9 @@ ONE_FACTOR = {
     "ablation_no_audio_dropout": {"model.dropout.p_audio"},
     "ablation_wo_mask": {"mask.", "data.mask."},
     "ablation_audio_in_svd_crossattn": {"model.net.net.audio_mode"},
+    "ablation_no_id_guider": {"model.net.net.id_guider"},
+    "ablation_vae_feature": {"model.net.net.id_guider", "model.net.net.id_guider."},
+    "ablation_video_fusion": {"model.net.net.video_fusion"},
 }
 
 

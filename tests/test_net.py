@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from lipsync.models.audio_attention import AudioCrossAttention
-from lipsync.models.net import LipSyncNet, build_net
+from lipsync.models.id_guider import LatentIDGuider
+from lipsync.models.net import LipSyncNet, build_net, latent_id_guider_for
 
 B, T, C, A, D = 2, 4, 4, 10, 24
 
@@ -148,3 +149,121 @@ def test_bad_inputs_say_what_is_wrong(net: LipSyncNet) -> None:
         net(x, c_noise, {**cond, "id": reference(net)[:1]})
     with pytest.raises(ValueError, match="x_in"):
         net(x[:, :, :3], c_noise, cond)
+
+
+# --- Table 3's identity ablations: no ID-Guider, VAE Feature, Video Fusion -----------------------------
+def tiny_encoder() -> torch.nn.Module:
+    """A fixed stand-in for the VAE encoder at the tiny net's factor 2: 2x2 average pool, 1x1 conv 3 -> C."""
+    torch.manual_seed(5)
+    conv = torch.nn.Conv2d(3, C, 1).requires_grad_(False)
+
+    class Encode(torch.nn.Module):
+        def forward(self, video: torch.Tensor) -> torch.Tensor:  # (B, T, 3, H, W) -> (B, T, C, H/2, W/2)
+            return conv(torch.nn.functional.avg_pool2d(video.flatten(0, 1), 2)).unflatten(0, video.shape[:2])
+
+    return Encode()
+
+
+def clip(seed: int = 4, h: int = 16) -> dict[str, torch.Tensor]:
+    """Pixel inputs of LipSyncNet.conditions: masked video, mask, reference, its mask, audio."""
+    g = torch.Generator().manual_seed(seed)
+    video = torch.rand(B, T, 3, h, h, generator=g) * 2 - 1
+    mask = torch.zeros(B, T, 1, h, h)
+    mask[..., h // 2:, :] = 1
+    ref = torch.rand(B, 3, h, h, generator=g) * 2 - 1
+    return {"masked_video": video * (1 - mask), "mask": mask, "ref": ref, "ref_mask": mask[:, 0],
+            "audio": torch.randn(B, T, A, D, generator=g)}
+
+
+@torch.no_grad()
+def test_paper_conditions_are_masked_latents_and_one_reference_feature() -> None:
+    net, encode, px = tiny_net(), tiny_encoder(), clip()
+    cond = net.conditions(encode, **px)
+    assert torch.equal(cond["concat"], encode(px["masked_video"]))
+    for got, want in zip(cond["id"], net.encode_reference(px["ref"], px["ref_mask"])):
+        torch.testing.assert_close(got, want)
+    assert [tuple(f.shape) for f in cond["id"]] == [(B, 32, 8, 8), (B, 64, 4, 4)]
+    cached = torch.randn(B, T, C, 8, 8)
+    assert net.conditions(encode, **px, z_m=cached)["concat"] is cached
+
+
+@torch.no_grad()
+def test_no_id_guider_output_does_not_depend_on_the_reference() -> None:
+    net, full, encode = tiny_net(id_guider=False), tiny_net(), tiny_encoder()
+    assert net.id_guider is None
+    def count(m: torch.nn.Module) -> int:
+        return sum(p.numel() for p in m.parameters())
+
+    assert count(full) - count(net) == count(full.id_guider)
+    perturb_(audio_outs(net))
+    x, c_noise, _ = inputs()
+    px, other = clip(), clip(seed=9)
+    assert net.encode_reference(px["ref"], px["ref_mask"]) is None
+    cond = net.conditions(encode, **px)
+    assert cond["id"] is None and torch.equal(cond["concat"], encode(px["masked_video"]))
+    out = net(x, c_noise, cond)
+    moved = net(x, c_noise, net.conditions(encode, **{**px, "ref": other["ref"],
+                                                     "ref_mask": other["ref_mask"]}))
+    assert torch.equal(out, moved)
+    with pytest.raises(ValueError, match="no ID-Guider"):
+        net(x, c_noise, {**cond, "id": reference(full)})
+
+
+@torch.no_grad()
+def test_vae_feature_guider_reads_the_reference_latent_not_pixels() -> None:
+    net, encode, px = tiny_net(id_guider=latent_id_guider_for), tiny_encoder(), clip()
+    guider = net.id_guider
+    assert isinstance(guider, LatentIDGuider) and guider.takes_latents
+    assert not hasattr(guider, "pixel_downsampler") and guider.latent_stem.in_channels == C + 1
+    perturb_(guider.out_projs)
+    cond = net.conditions(encode, **px)
+    latent = encode(px["ref"][:, None])[:, 0]
+    assert [tuple(f.shape) for f in cond["id"]] == [(B, 32, 8, 8), (B, 64, 4, 4)]
+    for got, want in zip(cond["id"], guider(latent, px["ref_mask"])):
+        torch.testing.assert_close(got, want)
+    # the mask enters averaged over each latent cell: an edge through the cells of row 3 gives 0.5 there,
+    # the same as a mask that is 0.5 on those pixels
+    mask = torch.zeros(B, 1, 16, 16)
+    mask[..., 7:, :] = 1
+    blurred = mask.clone()
+    blurred[..., 6:8, :] = 0.5
+    for a, b in zip(guider(latent, mask), guider(latent, blurred)):
+        torch.testing.assert_close(a, b)
+    assert (guider(latent, mask)[0] - guider(latent, 1 - mask)[0]).abs().max() > 1e-4
+    x, c_noise, _ = inputs()
+    other = net.conditions(encode, **{**px, "ref": clip(seed=9)["ref"]})
+    assert (net(x, c_noise, cond) - net(x, c_noise, other)).abs().max() > 1e-4
+    with pytest.raises(ValueError, match="ref_latent"):
+        guider(px["ref"], px["ref_mask"])  # pixels where the latent belongs
+
+
+@torch.no_grad()
+def test_video_fusion_concats_the_reference_latent_and_guides_each_masked_frame() -> None:
+    net, encode, px = tiny_net(video_fusion=True), tiny_encoder(), clip()
+    perturb_(net.id_guider.out_projs)
+    cond = net.conditions(encode, **px)
+    ref_latent = encode(px["ref"][:, None])[:, 0]
+    assert cond["concat"].shape == (B, T, C, 8, 8)
+    assert all(torch.equal(cond["concat"][:, t], ref_latent) for t in range(T))
+    # per frame: the ID-Guider of masked frame t, (B, T, C_l, h_l, w_l)
+    assert [tuple(f.shape) for f in cond["id"]] == [(B, T, 32, 8, 8), (B, T, 64, 4, 4)]
+    for t in (0, T - 1):
+        for got, want in zip(cond["id"], net.encode_reference(px["masked_video"][:, t], px["mask"][:, t])):
+            torch.testing.assert_close(got[:, t], want)
+    # the masked video no longer reaches the concat; only its frame 2 changes -> only frame 2's features
+    video = px["masked_video"].clone()
+    video[:, 2] = -video[:, 2]
+    changed = net.conditions(encode, **{**px, "masked_video": video})
+    assert torch.equal(changed["concat"], cond["concat"])
+    delta = (changed["id"][0] - cond["id"][0]).abs().flatten(2).amax(2)  # (B, T)
+    assert torch.all(delta[:, 2] > 1e-4) and torch.all(delta[:, [0, 1, 3]] == 0)
+    # per-frame features are added to their own frame: T copies of one feature == that feature shared
+    x, c_noise, _ = inputs()
+    shared = reference(net)
+    per_frame = [f[:, None].expand(-1, T, -1, -1, -1) for f in shared]
+    base = {"concat": cond["concat"], "audio": px["audio"]}
+    torch.testing.assert_close(net(x, c_noise, {**base, "id": per_frame}),
+                               net(x, c_noise, {**base, "id": shared}))
+    out = net(x, c_noise, cond)
+    assert out.shape == x.shape
+    assert (out - net(x, c_noise, {**cond, "id": per_frame})).abs().max() > 1e-4

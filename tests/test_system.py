@@ -12,7 +12,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.loggers import TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from lipsync.data.batch import LATENTS, MASKED_LATENTS, MASKED_VIDEO, VIDEO
+from lipsync.data.batch import LATENTS, MASKED_LATENTS, MASKED_VIDEO, REF, REF_MASK, VIDEO
 from lipsync.data.random_clips import RandomClipDataModule, RandomClips
 from lipsync.media import probe
 from lipsync.models.loss import DSMLoss
@@ -141,6 +141,41 @@ def test_validation_reports_loss_per_sigma_and_generate_is_seeded() -> None:
     assert video.shape == batch[VIDEO].shape and torch.isfinite(video).all()
     assert torch.equal(video, system.generate(batch, num_steps=2, cfg_scale=3.0, seed=7))
     assert not torch.equal(video, system.generate(batch, num_steps=2, cfg_scale=3.0, seed=8))
+
+
+# Table 3's identity ablations, as their experiment files set them (conf/experiment/ablation_*.yaml).
+ID_ABLATIONS = {
+    "no_id_guider": "model.net.net.id_guider=false",
+    "vae_feature": ("model.net.net.id_guider="
+                    "{_target_:lipsync.models.net.latent_id_guider_for,_partial_:true}"),
+    "video_fusion": "model.net.net.video_fusion=true",
+}
+
+
+@pytest.mark.parametrize("ablation", sorted(ID_ABLATIONS))
+def test_identity_ablations_route_conditions_and_train(ablation: str) -> None:
+    """Each variant's conditions come from the real tiny VAE as SPEC section 7 says; a step trains it."""
+    system, batch = tiny_system(ID_ABLATIONS[ablation]), batch_of()
+    net, encode = system.net, system.vae.encode
+    with torch.no_grad():
+        cond, z_m = system.conditions(batch), encode(batch[MASKED_VIDEO])
+        ref_latent = encode(batch[REF][:, None])
+    if ablation == "no_id_guider":
+        assert net.id_guider is None and cond["id"] is None and torch.equal(cond["concat"], z_m)
+    elif ablation == "vae_feature":
+        assert net.id_guider.takes_latents and torch.equal(cond["concat"], z_m)
+        with torch.no_grad():
+            want = net.id_guider(ref_latent[:, 0], batch[REF_MASK])
+        assert all(torch.equal(a, b) for a, b in zip(cond["id"], want))
+    else:
+        assert torch.equal(cond["concat"], ref_latent.expand_as(z_m))
+        assert cond["id"][0].shape[:2] == batch[VIDEO].shape[:2]  # one ID feature per frame
+    system.train()
+    loss = system.training_step(batch, 0)
+    loss.backward()
+    assert torch.isfinite(loss)
+    if net.id_guider is not None:  # the zero-initialised outputs are what the first step trains
+        assert all(p.grad.abs().sum() > 0 for p in net.id_guider.out_projs.parameters())
 
 
 class PoisonedClips(RandomClips):

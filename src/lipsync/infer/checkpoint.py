@@ -40,6 +40,7 @@ FORMAT_VERSION = 1
 ALLOWED_TARGETS = frozenset({
     "lipsync.models.net.build_net",
     "lipsync.models.net.build_unet",
+    "lipsync.models.net.latent_id_guider_for",
     "lipsync.models.net.LipSyncNet",
     "lipsync.models.id_guider.IDGuider",
     "lipsync.models.vae.SpaceToDepthVAE",

@@ -10,7 +10,8 @@ One call runs numbered phases, each a short method:
    seeded reference frame;
 4. audio: Whisper features once for the whole track, windows per output frame at its own time;
 5. reference: the ID-Guider once per video;
-6. generate: per 16-frame segment, crops -> masked-video latents -> guided Euler on Karras sigmas ->
+6. generate: per 16-frame segment, crops -> masked-video latents (the net's ``clip_conditions``, as in
+   training) -> guided Euler on Karras sigmas ->
    decode -> cross-fade with the previous segment -> paste back -> write (:mod:`.segments`, :mod:`.paste`).
 
 Memory is one segment of frames plus a small decoded window, whatever the video's length; the output
@@ -44,6 +45,7 @@ from lipsync.infer.tracking import FaceTrackSummary, detect_faces, edit_weights,
 from lipsync.media import MODEL_SAMPLE_RATE, MediaError, VideoInfo, VideoWriter, probe, read_audio
 from lipsync.models.audio import STEPS_PER_SECOND
 from lipsync.models.denoiser import Denoiser
+from lipsync.models.net import ReferenceCondition
 from lipsync.sampling import GuidedDenoiser, karras_sigmas, sample_euler
 
 log = logging.getLogger(__name__)
@@ -321,17 +323,17 @@ class LipSyncPipeline:
         clock.lap("inputs")
         plan = self._plan(info, src, wave, opts)  # 2-3. faces, plan
         clock.lap("faces")
-        feats, id_feats = None, None
+        feats, reference = None, None
         if plan.reference >= 0 and plan.weights.max() > 0:
             feats = self._audio_features(wave, plan, opts)  # 4. audio
             clock.lap("audio")
-            id_feats = self._reference_features(plan)  # 5. reference
+            reference = self._reference_condition(plan)  # 5. reference
             clock.lap("reference")
         else:
             log.warning(
                 "%s: no frame with a face to edit; the video passes through with the new audio", video
             )
-        self._generate(plan, feats, id_feats, native, native_rate, output, opts)  # 6. generate, paste, write
+        self._generate(plan, feats, reference, native, native_rate, output, opts)  # 6. generate, paste, write
         clock.lap("generate")
         src = plan.source_index
         return InferenceResult(
@@ -439,12 +441,15 @@ class LipSyncPipeline:
         return self.audio_encoder(torch.from_numpy(np.ascontiguousarray(wave)))[0].to(self.device)
 
     # 5. reference ----------------------------------------------------------------------------------
-    def _reference_features(self, plan: _Plan) -> list[Tensor]:
-        """ID-Guider features of the seeded reference frame and its mask, once per video."""
+    def _reference_condition(self, plan: _Plan) -> ReferenceCondition:
+        """ID-Guider features of the seeded reference frame and its mask, once per video.
+
+        (A Table 3 ablation net takes from the reference what its ``reference_condition`` says.)
+        """
         with FrameSource(plan.info.path, plan.pts, capacity=1) as source:
             frame = source[int(plan.source_index[plan.reference])]
         ref, ref_mask = self._model_inputs(plan, [plan.reference], [frame])
-        return self.net.encode_reference(ref[0], ref_mask[0])
+        return self.net.reference_condition(self.vae.encode, ref[0], ref_mask[0])
 
     def _model_inputs(
         self, plan: _Plan, out_frames: list[int], frames: list[np.ndarray]
@@ -461,7 +466,7 @@ class LipSyncPipeline:
         self,
         plan: _Plan,
         feats: Tensor | None,
-        id_feats: list[Tensor] | None,
+        reference: ReferenceCondition | None,
         native: np.ndarray,
         native_rate: int,
         output: str | os.PathLike,
@@ -478,7 +483,7 @@ class LipSyncPipeline:
                 tqdm(segments, desc="lip sync", unit="segment", disable=not opts.progress)
             ):
                 active = feats is not None and plan.weights[seg.start : seg.stop].max() > 0
-                result = self._segment(plan, seg, source, feats, id_feats, opts) if active else None
+                result = self._segment(plan, seg, source, feats, reference, opts) if active else None
                 next_start = segments[k + 1].start if k + 1 < len(segments) else None
                 start, stop, crops = blender.push(seg, result, next_start)
                 self._write(plan, start, stop, crops, source, writer, opts)
@@ -489,18 +494,21 @@ class LipSyncPipeline:
         seg: Segment,
         source: FrameSource,
         feats: Tensor,
-        id_feats: list[Tensor] | None,
+        reference: ReferenceCondition,
         opts: InferenceOptions,
     ) -> np.ndarray:
         """Generate one segment: ``(T, S, S, 3)`` float crops in [0, 255]."""
         out_frames = list(range(seg.start, seg.stop))
         frames = [source[int(plan.source_index[t])] for t in out_frames]
         video, mask = self._model_inputs(plan, out_frames, frames)
-        z_m = self.vae.encode(video * (1 - mask))  # masked-video latents, once per segment
         audio = audio_windows(
             feats, np.array(out_frames), float(plan.info.fps), self.audio_context, self.model_fps
         )[None]
-        cond = {"concat": z_m, "audio": audio.to(z_m.dtype), "id": id_feats}
+        # As in training: z_m = E(V * (1 - M)) once per segment (or the net's Table 3 variant of the
+        # conditions), never once per denoising step.
+        masked = video * (1 - mask)
+        cond = self.net.clip_conditions(self.vae.encode, reference, masked, mask, audio.to(video.dtype))
+        z_m = cond["concat"]
         sigmas = karras_sigmas(opts.num_steps, opts.sigma_min, opts.sigma_max, opts.rho, device=self.device)
         noise = frame_noise(opts.seed, out_frames, tuple(z_m.shape[2:]), self.device, z_m.dtype)[None]
         guided = GuidedDenoiser(self.denoiser, cond, opts.guidance_scale, opts.audio_guidance_scale)

@@ -9,14 +9,19 @@ temporal layers and no timestep input, so it is computed once per sample, not on
 Parameter count at full size (diffusers ``ResnetBlock2D``/``Downsample2D`` without time embedding):
 ResBlocks + downsamplers 88.6 M (SPEC section 2), zero-initialised 1x1 output projections 3.8 M, pixel
 downsampler 5.4 M (``pixel_channels=80``) = 97.8 M, the paper's "98M".
+
+:class:`LatentIDGuider` is Table 3's "VAE Feature" ablation: the same pyramid fed with the reference's VAE
+latent (+ the mask averaged down to latent size) through one conv, instead of pixels through the pixel
+downsampler.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import ClassVar, Sequence
 
 import torch
+import torch.nn.functional as F
 from diffusers.models.downsampling import Downsample2D
 from diffusers.models.resnet import ResnetBlock2D
 from torch import Tensor, nn
@@ -55,38 +60,31 @@ class PixelDownsampler(nn.Sequential):
         super().__init__(*layers)
 
 
-class IDGuider(nn.Module):
-    """Identity encoder: ``(I_ref, M_ref) -> [(B, C_l, H / f / 2^l, W / f / 2^l) per UNet down level l]``.
+class IDGuiderBase(nn.Module):
+    """The ID-Guider's pyramid, shared by its input variants: stem output -> one residual per UNet down level.
+
+    Subclasses build ``self.stem`` (input -> ``block_out_channels[0]`` at latent resolution) and define
+    ``forward``.
 
     Args:
         block_out_channels: widths of the UNet down levels it feeds, SVD's (320, 640, 1280, 1280).
         res_levels: how many leading levels hold ResBlocks (SVD's three cross-attention levels); the
             remaining level (at most one) gets the last downsampler's output only.
         layers_per_block: 2D ResBlocks per level (SVD's 2).
-        downsample_factor: pixel -> latent factor f, the VAE's (8 for SVD).
-        pixel_channels: first width of the pixel downsampler (80 puts the full model at the paper's 98 M).
-        in_channels: 3 (RGB) + 1 (mask indicator).
 
     Every output ends in a zero-initialised 1x1 conv, so adding the features to the UNet is an exact
     no-op at init and the loaded SVD is unchanged at step 0.
     """
 
-    def __init__(
-        self,
-        block_out_channels: Sequence[int] = (320, 640, 1280, 1280),
-        res_levels: int = 3,
-        layers_per_block: int = 2,
-        downsample_factor: int = 8,
-        pixel_channels: int = 80,
-        in_channels: int = 4,
-    ) -> None:
+    #: True when the input is the reference's VAE latent rather than its pixels (the caller encodes).
+    takes_latents: ClassVar[bool] = False
+
+    def __init__(self, block_out_channels: Sequence[int], res_levels: int, layers_per_block: int) -> None:
         super().__init__()
         widths = tuple(block_out_channels)
         if not 1 <= res_levels <= len(widths) <= res_levels + 1:
             raise ValueError(f"res_levels={res_levels} must be len(block_out_channels)={len(widths)} "
                              "or one less")
-        self.downsample_factor = downsample_factor
-        self.pixel_downsampler = PixelDownsampler(in_channels, widths[0], downsample_factor, pixel_channels)
         in_widths = widths[:1] + widths[:-1]
         self.levels = nn.ModuleList(
             _res_level(c_in, c, layers_per_block) for c_in, c in zip(in_widths, widths[:res_levels])
@@ -104,6 +102,51 @@ class IDGuider(nn.Module):
     def block_out_channels(self) -> tuple[int, ...]:
         return tuple(p.out_channels for p in self.out_projs)
 
+    def pyramid(self, h: Tensor) -> list[Tensor]:
+        """(B, C_0, h, w) stem output -> per level l: (B, C_l, h / 2^l, w / 2^l)."""
+        feats = []
+        for i, proj in enumerate(self.out_projs):
+            if i > 0:
+                h = self.downsamplers[i - 1](h)
+            for resnet in self.levels[i] if i < len(self.levels) else ():
+                h = resnet(h, None)  # no timestep: temb=None
+            feats.append(proj(h))
+        return feats
+
+    def _check_divisible(self, x: Tensor, factor: int, what: str) -> None:
+        f = factor * 2 ** (len(self.out_projs) - 1)
+        if x.shape[-1] % f or x.shape[-2] % f:
+            vae = f"VAE factor {factor} x " if factor > 1 else ""
+            raise ValueError(f"{what} size {tuple(x.shape[-2:])} must be divisible by {f} "
+                             f"({vae}2^(levels-1))")
+
+
+class IDGuider(IDGuiderBase):
+    """Identity encoder: ``(I_ref, M_ref) -> [(B, C_l, H / f / 2^l, W / f / 2^l) per UNet down level l]``.
+
+    Args:
+        block_out_channels: widths of the UNet down levels it feeds, SVD's (320, 640, 1280, 1280).
+        res_levels: how many leading levels hold ResBlocks (SVD's three cross-attention levels).
+        layers_per_block: 2D ResBlocks per level (SVD's 2).
+        downsample_factor: pixel -> latent factor f, the VAE's (8 for SVD).
+        pixel_channels: first width of the pixel downsampler (80 puts the full model at the paper's 98 M).
+        in_channels: 3 (RGB) + 1 (mask indicator).
+    """
+
+    def __init__(
+        self,
+        block_out_channels: Sequence[int] = (320, 640, 1280, 1280),
+        res_levels: int = 3,
+        layers_per_block: int = 2,
+        downsample_factor: int = 8,
+        pixel_channels: int = 80,
+        in_channels: int = 4,
+    ) -> None:
+        super().__init__(block_out_channels, res_levels, layers_per_block)
+        self.downsample_factor = downsample_factor
+        self.pixel_downsampler = PixelDownsampler(in_channels, self.block_out_channels[0], downsample_factor,
+                                                  pixel_channels)
+
     def forward(self, ref: Tensor, ref_mask: Tensor) -> list[Tensor]:
         """Encode the reference frame.
 
@@ -115,15 +158,7 @@ class IDGuider(nn.Module):
             Per UNet down level l: (B, C_l, H / f / 2^l, W / f / 2^l) residual features.
         """
         self._check(ref, ref_mask)
-        h = self.pixel_downsampler(torch.cat([ref, ref_mask.to(ref.dtype)], dim=1))
-        feats = []
-        for i, proj in enumerate(self.out_projs):
-            if i > 0:
-                h = self.downsamplers[i - 1](h)
-            for resnet in self.levels[i] if i < len(self.levels) else ():
-                h = resnet(h, None)  # no timestep: temb=None
-            feats.append(proj(h))
-        return feats
+        return self.pyramid(self.pixel_downsampler(torch.cat([ref, ref_mask.to(ref.dtype)], dim=1)))
 
     def _check(self, ref: Tensor, ref_mask: Tensor) -> None:
         if ref.ndim != 4 or ref.shape[1] != 3:
@@ -131,10 +166,60 @@ class IDGuider(nn.Module):
         if ref_mask.shape != (ref.shape[0], 1, *ref.shape[2:]):
             raise ValueError(f"ref_mask must be (B, 1, H, W) = {(ref.shape[0], 1, *ref.shape[2:])}, "
                              f"got {tuple(ref_mask.shape)}")
-        f = self.downsample_factor * 2 ** (len(self.out_projs) - 1)
-        if ref.shape[-1] % f or ref.shape[-2] % f:
-            raise ValueError(f"reference size {tuple(ref.shape[-2:])} must be divisible by {f} "
-                             f"(VAE factor {self.downsample_factor} x 2^(levels-1))")
+        self._check_divisible(ref, self.downsample_factor, "reference")
+
+
+class LatentIDGuider(IDGuiderBase):
+    """Table 3's "VAE Feature" ablation: ``(E(I_ref), M_ref) -> [(B, C_l, h / 2^l, w / 2^l) per level l]``.
+
+    The reference arrives already VAE-encoded (the caller runs the frozen VAE: ``takes_latents``); the mask
+    is averaged down to the latent grid (each cell's masked fraction) and concatenated as one more channel;
+    one 3x3 conv (like the UNet's ``conv_in``) replaces the pixel downsampler. The pyramid is the paper's.
+
+    Args:
+        block_out_channels: widths of the UNet down levels it feeds.
+        res_levels: how many leading levels hold ResBlocks.
+        layers_per_block: 2D ResBlocks per level.
+        latent_channels: the VAE's latent channels C (4 for SVD).
+    """
+
+    takes_latents: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        block_out_channels: Sequence[int] = (320, 640, 1280, 1280),
+        res_levels: int = 3,
+        layers_per_block: int = 2,
+        latent_channels: int = 4,
+    ) -> None:
+        super().__init__(block_out_channels, res_levels, layers_per_block)
+        self.latent_channels = latent_channels
+        self.latent_stem = nn.Conv2d(latent_channels + 1, self.block_out_channels[0], 3, padding=1)
+
+    def forward(self, ref_latent: Tensor, ref_mask: Tensor) -> list[Tensor]:
+        """Encode the reference's VAE latent.
+
+        Args:
+            ref_latent: (B, C, h, w) scaled VAE latent of the reference frame.
+            ref_mask: (B, 1, H, W) its lip mask in pixels, H and W multiples of h and w.
+
+        Returns:
+            Per UNet down level l: (B, C_l, h / 2^l, w / 2^l) residual features.
+        """
+        self._check(ref_latent, ref_mask)
+        mask = F.interpolate(ref_mask.to(ref_latent.dtype), size=ref_latent.shape[-2:], mode="area")
+        return self.pyramid(self.latent_stem(torch.cat([ref_latent, mask], dim=1)))
+
+    def _check(self, ref_latent: Tensor, ref_mask: Tensor) -> None:
+        c = self.latent_channels
+        if ref_latent.ndim != 4 or ref_latent.shape[1] != c:
+            raise ValueError(f"ref_latent must be (B, {c}, h, w) VAE latents, got {tuple(ref_latent.shape)}")
+        b, _, h, w = ref_latent.shape
+        if (ref_mask.ndim != 4 or ref_mask.shape[:2] != (b, 1) or ref_mask.shape[2] % h
+                or ref_mask.shape[3] % w):
+            raise ValueError(f"ref_mask must be (B={b}, 1, H, W) with H, W multiples of the latent's "
+                             f"{(h, w)}, got {tuple(ref_mask.shape)}")
+        self._check_divisible(ref_latent, 1, "reference latent")
 
 
 def _res_level(c_in: int, c: int, n: int) -> nn.ModuleList:

@@ -7,7 +7,16 @@
 - ``"audio"``: (B, T, A, D) per-frame windows of audio-encoder steps; the net projects D -> audio width
   and attends to them from new per-frame cross-attention layers in the down and up blocks;
 - ``"id"``: the ID-Guider's per-level features (:meth:`LipSyncNet.encode_reference`) or None; added as
-  residuals on the down path.
+  residuals on the down path: a (B, C_l, h_l, w_l) feature is shared by all frames, a (B, T, C_l, h_l, w_l)
+  one (video fusion) is added frame by frame.
+
+:meth:`LipSyncNet.conditions` assembles that dict from pixels for training and inference alike, so the
+three identity ablations of the paper's Table 3 (SPEC section 7) live in one place, each chosen by config:
+
+- no ID-Guider (``build_net(id_guider=False)``): ``"id"`` is None;
+- "VAE Feature" (``id_guider=latent_id_guider_for``): a :class:`LatentIDGuider` reads ``E(I_ref)``;
+- "Video Fusion" (``video_fusion=True``): the ID-Guider reads each masked frame ``V_t * (1 - M_t)`` and
+  ``"concat"`` is ``E(I_ref)`` repeated over frames, as SVD's first-frame concat, instead of z_m.
 
 The forward pass is an explicit loop over diffusers' own submodules, because diffusers' UNet forward
 repeats one ``encoder_hidden_states`` over frames and its temporal transformers read frame 0's tokens, so
@@ -27,9 +36,12 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from lipsync.models.audio_attention import AudioCrossAttention
-from lipsync.models.id_guider import IDGuider
+from lipsync.models.id_guider import IDGuider, IDGuiderBase, LatentIDGuider
 
 AudioMode = Literal["separate", "svd_crossattn"]
+#: the frozen VAE's encoder: video (B, T, 3, H, W) in [-1, 1] -> scaled latents (B, T, C, h, w)
+Encoder = Callable[[Tensor], Tensor]
+IDGuiderFactory = Callable[[UNetSpatioTemporalConditionModel], IDGuiderBase]
 
 
 @dataclass
@@ -43,12 +55,22 @@ class _FrameContext:
     frames: int
 
 
+@dataclass
+class ReferenceCondition:
+    """What a sample's clips take from its reference frame (:meth:`LipSyncNet.reference_condition`)."""
+
+    features: list[Tensor] | None = None  # ID-Guider features per level (B, C_l, h_l, w_l), shared by frames
+    latent: Tensor | None = None  # (B, C, h, w) E(I_ref): video fusion's concat
+
+
 class LipSyncNet(nn.Module):
     """SVD UNet + per-frame audio cross-attention + ID-Guider residuals.
 
     Args:
         unet: a diffusers ``UNetSpatioTemporalConditionModel`` with ``in_channels = 2 * out_channels``.
-        id_guider: the identity encoder; its ``block_out_channels`` must be the UNet's leading widths.
+        id_guider: the identity encoder (its ``block_out_channels`` must be the UNet's leading widths):
+            :class:`IDGuider` on pixels (the paper), :class:`LatentIDGuider` on the reference's VAE latent
+            ("VAE Feature" ablation), or None (no identity pathway: ablation).
         audio_dim: width D of the raw audio-encoder features (384 for Whisper tiny).
         audio_width: width W the audio tokens are projected to.
         fps: clip frame rate; SVD was conditioned on ``fps - 1`` (its pipeline subtracts one).
@@ -59,12 +81,14 @@ class LipSyncNet(nn.Module):
             ``"svd_crossattn"`` (ablation: audio fed to SVD's own cross-attention instead of zeros; its
             temporal transformers then see frame 0's tokens, which is diffusers' behaviour, and step 0 is
             no longer SVD).
+        video_fusion: Table 3's "Video Fusion" ablation: the ID-Guider encodes every masked frame and
+            the reference's latent takes z_m's place in the 8-channel concat (see :meth:`conditions`).
     """
 
     def __init__(
         self,
         unet: UNetSpatioTemporalConditionModel,
-        id_guider: IDGuider,
+        id_guider: IDGuiderBase | None,
         audio_dim: int = 384,
         audio_width: int = 1024,
         fps: int = 25,
@@ -72,6 +96,7 @@ class LipSyncNet(nn.Module):
         noise_aug_strength: float = 0.02,
         gradient_checkpointing: bool = False,
         audio_mode: AudioMode = "separate",
+        video_fusion: bool = False,
     ) -> None:
         super().__init__()
         cfg = unet.config
@@ -79,7 +104,8 @@ class LipSyncNet(nn.Module):
             raise ValueError(f"UNet in_channels={cfg.in_channels} must be 2 * out_channels="
                              f"{cfg.out_channels} (noisy latent concatenated with the masked-video latent)")
         widths = tuple(cfg.block_out_channels)
-        if tuple(id_guider.block_out_channels) != widths[: len(id_guider.block_out_channels)]:
+        if id_guider is not None and (tuple(id_guider.block_out_channels)
+                                      != widths[: len(id_guider.block_out_channels)]):
             raise ValueError(f"ID-Guider widths {id_guider.block_out_channels} must match the UNet's "
                              f"leading widths {widths}")
         if audio_mode not in ("separate", "svd_crossattn"):
@@ -87,6 +113,7 @@ class LipSyncNet(nn.Module):
         self.unet = unet
         self.id_guider = id_guider
         self.audio_mode = audio_mode
+        self.video_fusion = video_fusion
         self.gradient_checkpointing = gradient_checkpointing
         self.latent_channels = int(cfg.out_channels)
         self.load_report: Any = None  # set by lipsync.models.pretrained when SVD weights are loaded
@@ -100,12 +127,92 @@ class LipSyncNet(nn.Module):
         self.register_buffer("added_time_ids", ids, persistent=False)
 
     # ----------------------------------------------------------------------------------------------
-    def encode_reference(self, ref: Tensor, ref_mask: Tensor) -> list[Tensor]:
-        """ID-Guider features, once per sample: ref (B, 3, H, W) in [-1, 1], ref_mask (B, 1, H, W).
+    def encode_reference(self, ref: Tensor, ref_mask: Tensor) -> list[Tensor] | None:
+        """ID-Guider features, once per sample, or None when the net has no ID-Guider.
 
-        Returns per UNet down level l: (B, C_l, h / 2^l, w / 2^l).
+        Args:
+            ref: what the ID-Guider reads: (B, 3, H, W) pixels in [-1, 1] (:class:`IDGuider`) or the
+                (B, C, h, w) VAE latent (:class:`LatentIDGuider`).
+            ref_mask: (B, 1, H, W) its lip mask in pixels.
+
+        Returns:
+            Per UNet down level l: (B, C_l, h / 2^l, w / 2^l), or None.
         """
-        return self.id_guider(ref, ref_mask)
+        return None if self.id_guider is None else self.id_guider(ref, ref_mask)
+
+    def conditions(self, encode: Encoder, masked_video: Tensor, mask: Tensor, ref: Tensor, ref_mask: Tensor,
+                   audio: Tensor, z_m: Tensor | None = None) -> dict[str, Any]:
+        """The role-keyed cond dict of a training clip: :meth:`reference_condition`, :meth:`clip_conditions`.
+
+        Args:
+            encode: the frozen VAE's encoder, (B, T, 3, H, W) -> (B, T, C, h, w).
+            masked_video: (B, T, 3, H, W) V * (1 - M) in [-1, 1].
+            mask: (B, T, 1, H, W) the lip masks M.
+            ref: (B, 3, H, W) the reference frame I_ref in [-1, 1].
+            ref_mask: (B, 1, H, W) its mask M_ref.
+            audio: (B, T, A, D) per-frame audio windows, passed through.
+            z_m: E(masked_video) when already cached (the data's ``masked_latents``).
+
+        Returns:
+            ``{"concat": (B, T, C, h, w), "audio": audio, "id": list per level or None}``.
+        """
+        reference = self.reference_condition(encode, ref, ref_mask)
+        return self.clip_conditions(encode, reference, masked_video, mask, audio, z_m)
+
+    def reference_condition(self, encode: Encoder, ref: Tensor, ref_mask: Tensor) -> ReferenceCondition:
+        """What the clips of a sample (or a whole video at inference) take from its reference, computed once.
+
+        Paper: the ID-Guider's features of (I_ref, M_ref) (of (E(I_ref), M_ref) for a
+        :class:`LatentIDGuider`). Video fusion: E(I_ref), for the concat. No ID-Guider: nothing.
+
+        Args:
+            encode: the frozen VAE's encoder, (B, T, 3, H, W) -> (B, T, C, h, w).
+            ref: (B, 3, H, W) the reference frame in [-1, 1].
+            ref_mask: (B, 1, H, W) its mask.
+        """
+        if self.video_fusion:
+            return ReferenceCondition(latent=encode(ref[:, None])[:, 0])
+        feats = self._guide(ref[:, None], ref_mask[:, None], lambda: encode(ref[:, None]))
+        return ReferenceCondition(features=None if feats is None else [f[:, 0] for f in feats])
+
+    def clip_conditions(self, encode: Encoder, reference: ReferenceCondition, masked_video: Tensor,
+                        mask: Tensor, audio: Tensor, z_m: Tensor | None = None) -> dict[str, Any]:
+        """The role-keyed cond dict of one clip, for this net's identity pathway (training and inference).
+
+        Paper: ``concat`` = z_m = E(V * (1 - M)), ``id`` = the reference's features, shared by all frames.
+        Video fusion: ``concat`` = E(I_ref) repeated over T, ``id`` = ID-Guider(V_t * (1 - M_t), M_t) per
+        frame, (B, T, C_l, h_l, w_l) (of their latents for a :class:`LatentIDGuider`).
+
+        Args:
+            encode: the frozen VAE's encoder, (B, T, 3, H, W) -> (B, T, C, h, w).
+            reference: :meth:`reference_condition` of the clip's reference.
+            masked_video: (B, T, 3, H, W) V * (1 - M) in [-1, 1].
+            mask: (B, T, 1, H, W) the lip masks M.
+            audio: (B, T, A, D) per-frame audio windows, passed through.
+            z_m: E(masked_video) when already cached (the data's ``masked_latents``).
+        """
+        def masked_latents() -> Tensor:  # encoded only when needed (and not when cached)
+            return z_m if z_m is not None else encode(masked_video)
+
+        if self.video_fusion:
+            if reference.latent is None:
+                raise ValueError("a video-fusion net needs reference.latent (from reference_condition)")
+            concat = reference.latent[:, None].expand(-1, masked_video.shape[1], -1, -1, -1)
+            identity = self._guide(masked_video, mask, masked_latents)
+        else:
+            concat, identity = masked_latents(), reference.features
+        return {"concat": concat, "audio": audio, "id": identity}
+
+    def _guide(self, frames: Tensor, masks: Tensor, latents: Callable[[], Tensor]) -> list[Tensor] | None:
+        """ID-Guider on every frame: (B, T, 3, H, W) + (B, T, 1, H, W) -> per level (B, T, C_l, h_l, w_l).
+
+        ``latents`` gives the frames' VAE latents (B, T, C, h, w); called only if the guider reads latents.
+        """
+        if self.id_guider is None:
+            return None
+        x = latents() if self.id_guider.takes_latents else frames
+        feats = self.id_guider(x.flatten(0, 1), masks.flatten(0, 1))
+        return [f.unflatten(0, frames.shape[:2]) for f in feats]
 
     def forward(self, x_in: Tensor, c_noise: Tensor, cond: Mapping[str, Any]) -> Tensor:
         """Raw network output F.
@@ -163,8 +270,7 @@ class LipSyncNet(nn.Module):
                 h = self._call(resnet, h, ctx.emb, ctx.indicator)
                 h = self._attend(block, audio_layers, j, h, ctx)
                 if j == len(block.resnets) - 1 and id_feats is not None and level < len(id_feats):
-                    # paper 3.3: the ID-Guider's level feature, shared by all frames of the sample
-                    h = h + id_feats[level].to(h.dtype).repeat_interleave(ctx.frames, dim=0)
+                    h = h + _per_frame(id_feats[level], ctx.frames).to(h.dtype)
                 skips.append(h)
             if block.downsamplers is not None:
                 h = block.downsamplers[0](h)
@@ -219,13 +325,34 @@ class LipSyncNet(nn.Module):
         if audio.ndim != 4 or audio.shape[:2] != x_in.shape[:2] or audio.shape[-1] != d:
             raise ValueError(f"cond['audio'] must be (B, T, A, {d}) with B, T of x_in "
                              f"{tuple(x_in.shape[:2])}, got {tuple(audio.shape)}")
-        levels = len(self.id_guider.block_out_channels)
-        if id_feats is not None and len(id_feats) != levels:
-            raise ValueError(f"cond['id'] must hold {levels} ID-Guider levels (from encode_reference), "
-                             f"got {len(id_feats)}")
+        if id_feats is not None:
+            self._check_id(id_feats, x_in.shape[:2])
         if c_noise.shape not in ((), (1,), (x_in.shape[0],)):
             raise ValueError(f"c_noise must be (B,) = ({x_in.shape[0]},), got {tuple(c_noise.shape)}")
         return z_m, audio, id_feats
+
+
+    def _check_id(self, id_feats: Sequence[Tensor], bt: torch.Size) -> None:
+        if self.id_guider is None:
+            raise ValueError("this net has no ID-Guider (built with id_guider=False): "
+                             "cond['id'] must be None")
+        levels = len(self.id_guider.block_out_channels)
+        if len(id_feats) != levels:
+            raise ValueError(f"cond['id'] must hold {levels} ID-Guider levels (from encode_reference), "
+                             f"got {len(id_feats)}")
+        for f in id_feats:
+            if not ((f.ndim == 4 and f.shape[0] == bt[0]) or (f.ndim == 5 and f.shape[:2] == bt)):
+                raise ValueError(f"cond['id'] levels must be (B, C, h, w) or per frame (B, T, C, h, w) with "
+                                 f"B, T = {tuple(bt)}, got {tuple(f.shape)}")
+
+
+def _per_frame(feature: Tensor, frames: int) -> Tensor:
+    """An ID level feature laid out like the UNet's (B*T, C, h, w) activations.
+
+    (B, C, h, w): the paper's reference feature, shared by all frames of the sample (paper 3.3).
+    (B, T, C, h, w): video fusion's per-frame features, added to their own frame.
+    """
+    return feature.flatten(0, 1) if feature.ndim == 5 else feature.repeat_interleave(frames, dim=0)
 
 
 def _upsample_size(h: Tensor, skip: Tensor) -> torch.Size | None:
@@ -283,11 +410,19 @@ def build_unet(
 def build_id_guider_for(unet: UNetSpatioTemporalConditionModel, downsample_factor: int = 8,
                         pixel_channels: int = 80) -> IDGuider:
     """An ID-Guider matching ``unet``: ResBlocks at its cross-attention levels, one feature per down level."""
+    return IDGuider(*_guider_layout(unet), downsample_factor, pixel_channels)
+
+
+def latent_id_guider_for(unet: UNetSpatioTemporalConditionModel) -> LatentIDGuider:
+    """The "VAE Feature" ablation's ID-Guider for ``unet``: same pyramid, fed with the VAE latent."""
+    return LatentIDGuider(*_guider_layout(unet), int(unet.config.out_channels))
+
+
+def _guider_layout(unet: UNetSpatioTemporalConditionModel) -> tuple[tuple[int, ...], int, int]:
+    """(widths, res_levels, layers_per_block): ResBlocks at cross-attention levels, an output per level."""
     cfg = unet.config
     res_levels = sum(t.startswith("CrossAttn") for t in cfg.down_block_types)
-    widths = tuple(cfg.block_out_channels)[: res_levels + 1]
-    layers = _first(cfg.layers_per_block)
-    return IDGuider(widths, res_levels, layers, downsample_factor, pixel_channels)
+    return tuple(cfg.block_out_channels)[: res_levels + 1], res_levels, _first(cfg.layers_per_block)
 
 
 def build_net(
@@ -299,14 +434,24 @@ def build_net(
     latent_channels: int = 4,
     vae_downsample_factor: int = 8,
     id_pixel_channels: int = 80,
+    id_guider: bool | IDGuiderFactory = True,
     **net_kwargs: Any,
 ) -> LipSyncNet:
     """Random-init :class:`LipSyncNet` from widths; the defaults are the paper's full size (SVD-xt).
 
+    ``id_guider``: True = the paper's pixel :class:`IDGuider`; False = none (ablation); or a factory
+    ``unet -> ID-Guider`` such as :func:`latent_id_guider_for` ("VAE Feature" ablation; in a Hydra config
+    ``{_target_: lipsync.models.net.latent_id_guider_for, _partial_: true}``).
     ``net_kwargs`` go to :class:`LipSyncNet` (audio_dim, audio_width, fps, motion_bucket_id,
-    noise_aug_strength, gradient_checkpointing, audio_mode). Tiny CPU size, e.g.:
+    noise_aug_strength, gradient_checkpointing, audio_mode, video_fusion). Tiny CPU size, e.g.:
     ``build_net((32, 64), 1, (2, 4), 32, cross_attn_levels=2, latent_channels=..., audio_width=32)``.
     """
     unet = build_unet(block_out_channels, layers_per_block, num_attention_heads, cross_attention_dim,
                       cross_attn_levels, latent_channels)
-    return LipSyncNet(unet, build_id_guider_for(unet, vae_downsample_factor, id_pixel_channels), **net_kwargs)
+    if id_guider is True:
+        guider: IDGuiderBase | None = build_id_guider_for(unet, vae_downsample_factor, id_pixel_channels)
+    elif id_guider is False:
+        guider = None
+    else:
+        guider = id_guider(unet)
+    return LipSyncNet(unet, guider, **net_kwargs)

@@ -23,8 +23,8 @@ import torch
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
-from lipsync.data.batch import (AUDIO_FEATS, LATENTS, MASKED_LATENTS, MASKED_VIDEO, REF, REF_MASK, VIDEO,
-                                validate_batch)
+from lipsync.data.batch import (AUDIO_FEATS, LATENTS, MASK, MASKED_LATENTS, MASKED_VIDEO, REF, REF_MASK,
+                                VIDEO, validate_batch)
 from lipsync.models.conditions import Cond, ConditionDropout
 from lipsync.models.denoiser import Denoiser
 from lipsync.models.loss import DSMLoss
@@ -59,7 +59,8 @@ class LipSyncSystem(L.LightningModule):
     """SayAnything training: DSM loss on a clip's VAE latents, conditioned on masked video, audio, identity.
 
     Args:
-        net: raw network F (``LipSyncNet``): ``forward(x_in, c_noise, cond)`` and ``encode_reference``.
+        net: raw network F (``LipSyncNet``): ``forward(x_in, c_noise, cond)`` and ``conditions`` (which
+            assembles cond from a batch's pixels and the VAE).
         precond: the preconditioning (``SVDPrecond`` for SVD weights, ``EDMPrecond`` from scratch).
         loss: the DSM loss with its sigma distribution; returns a per-sample loss (B,).
         dropout: training-time condition dropout (reference 5 %, audio 15 %, nested).
@@ -120,16 +121,15 @@ class LipSyncSystem(L.LightningModule):
         return cached if cached is not None else self.vae.encode(batch[VIDEO])
 
     def conditions(self, batch: Mapping[str, Any]) -> Cond:
-        """The role-keyed conditions (SPEC section 2) of a batch.
+        """The role-keyed conditions (SPEC section 2) of a batch, assembled by the net's identity pathway.
 
-        ``concat``: z_m = E(V * (1 - M)) (B, T, C, h, w); ``audio``: (B, T, A, D) per-frame audio windows;
-        ``id``: ID-Guider features of (I_ref, M_ref), computed once per sample.
+        Paper: ``concat``: z_m = E(V * (1 - M)) (B, T, C, h, w), from the cache when the batch has it;
+        ``audio``: (B, T, A, D) per-frame audio windows; ``id``: ID-Guider features of (I_ref, M_ref),
+        once per sample. The Table 3 ablations (no ID-Guider, VAE Feature, Video Fusion) change what
+        :meth:`lipsync.models.net.LipSyncNet.conditions` puts under ``concat`` and ``id``.
         """
-        z_m = batch.get(MASKED_LATENTS)
-        if z_m is None:
-            z_m = self.vae.encode(batch[MASKED_VIDEO])
-        identity = self.net.encode_reference(batch[REF], batch[REF_MASK])
-        return {"concat": z_m, "audio": batch[AUDIO_FEATS], "id": identity}
+        return self.net.conditions(self.vae.encode, batch[MASKED_VIDEO], batch[MASK], batch[REF],
+                                   batch[REF_MASK], batch[AUDIO_FEATS], batch.get(MASKED_LATENTS))
 
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor:
         """One DSM step: encode, drop conditions (reference/audio), loss, log."""
