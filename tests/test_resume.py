@@ -156,3 +156,35 @@ def test_kill9_then_same_command_resumes_with_identical_losses(tmp_path: Path) -
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert torch.load(last, weights_only=True)["global_step"] == steps
     assert_same_losses(logged_losses(tmp_path / "run"), want, steps=list(range(resumed_from, steps)))
+
+
+# --- the same on curated litdata shards (LipSyncDataModule's loader state through Lightning) ----------
+def test_sigterm_resume_on_shards_is_exact_mid_epoch(tmp_path: Path, tmp_path_factory) -> None:
+    import whisper
+
+    from _data_corpus import prepared_corpus
+    from test_datamodule import TINY_WHISPER
+
+    shards = prepared_corpus(tmp_path_factory.getbasetemp() / "data_corpus")["output"] / "shards"
+    from lipsync.data.shards import read_shard_meta
+
+    segments = read_shard_meta(shards)["segments"]  # one epoch = this many batches of 1
+    assert 4 % segments != 0, "the SIGTERM at step 4 must land mid-epoch"
+    ckpt = tmp_path / "tiny-whisper.pt"
+    torch.manual_seed(0)
+    model = whisper.model.Whisper(whisper.model.ModelDimensions(**TINY_WHISPER))
+    torch.save({"dims": TINY_WHISPER, "model_state_dict": model.state_dict()}, ckpt)
+    run = ["experiment=tiny", "data=shards", f"data.shards={shards}", "~data.size", "data.num_frames=2",
+           "data.batch_size=1", "data.num_workers=0", f"data.audio_encoder.path={ckpt}",
+           "model.net.net.audio_dim=16", "trainer.limit_val_batches=0", "trainer.log_every_n_steps=1",
+           "callbacks.progress=null", "torch_threads=1", "trainer.max_steps=6",
+           "callbacks.checkpoint.every_n_train_steps=1000"]
+    ref = tmp_path / "ref"
+    train(compose_train(run, ref))
+    with pytest.raises(SystemExit):
+        train(compose_train([*run, f"+callbacks.sigterm._target_={__name__}.SigtermAt", "+callbacks.sigterm.step=4"],
+                            tmp_path / "run"))
+    state = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=False)
+    assert state["global_step"] == 4
+    train(compose_train(run, tmp_path / "run"))
+    assert_same_losses(logged_losses(tmp_path / "run"), logged_losses(ref), steps=[4, 5])
