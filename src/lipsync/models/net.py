@@ -374,6 +374,11 @@ def _audio_layers(block: nn.Module, audio_width: int, enabled: bool) -> nn.Modul
     )
 
 
+# stable-video-diffusion-img2vid-xt's UNet: the defaults of build_unet and build_net (the paper's size)
+SVD_XT_WIDTHS = (320, 640, 1280, 1280)
+SVD_XT_HEADS = (5, 10, 20, 20)
+
+
 def default_block_types(n_levels: int, cross_attn_levels: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """SVD's layout: cross-attention at the first ``cross_attn_levels`` levels, mirrored on the up path."""
     down = tuple("CrossAttnDownBlockSpatioTemporal" if i < cross_attn_levels else "DownBlockSpatioTemporal"
@@ -383,9 +388,9 @@ def default_block_types(n_levels: int, cross_attn_levels: int) -> tuple[tuple[st
 
 
 def build_unet(
-    block_out_channels: Sequence[int] = (320, 640, 1280, 1280),
+    block_out_channels: Sequence[int] = SVD_XT_WIDTHS,
     layers_per_block: int = 2,
-    num_attention_heads: Sequence[int] | int = (5, 10, 20, 20),
+    num_attention_heads: Sequence[int] | int = SVD_XT_HEADS,
     cross_attention_dim: int = 1024,
     cross_attn_levels: int | None = None,
     latent_channels: int = 4,
@@ -426,9 +431,9 @@ def _guider_layout(unet: UNetSpatioTemporalConditionModel) -> tuple[tuple[int, .
 
 
 def build_net(
-    block_out_channels: Sequence[int] = (320, 640, 1280, 1280),
+    block_out_channels: Sequence[int] = SVD_XT_WIDTHS,
     layers_per_block: int = 2,
-    num_attention_heads: Sequence[int] | int = (5, 10, 20, 20),
+    num_attention_heads: Sequence[int] | int = SVD_XT_HEADS,
     cross_attention_dim: int = 1024,
     cross_attn_levels: int | None = None,
     latent_channels: int = 4,
