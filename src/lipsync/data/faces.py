@@ -1,7 +1,8 @@
 """Face tracks: one box and one landmark set per frame, from a detector or from a file.
 
 Every backend answers the same question, ``track(source, frames) -> FaceTrack``: for each (source
-frame index, RGB frame) it is given, the largest face's box and landmarks, or NaN when there is none.
+frame index, RGB frame) it is given, the largest face's box and landmarks, or NaN when there is none;
+an optional ``on_face`` callback hears each face as soon as the backend knows it.
 
 Backends (picked by ``_target_`` in ``conf/prepare.yaml``, key ``faces``):
 
@@ -37,7 +38,7 @@ import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import cv2
 import numpy as np
@@ -195,18 +196,26 @@ def landmarks_file(video: str | os.PathLike) -> Path:
 
 # --- backends -------------------------------------------------------------------------------------
 
+FaceCallback = Callable[[Face | None], None]  # told each frame's face as soon as a backend knows it
+
 
 class FaceBackend(ABC):
     """Finds the largest face per frame; subclasses implement :meth:`track`."""
 
     @abstractmethod
-    def track(self, source: Path, frames: Iterable[tuple[int, np.ndarray]]) -> FaceTrack:
+    def track(self, source: Path, frames: Iterable[tuple[int, np.ndarray]],
+              on_face: FaceCallback | None = None) -> FaceTrack:
         """Face of every given frame.
 
         Args:
             source: the video file the frames come from.
             frames: ``(source_frame_index, rgb uint8 (H, W, 3))`` in time order (a frame may repeat when
                 the caller resampled to a higher rate).
+            on_face: called with each frame's face (None: no face), in frame order, as soon as the
+                backend knows it, so a caller can use it while the frame is still at hand (prepare keeps
+                only a patch around the face). MediaPipe and InsightFace call it before reading the next
+                frame (MediaPipe's ``mesh_every``-skipped frames once the next meshed frame brackets
+                them); the landmarks file once every frame was given.
 
         Returns:
             A track with one row per given frame.
@@ -269,7 +278,8 @@ class MediaPipeFaces(FaceBackend):
         self.mesh_size = mesh_size
         self.mesh_every = mesh_every
 
-    def track(self, source: Path, frames: Iterable[tuple[int, np.ndarray]]) -> FaceTrack:
+    def track(self, source: Path, frames: Iterable[tuple[int, np.ndarray]],
+              on_face: FaceCallback | None = None) -> FaceTrack:
         os.environ.setdefault("GLOG_minloglevel", "2")  # mediapipe's C++ INFO/WARNING lines per graph
         from mediapipe.python.solutions import face_detection, face_mesh
 
@@ -279,7 +289,7 @@ class MediaPipeFaces(FaceBackend):
                 face_mesh.FaceMesh(static_image_mode=False, max_num_faces=1, refine_landmarks=True,
                                    min_detection_confidence=self.min_detection_confidence,
                                    min_tracking_confidence=self.min_tracking_confidence) as mesh:
-            faces = _interpolate_skipped(list(self._faces(detector, mesh, frames)))
+            faces = _announced(_interpolate_skipped(self._faces(detector, mesh, frames)), on_face)
         return FaceTrack.from_faces(faces, self.layout, 478)
 
     def _faces(self, detector, mesh, frames: Iterable[tuple[int, np.ndarray]]) -> Iterator[Face | None | object]:
@@ -317,20 +327,33 @@ class MediaPipeFaces(FaceBackend):
 _SKIPPED = object()  # a frame the mesh did not look at (mesh_every > 1)
 
 
-def _interpolate_skipped(faces: list) -> list[Face | None]:
-    """Replace skipped frames by linear interpolation between the looked-at frames around them; frames
-    skipped at the very end repeat the last one; None when a side has no face (the gap filler decides)."""
-    done = [i for i, f in enumerate(faces) if f is not _SKIPPED]
-    out: list[Face | None] = [f if f is not _SKIPPED else None for f in faces]
-    if done and done[-1] < len(faces) - 1:
-        out[done[-1] + 1:] = [faces[done[-1]]] * (len(faces) - 1 - done[-1])
-    for a, b in zip(done[:-1], done[1:]):
-        fa, fb = faces[a], faces[b]
-        if b - a > 1 and fa is not None and fb is not None:
-            for i in range(a + 1, b):
-                w = (i - a) / (b - a)
-                out[i] = Face((1 - w) * fa.box + w * fb.box, (1 - w) * fa.landmarks + w * fb.landmarks)
+def _announced(faces: Iterable[Face | None], on_face: FaceCallback | None) -> list[Face | None]:
+    """Collect ``faces``, handing each to ``on_face`` as soon as it arrives."""
+    out = []
+    for face in faces:
+        out.append(face)
+        if on_face is not None:
+            on_face(face)
     return out
+
+
+def _interpolate_skipped(faces: Iterable) -> Iterator[Face | None]:
+    """Replace skipped frames by linear interpolation between the looked-at frames around them; frames
+    skipped at the very end repeat the last one; None when a side has no face (the gap filler decides).
+    Streams: each skipped run is yielded as soon as the looked-at frame after it arrives."""
+    last: Face | None = None
+    skipped = 0
+    for face in faces:
+        if face is _SKIPPED:
+            skipped += 1
+            continue
+        for k in range(1, skipped + 1):
+            w = k / (skipped + 1)
+            yield None if last is None or face is None else \
+                Face((1 - w) * last.box + w * face.box, (1 - w) * last.landmarks + w * face.landmarks)
+        yield face
+        last, skipped = face, 0
+    yield from [last] * skipped
 
 
 class InsightFaceFaces(FaceBackend):
@@ -362,20 +385,24 @@ class InsightFaceFaces(FaceBackend):
                                  allowed_modules=["detection", "landmark_3d_68"])
         self._app.prepare(ctx_id=-1, det_size=(det_size, det_size))
 
-    def track(self, source: Path, frames: Iterable[tuple[int, np.ndarray]]) -> FaceTrack:
-        faces = []
-        for _, frame in frames:
-            found = self._app.get(np.ascontiguousarray(frame[:, :, ::-1]))  # InsightFace wants BGR
-            best = max(found, key=lambda f: (f.bbox[2] - f.bbox[0]) * (f.bbox[3] - f.bbox[1]), default=None)
-            faces.append(None if best is None else Face(np.asarray(best.bbox[:4]),
-                                                        np.asarray(best.landmark_3d_68)[:, :2]))
+    def track(self, source: Path, frames: Iterable[tuple[int, np.ndarray]],
+              on_face: FaceCallback | None = None) -> FaceTrack:
+        faces = _announced((self._face(frame) for _, frame in frames), on_face)
         return FaceTrack.from_faces(faces, self.layout, 68)
+
+    def _face(self, frame: np.ndarray) -> Face | None:
+        found = self._app.get(np.ascontiguousarray(frame[:, :, ::-1]))  # InsightFace wants BGR
+        best = max(found, key=lambda f: (f.bbox[2] - f.bbox[0]) * (f.bbox[3] - f.bbox[1]), default=None)
+        if best is None:
+            return None
+        return Face(np.asarray(best.bbox[:4]), np.asarray(best.landmark_3d_68)[:, :2])
 
 
 class LandmarksFileFaces(FaceBackend):
     """Reads the true landmarks stored beside the video (``<video>.landmarks.npz``, format above)."""
 
-    def track(self, source: Path, frames: Iterable[tuple[int, np.ndarray]]) -> FaceTrack:
+    def track(self, source: Path, frames: Iterable[tuple[int, np.ndarray]],
+              on_face: FaceCallback | None = None) -> FaceTrack:
         path = landmarks_file(source)
         if not path.exists():
             raise MediaError(f"{source}: no landmarks file {path.name} beside it (faces=landmarks-file)")
@@ -384,4 +411,7 @@ class LandmarksFileFaces(FaceBackend):
         if rows.size and rows.max() >= len(stored):
             raise MediaError(f"{path}: holds {len(stored)} frames but the video decodes to at least "
                              f"{rows.max() + 1}")
-        return stored.take(rows)
+        track = stored.take(rows)
+        found = zip(track.boxes, track.landmarks, track.found)
+        _announced((Face(box, lm) if ok else None for box, lm, ok in found), on_face)
+        return track

@@ -26,13 +26,17 @@ class CropSpec:
     shift_y: float = 0.0
     alpha: float = 0.2
 
-    def boxes(self, face_boxes: np.ndarray) -> np.ndarray:
-        """(N, 4) face boxes without NaN -> (N, 4) smoothed square crop boxes in the same pixels."""
+    def squares(self, face_boxes: np.ndarray) -> np.ndarray:
+        """(N, 4) face boxes without NaN -> (N, 4) crop squares before smoothing, in the same pixels."""
         squares = np.stack([square_around(b, self.scale) for b in face_boxes])
         size = squares[:, 2:3] - squares[:, 0:1]
         squares[:, [1, 3]] += self.shift_y * size / self.scale
+        return squares
+
+    def boxes(self, face_boxes: np.ndarray) -> np.ndarray:
+        """(N, 4) face boxes without NaN -> (N, 4) smoothed square crop boxes in the same pixels."""
         # Zero-phase smoothing: a causal filter would trail a moving head by ~1/alpha frames.
-        forward = smooth_boxes(squares, self.alpha)
+        forward = smooth_boxes(self.squares(face_boxes), self.alpha)
         return smooth_boxes(forward[::-1], self.alpha)[::-1].copy()
 
     def crop(self, frame: np.ndarray, box: np.ndarray) -> np.ndarray:

@@ -1,9 +1,10 @@
 """One input file -> staged segments and its manifest record (the unit of work of ``prepare``).
 
-Steps (Appendix A): decode at 25 fps; track the largest face; reject videos whose face is always
-small; fill short face-less gaps and cut at long gaps or box jumps; drop clips under 2 s; crop each
-clip around the face at the training resolution (second decoding pass, so memory stays flat); run the
-model-based filters when their weights exist; cut clips into segments and stage them.
+Steps (Appendix A): decode at 25 fps; track the largest face, keeping a bounded patch around it per
+frame; reject videos whose face is always small; fill short face-less gaps and cut at long gaps or box
+jumps; drop clips under 2 s; crop each clip around the face at the training resolution from the
+patches (frames whose patch does not hold the final box are decoded again); run the model-based
+filters when their weights exist; cut clips into segments and stage them.
 
 Everything an input produces goes into ``staging/<video_id>/`` through a temporary folder renamed at
 the end, with ``record.json`` inside: a folder either holds one input's complete result or does not
@@ -24,13 +25,14 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from lipsync.data import shards
-from lipsync.data.faces import FaceBackend, FaceTrack
+from lipsync.data.faces import Face, FaceBackend, FaceTrack
 from lipsync.data.masks import MaskSpec
 from lipsync.media import MediaError, _open
 from lipsync.prepare.crop import CropSpec
 from lipsync.prepare.decode import read_audio_aligned, resampled_frames
 from lipsync.prepare.filters import (Clip, ClipData, MinDuration, MinFaceSize, QualityFilter, SyncFilter,
                                      split_track)
+from lipsync.prepare.patches import FacePatches
 
 RECORD = "record.json"
 
@@ -78,6 +80,8 @@ class Curator:
         ref_pool: reference candidates stored per segment, drawn from the whole source video.
         fps, sample_rate: the model's clock (SPEC section 2).
         jpeg_quality: stored frame quality.
+        patch_margin, patch_budget_mb: the face patches kept while tracking (see
+            :class:`~lipsync.prepare.patches.FacePatches`); frames past the budget are decoded twice.
         encoders: builds frozen encoders whose outputs are cached in the shards (None: no caching).
         config_hash: hash of these settings, part of every input's fingerprint.
     """
@@ -97,6 +101,8 @@ class Curator:
     fps: float = 25.0
     sample_rate: int = 16_000
     jpeg_quality: int = 95
+    patch_margin: float = 1.3
+    patch_budget_mb: float = 1024
     encoders: Callable[[], Encoders] | None = None
     config_hash: str = ""
 
@@ -143,7 +149,8 @@ class Curator:
 
     def _curate(self, path: Path, vid: str, out: Path) -> dict[str, Any]:
         _check_streams(path)
-        rows, times, track = self._track(path)
+        patches = FacePatches(self.crop, self.patch_margin, budget_bytes=int(self.patch_budget_mb * 2 ** 20))
+        rows, times, track = self._track(path, patches)
         info: dict[str, Any] = {"frames": len(rows), "duration_s": round(len(rows) / self.fps, 3),
                                 "face_found": round(float(track.found.mean()), 3), "skipped_filters": []}
         reason = self.min_face(track)
@@ -152,7 +159,9 @@ class Curator:
         filled, clips = split_track(track, self.max_gap, self.max_shift, self.max_scale)
         kept, rows_info = self._length_filter(clips)
         audio = read_audio_aligned(path, times[0], len(rows) * shards.SAMPLES_PER_FRAME, self.sample_rate)
-        crops = self._crop_pass(path, filled, kept)
+        crops, info["frames_decoded_twice"] = self._crop_pass(path, filled, kept, patches)
+        info["patch_mb"] = round(patches.nbytes / 2 ** 20, 1)
+        del patches  # the crops are cut: free the patches before the filters and encoders run
         kept = self._model_filters(kept, crops, audio, rows_info, info)
         if not kept:
             first = next((c["reason"] for c in rows_info if c["reason"]), "no clip")
@@ -163,18 +172,28 @@ class Curator:
             shards.save_segment(out / f"{item['start_frame']:06d}.npz", item)
         return {**info, "status": "ok", "reason": None, "clips": rows_info, "segments": len(items)}
 
-    def _track(self, path: Path) -> tuple[np.ndarray, np.ndarray, FaceTrack]:
+    def _track(self, path: Path, patches: FacePatches) -> tuple[np.ndarray, np.ndarray, FaceTrack]:
         rows, times = [], []
 
         def frames():
+            held = None  # the frame the tracker is on: its face is known once the tracker asks for the next
             for index, t, image in resampled_frames(path, self.fps):
+                if held is not None:
+                    patches.add(len(rows) - 1, held)
                 rows.append(index)
                 times.append(t)
+                held = image
                 yield index, image
+            if held is not None:
+                patches.add(len(rows) - 1, held)
+
+        def on_face(face: Face | None) -> None:
+            if face is not None:
+                patches.face = face.box
 
         if self._backend is None:
             self._backend = self.faces()
-        track = self._backend.track(path, frames())
+        track = self._backend.track(path, frames(), on_face)
         if not rows:
             raise MediaError(f"{path}: no video frames decoded")
         return np.array(rows), np.array(times), track
@@ -190,31 +209,42 @@ class Curator:
                 kept.append((i, clip))
         return kept, rows_info
 
-    def _crop_pass(self, path: Path, filled: FaceTrack, kept: list[tuple[int, Clip]]) -> dict[int, dict]:
-        """Second decoding pass: JPEG crops, crop boxes and crop-space landmarks of every kept clip."""
-        wanted = {}
+    def _crop_pass(self, path: Path, filled: FaceTrack, kept: list[tuple[int, Clip]],
+                   patches: FacePatches) -> tuple[dict[int, dict], int]:
+        """JPEG crops, crop boxes and crop-space landmarks of every kept clip, cut from the face patches
+        or, for the frames whose patch does not hold the final box, from a second decoding pass (counted)."""
         out = {}
+        wanted = {}  # row -> (clip, row in clip) still to crop from a decoded frame
         for i, clip in kept:
             boxes = self.crop.boxes(filled.boxes[clip.start:clip.stop])
-            out[i] = {"crop_boxes": boxes, "jpegs": [],
+            out[i] = {"crop_boxes": boxes, "jpegs": [None] * len(clip),
                       "landmarks": self.crop.to_crop(filled.landmarks[clip.start:clip.stop], boxes),
                       "boxes": self.crop.to_crop(filled.boxes[clip.start:clip.stop].reshape(-1, 2, 2),
                                                  boxes).reshape(-1, 4)}
-            for row in range(clip.start, clip.stop):
-                wanted[row] = (i, row - clip.start)
-        last = max(wanted) if wanted else -1
+            for r, row in enumerate(range(clip.start, clip.stop)):
+                crop = patches.crop(row, boxes[r])
+                if crop is None:
+                    wanted[row] = (i, r)
+                else:
+                    out[i]["jpegs"][r] = shards.encode_jpeg(crop, self.jpeg_quality)
+        decoded_twice = len(wanted)
+        if wanted:
+            self._decode_again(path, wanted, out)
+        return out, decoded_twice
+
+    def _decode_again(self, path: Path, wanted: dict[int, tuple[int, int]], out: dict[int, dict]) -> None:
+        """Second decoding pass up to the last wanted row, cropping the ``wanted`` rows."""
+        last = max(wanted)
         for row, (_, _, image) in enumerate(resampled_frames(path, self.fps)):
             if row > last:
                 break
             if row in wanted:
-                i, r = wanted[row]
-                crop = self.crop.crop(image, out[i]["crop_boxes"][r])
-                out[i]["jpegs"].append(shards.encode_jpeg(crop, self.jpeg_quality))
-        for i, clip in kept:
-            if len(out[i]["jpegs"]) != len(clip):
-                raise MediaError(f"{path}: second decoding pass gave {len(out[i]['jpegs'])} frames for clip {i}, "
-                                 f"expected {len(clip)} (file changed during curation?)")
-        return out
+                i, r = wanted.pop(row)
+                out[i]["jpegs"][r] = shards.encode_jpeg(self.crop.crop(image, out[i]["crop_boxes"][r]),
+                                                        self.jpeg_quality)
+        if wanted:
+            raise MediaError(f"{path}: second decoding pass ended before frame {min(wanted)} ({len(wanted)} "
+                             "frames of the kept clips missing; file changed during curation?)")
 
     def _model_filters(self, kept: list[tuple[int, Clip]], crops: dict[int, dict], audio: np.ndarray,
                        rows_info: list[dict], info: dict) -> list[tuple[int, Clip]]:
