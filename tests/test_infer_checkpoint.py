@@ -14,7 +14,7 @@ import yaml
 
 from lipsync.infer.checkpoint import CheckpointError, load_torch_checkpoint
 from lipsync.infer.convert import convert
-from lipsync.infer.pipeline import LipSyncPipeline
+from lipsync.infer.pipeline import InferenceOptions, LipSyncPipeline
 from lipsync.infer.presets import tiny_config
 from lipsync.models.precond import SVDPrecond
 
@@ -117,7 +117,8 @@ def test_garbage_checkpoint_is_unreadable(tmp_path: Path) -> None:
         load_torch_checkpoint(path)
 
 
-def _training_run(tmp_path: Path, pipe: LipSyncPipeline, config_inside: bool) -> Path:
+def _training_run(tmp_path: Path, pipe: LipSyncPipeline, config_inside: bool,
+                  sampling: dict | None = None) -> Path:
     """A run folder as `python -m lipsync.train` leaves it: checkpoints/last.ckpt with the resolved run
     config inside (``config_inside``) or only beside it in .hydra/config.yaml."""
     comps = tiny_config(resolution=32)["components"]
@@ -134,6 +135,8 @@ def _training_run(tmp_path: Path, pipe: LipSyncPipeline, config_inside: bool) ->
         "mask": comps["mask"],
         "data": {"crop": comps["crop"], "audio_encoder": comps["audio_encoder"]},
     }
+    if sampling is not None:
+        train_cfg["sampling"] = sampling
     run = tmp_path / "run"
     (run / ".hydra").mkdir(parents=True)
     (run / "checkpoints").mkdir()
@@ -157,3 +160,17 @@ def test_training_checkpoint_converts_to_the_same_net(tiny: LipSyncPipeline, tmp
     assert _same(loaded.net, tiny.net)
     direct = LipSyncPipeline.from_pretrained(ckpt, generated_faces=None)  # on the fly, same weights
     assert _same(direct.net, tiny.net)
+
+
+def test_the_models_noise_range_travels_from_training_to_inference(tiny: LipSyncPipeline, tmp_path: Path) -> None:
+    """A net trained on a narrow sigma range (experiment=demo: sigma_max 20) is sampled inside it by default."""
+    ckpt = _training_run(tmp_path, tiny, True, sampling={"num_steps": 15, "cfg_scale": 3.0,
+                                                         "sigma_min": 0.002, "sigma_max": 20.0})
+    loaded = LipSyncPipeline.from_pretrained(convert(ckpt, tmp_path / "converted"), generated_faces=None)
+    assert json.loads((tmp_path / "converted" / "config.json").read_text())["sampling"] == {
+        "sigma_min": 0.002, "sigma_max": 20.0}
+    assert loaded.sigma_range(InferenceOptions()) == (0.002, 20.0)
+    assert loaded.sigma_range(InferenceOptions(sigma_max=80.0)) == (0.002, 80.0)  # the call wins
+    assert tiny.sigma_range(InferenceOptions()) == (0.002, 700.0)  # nothing recorded: SVD's
+    with pytest.raises(ValueError, match="sigma_min < sigma_max"):
+        loaded.sigma_range(InferenceOptions(sigma_min=30.0))

@@ -92,6 +92,30 @@ def test_trained_audio_changes_output_per_frame() -> None:
 
 
 @torch.no_grad()
+def test_attention_at_the_low_resolution_level_only() -> None:
+    """attention_levels=[1]: transformers and audio layers at the 8x8 level only; audio still used per frame."""
+    net = tiny_net(cross_attn_levels=None, attention_levels=[1])
+    cfg = net.unet.config
+    assert cfg.down_block_types == ("DownBlockSpatioTemporal", "CrossAttnDownBlockSpatioTemporal")
+    assert cfg.up_block_types == ("CrossAttnUpBlockSpatioTemporal", "UpBlockSpatioTemporal")
+    assert [len(a) for a in net.audio_down] == [0, 1] and [len(a) for a in net.audio_up] == [2, 0]
+    x, c_noise, cond = inputs()
+    cond["id"] = reference(net)
+    assert [tuple(f.shape) for f in cond["id"]] == [(B, 32, 8, 8), (B, 64, 4, 4)]
+    out = net(x, c_noise, cond)
+    perturb_(audio_outs(net))
+    audio = cond["audio"].clone()
+    audio[:, -1] = torch.randn_like(audio[:, -1])
+    changed = (net(x, c_noise, cond) - net(x, c_noise, {**cond, "audio": audio})).abs().amax((0, 2, 3, 4))
+    assert changed[-1] > 1e-3  # frame T-1's own audio moves it (not frame 0's tokens, diffusers' repeat)
+    assert out.shape == (B, T, C, 8, 8)
+    with pytest.raises(ValueError, match="not both"):
+        tiny_net(cross_attn_levels=2, attention_levels=[1])
+    with pytest.raises(ValueError, match="must index"):
+        tiny_net(cross_attn_levels=None, attention_levels=[2])
+
+
+@torch.no_grad()
 def test_audio_attention_is_per_frame() -> None:
     torch.manual_seed(0)
     layer = AudioCrossAttention(32, 16, heads=2)
@@ -267,3 +291,37 @@ def test_video_fusion_concats_the_reference_latent_and_guides_each_masked_frame(
     out = net(x, c_noise, cond)
     assert out.shape == x.shape
     assert (out - net(x, c_noise, {**cond, "id": per_frame})).abs().max() > 1e-4
+
+
+def test_keep_unmasked_returns_the_known_latents_outside_the_mask() -> None:
+    """Known-region blending: D = z_m wherever the mask is 0 (no loss, no gradient there), the net's
+    estimate inside, and a latent cell touched by the mask counts as masked."""
+    from lipsync.models.denoiser import Denoiser
+    from lipsync.models.net import latent_mask
+    from lipsync.models.precond import SVDPrecond
+
+    net = tiny_net(keep_unmasked=True, latent_channels=12)  # space-to-depth by 2 of RGB
+    perturb_(audio_outs(net))
+    h = w = 8
+    g = torch.Generator().manual_seed(0)
+    video = torch.rand(B, T, 3, 2 * h, 2 * w, generator=g) * 2 - 1
+    mask = torch.zeros(B, T, 1, 2 * h, 2 * w)
+    mask[..., 9:14, 5:11] = 1  # pixel rows 9-13, cols 5-10 -> latent rows 4-6, cols 2-5
+    encode = lambda v: torch.nn.functional.pixel_unshuffle(v.flatten(0, 1), 2).unflatten(0, v.shape[:2])
+    ref = torch.rand(B, 3, 2 * h, 2 * w, generator=g) * 2 - 1
+    cond = net.conditions(encode, video * (1 - mask), mask, ref, mask[:, 0], torch.randn(B, T, A, D, generator=g))
+    expected = torch.zeros(h, w)
+    expected[4:7, 2:6] = 1
+    assert torch.equal(1 - cond["keep"][0, 0, 0], expected)
+    assert torch.equal(latent_mask(mask, (h, w))[0, 0, 0], expected)
+    den = Denoiser(net, SVDPrecond())
+    x = torch.randn(B, T, 12, h, w, generator=g)
+    out = den(x, torch.tensor([0.5, 2.0]), cond)
+    outside = cond["keep"].expand_as(out) == 1
+    assert torch.equal(out[outside], cond["concat"][outside])
+    plain = Denoiser(tiny_net(latent_channels=12), SVDPrecond())
+    plain.load_state_dict(den.state_dict())
+    free = plain(x, torch.tensor([0.5, 2.0]), {k: v for k, v in cond.items() if k != "keep"})
+    assert torch.allclose(out[~outside], free[~outside])
+    with pytest.raises(ValueError, match="video fusion"):
+        tiny_net(keep_unmasked=True, video_fusion=True)

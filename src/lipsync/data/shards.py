@@ -57,7 +57,10 @@ SHARD_META = "lipsync.json"  # sidecar beside litdata's index.json: what the sha
 
 def encode_jpeg(frame: np.ndarray, quality: int = 95) -> bytes:
     """One RGB uint8 frame (H, W, 3) -> JPEG bytes."""
-    ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(frame[:, :, ::-1]), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    bgr = frame[:, :, ::-1]  # free when ``frame`` is itself a channel-reversed view of BGR pixels
+    if not bgr.flags.c_contiguous:
+        bgr = cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2BGR)  # ~20x faster than a strided copy
+    ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
         raise ValueError(f"JPEG encoding failed for a frame of shape {frame.shape}")
     return buf.tobytes()

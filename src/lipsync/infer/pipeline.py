@@ -60,7 +60,8 @@ class InferenceOptions:
         guidance_scale: classifier-free guidance scale; the unconditional pass drops reference and
             audio, as in training (paper: 3.0). 1.0 runs the conditional pass only.
         audio_guidance_scale: set to guide audio separately: ``D_u + s (D_ref - D_u) + s_a (D_c - D_ref)``.
-        sigma_min, sigma_max, rho: the Karras schedule (SVD's values).
+        sigma_min, sigma_max, rho: the Karras schedule; None = the model's own range (the ``sampling``
+            node of its training config, recorded in the pipeline config), SVD's 0.002 / 700 when absent.
         segment_length, overlap: frames per segment and shared with the next (paper: 16 and 4).
         seed: seeds the reference choice and the per-frame initial noise.
         max_gap: face-less runs up to this many frames are filled from context (a detector blink);
@@ -81,8 +82,8 @@ class InferenceOptions:
     num_steps: int = 15
     guidance_scale: float = 3.0
     audio_guidance_scale: float | None = None
-    sigma_min: float = 0.002
-    sigma_max: float = 700.0
+    sigma_min: float | None = None
+    sigma_max: float | None = None
     rho: float = 7.0
     segment_length: int = 16
     overlap: int = 4
@@ -109,6 +110,9 @@ class InferenceOptions:
                 f"need num_steps >= 1, segment_length >= 1 and 0 <= overlap < segment_length; got "
                 f"{self.num_steps}, {self.segment_length}, {self.overlap}"
             )
+
+
+SVD_SIGMA_MIN, SVD_SIGMA_MAX = 0.002, 700.0  # SVD's Karras schedule ends (sgm's EDM discretization)
 
 
 @dataclass
@@ -288,6 +292,15 @@ class LipSyncPipeline:
         for name in ckpt_io.WEIGHTED:
             ckpt_io.load_component_weights(getattr(pipe, name), state, name, source)
         return pipe
+
+    def sigma_range(self, opts: InferenceOptions) -> tuple[float, float]:
+        """(sigma_min, sigma_max) of the schedule: the options', else the model's, else SVD's."""
+        model = self.config.get("sampling") or {}
+        lo = opts.sigma_min if opts.sigma_min is not None else model.get("sigma_min", SVD_SIGMA_MIN)
+        hi = opts.sigma_max if opts.sigma_max is not None else model.get("sigma_max", SVD_SIGMA_MAX)
+        if not 0 < lo < hi:
+            raise ValueError(f"need 0 < sigma_min < sigma_max, got {lo} and {hi}")
+        return float(lo), float(hi)
 
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
         """Write ``config.json`` + ``model.safetensors``; :meth:`from_pretrained` reads them back exactly."""
@@ -509,7 +522,7 @@ class LipSyncPipeline:
         masked = video * (1 - mask)
         cond = self.net.clip_conditions(self.vae.encode, reference, masked, mask, audio.to(video.dtype))
         z_m = cond["concat"]
-        sigmas = karras_sigmas(opts.num_steps, opts.sigma_min, opts.sigma_max, opts.rho, device=self.device)
+        sigmas = karras_sigmas(opts.num_steps, *self.sigma_range(opts), opts.rho, device=self.device)
         noise = frame_noise(opts.seed, out_frames, tuple(z_m.shape[2:]), self.device, z_m.dtype)[None]
         guided = GuidedDenoiser(self.denoiser, cond, opts.guidance_scale, opts.audio_guidance_scale)
         z = sample_euler(guided, noise * sigmas[0], sigmas)

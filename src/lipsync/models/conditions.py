@@ -7,6 +7,7 @@ Conditions travel as a role-keyed dict (sgm style):
 | "concat" | masked-video latents z_m (B, T, C, h, w)      | never               |
 | "audio"  | audio-encoder windows (B, T, A, D)            | audio or reference  |
 | "id"     | ID-Guider features, one (B, C_l, h_l, w_l) per level, or None | reference |
+| "keep"   | 1 - lip mask at latent size (B, T, 1, h, w); only with ``keep_unmasked`` | never |
 
 Dropping is done by explicit null values (zeros) with ``torch.where``; nothing is mutated, so the
 training dropout and the sampler's unconditional pass use the very same function.

@@ -13,6 +13,10 @@ from lipsync.models.precond import EDMPrecond, append_dims
 class Denoiser(nn.Module):
     """``D(x; sigma, c) = c_skip * x + c_out * F(c_in * x, c_noise, c)``.
 
+    When the conditions carry ``"keep"`` (B, T, 1, h, w) in [0, 1] (a net built with ``keep_unmasked``),
+    the estimate is blended with the known latents: ``keep * z_m + (1 - keep) * D`` with ``z_m`` =
+    ``cond["concat"]``.
+
     Args:
         net: raw network ``F(x_in (B, T, C, h, w), c_noise (B,), cond) -> (B, T, C, h, w)``.
         precond: an :class:`EDMPrecond` (or its SVD sibling) giving c_skip, c_out, c_in, c_noise.
@@ -29,4 +33,8 @@ class Denoiser(nn.Module):
         s = append_dims(sigma, x.ndim)
         p = self.precond
         F = self.net(p.c_in(s) * x, p.c_noise(sigma), cond)
-        return p.c_skip(s) * x + p.c_out(s) * F.to(x.dtype)
+        D = p.c_skip(s) * x + p.c_out(s) * F.to(x.dtype)
+        keep = cond.get("keep")
+        if keep is None:
+            return D
+        return torch.lerp(D, cond["concat"].to(D.dtype), keep.to(D.dtype))

@@ -83,6 +83,11 @@ class LipSyncNet(nn.Module):
             no longer SVD).
         video_fusion: Table 3's "Video Fusion" ablation: the ID-Guider encodes every masked frame and
             the reference's latent takes z_m's place in the 8-channel concat (see :meth:`conditions`).
+        keep_unmasked: known-region blending (not in the paper; for small nets trained from scratch):
+            the conditions carry ``"keep"`` = 1 - the lip mask at latent resolution, and the
+            :class:`~lipsync.models.denoiser.Denoiser` returns z_m there instead of the net's estimate,
+            so neither the loss nor the sampler spends anything on the region the output never
+            changes (Blended Latent Diffusion's blend, applied in training too).
     """
 
     def __init__(
@@ -97,8 +102,11 @@ class LipSyncNet(nn.Module):
         gradient_checkpointing: bool = False,
         audio_mode: AudioMode = "separate",
         video_fusion: bool = False,
+        keep_unmasked: bool = False,
     ) -> None:
         super().__init__()
+        if keep_unmasked and video_fusion:
+            raise ValueError("keep_unmasked blends z_m back in; video fusion has no z_m in its concat")
         cfg = unet.config
         if cfg.in_channels != 2 * cfg.out_channels:
             raise ValueError(f"UNet in_channels={cfg.in_channels} must be 2 * out_channels="
@@ -114,6 +122,7 @@ class LipSyncNet(nn.Module):
         self.id_guider = id_guider
         self.audio_mode = audio_mode
         self.video_fusion = video_fusion
+        self.keep_unmasked = keep_unmasked
         self.gradient_checkpointing = gradient_checkpointing
         self.latent_channels = int(cfg.out_channels)
         self.load_report: Any = None  # set by lipsync.models.pretrained when SVD weights are loaded
@@ -201,7 +210,10 @@ class LipSyncNet(nn.Module):
             identity = self._guide(masked_video, mask, masked_latents)
         else:
             concat, identity = masked_latents(), reference.features
-        return {"concat": concat, "audio": audio, "id": identity}
+        cond = {"concat": concat, "audio": audio, "id": identity}
+        if self.keep_unmasked:
+            cond["keep"] = 1.0 - latent_mask(mask, concat.shape[-2:]).to(concat.dtype)
+        return cond
 
     def _guide(self, frames: Tensor, masks: Tensor, latents: Callable[[], Tensor]) -> list[Tensor] | None:
         """ID-Guider on every frame: (B, T, 3, H, W) + (B, T, 1, H, W) -> per level (B, T, C_l, h_l, w_l).
@@ -346,6 +358,14 @@ class LipSyncNet(nn.Module):
                                  f"B, T = {tuple(bt)}, got {tuple(f.shape)}")
 
 
+def latent_mask(mask: Tensor, size: Sequence[int]) -> Tensor:
+    """A pixel mask (B, T, 1, H, W) in [0, 1] at latent size (B, T, 1, h, w): a latent cell counts as masked
+    as much as its most-masked pixel (max-pooling), so every cell that touches the edit is generated."""
+    b, t = mask.shape[:2]
+    pooled = torch.nn.functional.adaptive_max_pool2d(mask.flatten(0, 1).float(), tuple(int(s) for s in size))
+    return pooled.unflatten(0, (b, t))
+
+
 def _per_frame(feature: Tensor, frames: int) -> Tensor:
     """An ID level feature laid out like the UNet's (B*T, C, h, w) activations.
 
@@ -381,7 +401,19 @@ SVD_XT_HEADS = (5, 10, 20, 20)
 
 def default_block_types(n_levels: int, cross_attn_levels: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """SVD's layout: cross-attention at the first ``cross_attn_levels`` levels, mirrored on the up path."""
-    down = tuple("CrossAttnDownBlockSpatioTemporal" if i < cross_attn_levels else "DownBlockSpatioTemporal"
+    return block_types(n_levels, range(cross_attn_levels))
+
+
+def block_types(n_levels: int, attention_levels: Sequence[int]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Spatio-temporal transformers (and with them the audio layers) at the down levels listed, mirrored up.
+
+    SVD puts them at its leading levels (:func:`default_block_types`); a small CPU model can keep them at
+    the low-resolution level only, where attention is cheap (SPEC section 9's calibration).
+    """
+    levels = sorted({int(i) for i in attention_levels})
+    if any(not 0 <= i < n_levels for i in levels):
+        raise ValueError(f"attention_levels {list(attention_levels)} must index the {n_levels} UNet levels")
+    down = tuple("CrossAttnDownBlockSpatioTemporal" if i in levels else "DownBlockSpatioTemporal"
                  for i in range(n_levels))
     up = tuple(d.replace("Down", "Up") for d in reversed(down))
     return down, up
@@ -395,10 +427,20 @@ def build_unet(
     cross_attn_levels: int | None = None,
     latent_channels: int = 4,
     num_frames: int = 25,
+    attention_levels: Sequence[int] | None = None,
 ) -> UNetSpatioTemporalConditionModel:
-    """A random-init diffusers SVD UNet; defaults are stable-video-diffusion-img2vid-xt's config."""
+    """A random-init diffusers SVD UNet; defaults are stable-video-diffusion-img2vid-xt's config.
+
+    Attention sits at the first ``cross_attn_levels`` levels (SVD's layout, default all but the last) or,
+    when ``attention_levels`` is given instead, at exactly those levels.
+    """
     n = len(block_out_channels)
-    down, up = default_block_types(n, n - 1 if cross_attn_levels is None else cross_attn_levels)
+    if attention_levels is not None:
+        if cross_attn_levels is not None:
+            raise ValueError("give cross_attn_levels (leading levels, SVD's layout) or attention_levels, not both")
+        down, up = block_types(n, attention_levels)
+    else:
+        down, up = default_block_types(n, n - 1 if cross_attn_levels is None else cross_attn_levels)
     return UNetSpatioTemporalConditionModel(
         in_channels=2 * latent_channels,
         out_channels=latent_channels,
@@ -424,10 +466,12 @@ def latent_id_guider_for(unet: UNetSpatioTemporalConditionModel) -> LatentIDGuid
 
 
 def _guider_layout(unet: UNetSpatioTemporalConditionModel) -> tuple[tuple[int, ...], int, int]:
-    """(widths, res_levels, layers_per_block): ResBlocks at cross-attention levels, an output per level."""
+    """(widths, res_levels, layers_per_block): an output per UNet down level, ResBlocks at as many levels as
+    the UNet has attention levels (SVD: its three cross-attention levels) and at least at all but the last."""
     cfg = unet.config
-    res_levels = sum(t.startswith("CrossAttn") for t in cfg.down_block_types)
-    return tuple(cfg.block_out_channels)[: res_levels + 1], res_levels, _first(cfg.layers_per_block)
+    widths = tuple(cfg.block_out_channels)
+    attention = sum(t.startswith("CrossAttn") for t in cfg.down_block_types)
+    return widths, max(attention, len(widths) - 1), _first(cfg.layers_per_block)
 
 
 def build_net(
@@ -440,6 +484,7 @@ def build_net(
     vae_downsample_factor: int = 8,
     id_pixel_channels: int = 80,
     id_guider: bool | IDGuiderFactory = True,
+    attention_levels: Sequence[int] | None = None,
     **net_kwargs: Any,
 ) -> LipSyncNet:
     """Random-init :class:`LipSyncNet` from widths; the defaults are the paper's full size (SVD-xt).
@@ -449,10 +494,11 @@ def build_net(
     ``{_target_: lipsync.models.net.latent_id_guider_for, _partial_: true}``).
     ``net_kwargs`` go to :class:`LipSyncNet` (audio_dim, audio_width, fps, motion_bucket_id,
     noise_aug_strength, gradient_checkpointing, audio_mode, video_fusion). Tiny CPU size, e.g.:
-    ``build_net((32, 64), 1, (2, 4), 32, cross_attn_levels=2, latent_channels=..., audio_width=32)``.
+    ``build_net((32, 64), 1, (2, 4), 32, cross_attn_levels=2, latent_channels=..., audio_width=32)``;
+    ``attention_levels=[1]`` keeps attention (and the audio layers) at the low-resolution level only.
     """
     unet = build_unet(block_out_channels, layers_per_block, num_attention_heads, cross_attention_dim,
-                      cross_attn_levels, latent_channels)
+                      cross_attn_levels, latent_channels, attention_levels=attention_levels)
     if id_guider is True:
         guider: IDGuiderBase | None = build_id_guider_for(unet, vae_downsample_factor, id_pixel_channels)
     elif id_guider is False:

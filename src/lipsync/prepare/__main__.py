@@ -30,7 +30,8 @@ def build_curator(cfg: DictConfig) -> Curator:
         quality=instantiate(f.quality), sync=instantiate(f.sync), crop=instantiate(cfg.crop),
         max_gap=f.max_gap, max_shift=f.max_shift, max_scale=f.max_scale,
         segment_frames=cfg.segment_frames, ref_pool=cfg.ref_pool, fps=cfg.fps, sample_rate=cfg.sample_rate,
-        jpeg_quality=cfg.jpeg_quality, encoders=instantiate(cfg.encoders) if cfg.encoders else None,
+        jpeg_quality=cfg.jpeg_quality, patch_margin=cfg.patch_margin, patch_budget_mb=cfg.patch_budget_mb,
+        encoders=instantiate(cfg.encoders) if cfg.encoders else None,
         config_hash=config_hash(curation),
     )
 

@@ -185,6 +185,8 @@ class ValidationVideoLogger(Callback):
     Args:
         num_steps: Euler steps on Karras sigmas (paper: 15).
         cfg_scale: classifier-free guidance scale (paper: 3.0; 1.0 = no guidance).
+        sigma_min, sigma_max: ends of the Karras schedule (SVD's 0.002 and 700; inside the range the
+            model is trained on).
         max_clips: clips sampled per validation.
         fps: frame rate of the logged video (the data's, 25 in the paper).
         seed: seed of the initial noise (fixed, so samples are comparable over training).
@@ -192,8 +194,10 @@ class ValidationVideoLogger(Callback):
     """
 
     def __init__(self, num_steps: int = 15, cfg_scale: float = 3.0, max_clips: int = 2, fps: float = 25.0,
-                 seed: int = 0, every_n_validations: int = 1) -> None:
+                 seed: int = 0, every_n_validations: int = 1, sigma_min: float = 0.002,
+                 sigma_max: float = 700.0) -> None:
         self.num_steps, self.cfg_scale, self.max_clips = num_steps, cfg_scale, max_clips
+        self.sigma_min, self.sigma_max = sigma_min, sigma_max
         self.fps, self.seed, self.every_n_validations = fps, seed, every_n_validations
         self._validations = 0
 
@@ -209,7 +213,8 @@ class ValidationVideoLogger(Callback):
             return
         clips = {k: v[: self.max_clips] for k, v in batch.items()}
         with trainer.precision_plugin.forward_context():
-            generated = pl_module.generate(clips, self.num_steps, self.cfg_scale, self.seed)
+            generated = pl_module.generate(clips, self.num_steps, self.cfg_scale, self.seed,
+                                           self.sigma_min, self.sigma_max)
         self.log_panels(trainer, generated, clips[VIDEO], clips[MASK])
 
     def log_panels(self, trainer: L.Trainer, generated: Tensor, truth: Tensor, mask: Tensor) -> None:

@@ -156,14 +156,17 @@ class LipSyncSystem(L.LightningModule):
     # --- sampling (validation videos) ---------------------------------------------------------------
     @torch.no_grad()
     def generate(self, batch: Mapping[str, Any], num_steps: int = 15, cfg_scale: float = 3.0,
-                 seed: int = 0) -> Tensor:
+                 seed: int = 0, sigma_min: float = 0.002, sigma_max: float = 700.0) -> Tensor:
         """Sample clips for a batch's conditions: Euler on Karras sigmas with CFG (SPEC section 6).
+
+        ``sigma_min``/``sigma_max`` bound the schedule (SVD's by default): a net trained from scratch
+        must start inside the sigma range it was trained on (``sampling`` in the training config).
 
         Returns:
             (B, T, 3, H, W) decoded video, about [-1, 1].
         """
         cond = self.conditions(batch)
-        sigmas = karras_sigmas(num_steps, device=self.device)
+        sigmas = karras_sigmas(num_steps, sigma_min, sigma_max, device=self.device)
         g = torch.Generator(device=self.device).manual_seed(seed)
         z_m = cond["concat"]
         x = sigmas[0] * torch.randn(z_m.shape, generator=g, device=self.device, dtype=z_m.dtype)
