@@ -162,15 +162,18 @@ def test_training_checkpoint_converts_to_the_same_net(tiny: LipSyncPipeline, tmp
     assert _same(direct.net, tiny.net)
 
 
-def test_the_models_noise_range_travels_from_training_to_inference(tiny: LipSyncPipeline, tmp_path: Path) -> None:
+def test_the_models_noise_range_and_guidance_travel_from_training_to_inference(tiny: LipSyncPipeline, tmp_path: Path) -> None:
     """A net trained on a narrow sigma range (experiment=demo: sigma_max 20) is sampled inside it by default."""
-    ckpt = _training_run(tmp_path, tiny, True, sampling={"num_steps": 15, "cfg_scale": 3.0,
+    ckpt = _training_run(tmp_path, tiny, True, sampling={"num_steps": 15, "cfg_scale": 1.5,
                                                          "sigma_min": 0.002, "sigma_max": 20.0})
     loaded = LipSyncPipeline.from_pretrained(convert(ckpt, tmp_path / "converted"), generated_faces=None)
     assert json.loads((tmp_path / "converted" / "config.json").read_text())["sampling"] == {
-        "sigma_min": 0.002, "sigma_max": 20.0}
+        "cfg_scale": 1.5, "sigma_min": 0.002, "sigma_max": 20.0}
     assert loaded.sigma_range(InferenceOptions()) == (0.002, 20.0)
     assert loaded.sigma_range(InferenceOptions(sigma_max=80.0)) == (0.002, 80.0)  # the call wins
     assert tiny.sigma_range(InferenceOptions()) == (0.002, 700.0)  # nothing recorded: SVD's
+    assert loaded.guidance_scale(InferenceOptions()) == 1.5  # the model's guidance, unless the call sets one
+    assert loaded.guidance_scale(InferenceOptions(guidance_scale=3.0)) == 3.0
+    assert tiny.guidance_scale(InferenceOptions()) == 3.0  # the paper's
     with pytest.raises(ValueError, match="sigma_min < sigma_max"):
         loaded.sigma_range(InferenceOptions(sigma_min=30.0))

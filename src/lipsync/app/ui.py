@@ -25,6 +25,7 @@ from lipsync.app.jobs import (DubRequest, PipelineCache, PipelineFactory, error_
                               infer_config, infer_options, pipeline_from_pretrained, run_dub)
 from lipsync.app.workdirs import WorkDirs  # noqa: E402
 from lipsync.infer import InferenceOptions  # noqa: E402
+from lipsync.infer.pipeline import PAPER_GUIDANCE  # noqa: E402
 from lipsync.infer.silence import POLICIES  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -86,7 +87,8 @@ def _inputs_column(settings: AppSettings, examples: list[Example], d: InferenceO
         w["refresh"] = gr.Button("Rescan", scale=1, size="sm")
     with gr.Accordion("Sampling", open=True):
         w["steps"] = gr.Slider(1, 50, value=d.num_steps, step=1, label="Steps (EDM)", elem_id="steps")
-        w["guidance"] = gr.Slider(1.0, 8.0, value=d.guidance_scale, step=0.1, label="Guidance scale")
+        w["guidance"] = gr.Slider(1.0, 8.0, value=d.guidance_scale or PAPER_GUIDANCE, step=0.1,
+                                  label="Guidance scale")
         w["seed"] = gr.Number(value=d.seed, precision=0, label="Seed")
         w["silence"] = gr.Radio([(f"{p}: {SILENCE_HELP[p]}", p) for p in POLICIES], value=d.silence,
                                 label="Silence in the audio", elem_id="silence")

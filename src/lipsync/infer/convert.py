@@ -5,7 +5,7 @@
 The component configs come from the run's resolved config, which ``lipsync.train`` stores in every
 checkpoint (``checkpoint["config"]``), else from ``--train-config`` or ``<run>/.hydra/config.yaml``:
 ``model.net`` (without its SVD-loading wrapper: the trained weights replace SVD's), ``sampling``'s
-noise range (sigma_min/sigma_max, the inference schedule's default),
+noise range and guidance (sigma_min/sigma_max/cfg_scale, the inference defaults),
 ``model.precond``, ``model.vae``, ``mask``, ``data.audio_encoder`` (else the packaged Whisper tiny), and
 the crop the training frames were cut with: ``data.crop``, else the spec ``prepare`` stored beside the
 shards (``data.shards``), else prepare's defaults at the training clip size (``data.size``). The
@@ -127,8 +127,9 @@ def pipeline_config_from_training(
     }
     preprocess = {"audio_context": int(data.get("audio_context", 2)), "model_fps": int(net.get("fps", 25))}
     config = {"components": components, "preprocess": preprocess}
-    sampling = {k: float(v) for k, v in (cfg.get("sampling") or {}).items() if k in ("sigma_min", "sigma_max")}
-    if sampling:  # the noise range the net was trained for: inference samples inside it by default
+    sampling = {k: float(v) for k, v in (cfg.get("sampling") or {}).items()
+                if k in ("sigma_min", "sigma_max", "cfg_scale")}
+    if sampling:  # the noise range the net was trained for and its guidance: inference defaults
         config["sampling"] = sampling
     return config
 

@@ -58,7 +58,8 @@ class InferenceOptions:
     Attributes:
         num_steps: Euler steps on Karras sigmas (paper: 15).
         guidance_scale: classifier-free guidance scale; the unconditional pass drops reference and
-            audio, as in training (paper: 3.0). 1.0 runs the conditional pass only.
+            audio, as in training (paper: 3.0). 1.0 runs the conditional pass only. None = the model's
+            own (``sampling.cfg_scale`` of its training config, recorded by convert), else 3.0.
         audio_guidance_scale: set to guide audio separately: ``D_u + s (D_ref - D_u) + s_a (D_c - D_ref)``.
         sigma_min, sigma_max, rho: the Karras schedule; None = the model's own range (the ``sampling``
             node of its training config, recorded in the pipeline config), SVD's 0.002 / 700 when absent.
@@ -80,7 +81,7 @@ class InferenceOptions:
     """
 
     num_steps: int = 15
-    guidance_scale: float = 3.0
+    guidance_scale: float | None = None
     audio_guidance_scale: float | None = None
     sigma_min: float | None = None
     sigma_max: float | None = None
@@ -113,6 +114,7 @@ class InferenceOptions:
 
 
 SVD_SIGMA_MIN, SVD_SIGMA_MAX = 0.002, 700.0  # SVD's Karras schedule ends (sgm's EDM discretization)
+PAPER_GUIDANCE = 3.0
 
 
 @dataclass
@@ -292,6 +294,12 @@ class LipSyncPipeline:
         for name in ckpt_io.WEIGHTED:
             ckpt_io.load_component_weights(getattr(pipe, name), state, name, source)
         return pipe
+
+    def guidance_scale(self, opts: InferenceOptions) -> float:
+        """The CFG scale: the options', else the model's recorded ``cfg_scale``, else the paper's 3.0."""
+        if opts.guidance_scale is not None:
+            return float(opts.guidance_scale)
+        return float((self.config.get("sampling") or {}).get("cfg_scale", PAPER_GUIDANCE))
 
     def sigma_range(self, opts: InferenceOptions) -> tuple[float, float]:
         """(sigma_min, sigma_max) of the schedule: the options', else the model's, else SVD's."""
@@ -524,7 +532,7 @@ class LipSyncPipeline:
         z_m = cond["concat"]
         sigmas = karras_sigmas(opts.num_steps, *self.sigma_range(opts), opts.rho, device=self.device)
         noise = frame_noise(opts.seed, out_frames, tuple(z_m.shape[2:]), self.device, z_m.dtype)[None]
-        guided = GuidedDenoiser(self.denoiser, cond, opts.guidance_scale, opts.audio_guidance_scale)
+        guided = GuidedDenoiser(self.denoiser, cond, self.guidance_scale(opts), opts.audio_guidance_scale)
         z = sample_euler(guided, noise * sigmas[0], sigmas)
         pixels = self.vae.decode(z)[0].clamp(-1, 1).add(1).mul(127.5)  # (T, 3, S, S)
         return pixels.permute(0, 2, 3, 1).float().cpu().numpy()
