@@ -47,6 +47,7 @@ from lipsync.models.audio import STEPS_PER_SECOND
 from lipsync.models.denoiser import Denoiser
 from lipsync.models.net import ReferenceCondition
 from lipsync.sampling import GuidedDenoiser, karras_sigmas, sample_euler
+from lipsync.sampling.samplers import SVD_SIGMA_MAX, SVD_SIGMA_MIN
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +114,6 @@ class InferenceOptions:
             )
 
 
-SVD_SIGMA_MIN, SVD_SIGMA_MAX = 0.002, 700.0  # SVD's Karras schedule ends (sgm's EDM discretization)
 PAPER_GUIDANCE = 3.0
 
 

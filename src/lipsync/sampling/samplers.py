@@ -11,8 +11,11 @@ DenoiseFn = Callable[[Tensor, Tensor], Tensor]
 Callback = Callable[[int, Tensor, Tensor], None]
 
 
-def karras_sigmas(n: int, sigma_min: float = 0.002, sigma_max: float = 700.0, rho: float = 7.0,
-                  device: torch.device | str = "cpu") -> Tensor:
+SVD_SIGMA_MIN, SVD_SIGMA_MAX = 0.002, 700.0  # SVD's Karras schedule ends (sgm's EDM discretization)
+
+
+def karras_sigmas(n: int, sigma_min: float = SVD_SIGMA_MIN, sigma_max: float = SVD_SIGMA_MAX,
+                  rho: float = 7.0, device: torch.device | str = "cpu") -> Tensor:
     """EDM eq. 5: n noise levels from sigma_max down to sigma_min, then a final 0 (n + 1 values).
 
     Defaults are SVD's (sigma_min 0.002, sigma_max 700).

@@ -30,6 +30,7 @@ from torch import Tensor
 
 from lipsync.data.batch import KEY, MASK, VIDEO
 from lipsync.media import write_video
+from lipsync.sampling.samplers import SVD_SIGMA_MAX, SVD_SIGMA_MIN
 
 log = logging.getLogger(__name__)
 
@@ -194,8 +195,8 @@ class ValidationVideoLogger(Callback):
     """
 
     def __init__(self, num_steps: int = 15, cfg_scale: float = 3.0, max_clips: int = 2, fps: float = 25.0,
-                 seed: int = 0, every_n_validations: int = 1, sigma_min: float = 0.002,
-                 sigma_max: float = 700.0) -> None:
+                 seed: int = 0, every_n_validations: int = 1, sigma_min: float = SVD_SIGMA_MIN,
+                 sigma_max: float = SVD_SIGMA_MAX) -> None:
         self.num_steps, self.cfg_scale, self.max_clips = num_steps, cfg_scale, max_clips
         self.sigma_min, self.sigma_max = sigma_min, sigma_max
         self.fps, self.seed, self.every_n_validations = fps, seed, every_n_validations

@@ -30,6 +30,7 @@ from lipsync.models.denoiser import Denoiser
 from lipsync.models.loss import DSMLoss
 from lipsync.models.precond import EDMPrecond
 from lipsync.sampling import GuidedDenoiser, karras_sigmas, sample_euler
+from lipsync.sampling.samplers import SVD_SIGMA_MAX, SVD_SIGMA_MIN
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
 SchedulerFactory = Callable[[Optimizer], Any]
@@ -156,7 +157,7 @@ class LipSyncSystem(L.LightningModule):
     # --- sampling (validation videos) ---------------------------------------------------------------
     @torch.no_grad()
     def generate(self, batch: Mapping[str, Any], num_steps: int = 15, cfg_scale: float = 3.0,
-                 seed: int = 0, sigma_min: float = 0.002, sigma_max: float = 700.0) -> Tensor:
+                 seed: int = 0, sigma_min: float = SVD_SIGMA_MIN, sigma_max: float = SVD_SIGMA_MAX) -> Tensor:
         """Sample clips for a batch's conditions: Euler on Karras sigmas with CFG (SPEC section 6).
 
         ``sigma_min``/``sigma_max`` bound the schedule (SVD's by default): a net trained from scratch
