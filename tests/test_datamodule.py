@@ -85,6 +85,8 @@ def test_missing_encoder_and_mask_mismatch_are_clear_errors(shard_dir: str) -> N
         LipSyncClips(shard_dir, num_frames=999).sample(item, np.random.default_rng(0))
     with pytest.raises(ValueError, match="no complete shards"):
         LipSyncDataModule(shard_dir + "-missing").setup("fit")
+    with pytest.raises(ValueError, match="fewer than data.batch_size=10000"):
+        LipSyncDataModule(shard_dir, batch_size=10_000, num_workers=0).train_dataloader()
 
 
 def test_cached_encodings_equal_on_the_fly_ones(tmp_path, encoder) -> None:

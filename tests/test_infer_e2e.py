@@ -179,3 +179,27 @@ def test_conditions_are_computed_once_and_cfg_is_one_batch(media, pipe, tmp_path
     assert len(calls["id_guider"]) == 1 and len(calls["whisper"]) == 1
     assert len(calls["vae_encode"]) == 2  # 21 frames = 2 segments
     assert calls["net_batch"] == [2] * (2 * 3)  # 2 segments x 3 steps, batch = (uncond, cond)
+
+
+def test_the_models_recorded_noise_range_and_guidance_drive_the_sampling_call(media, pipe, tmp_path: Path) -> None:
+    """What the network sees: a model recorded with sigma_max 20 and CFG 1 (experiment=demo) is sampled from
+    sigma 20 in single (unguided) passes; a call's own sigma_max / guidance_scale override both."""
+    seen: list[tuple[int, float]] = []
+    hook = pipe.net.register_forward_pre_hook(
+        lambda _, args: seen.append((args[0].shape[0], float(args[1].flatten()[0]))))
+    before = pipe.config.get("sampling")
+    pipe.config["sampling"] = {"cfg_scale": 1.0, "sigma_min": 0.002, "sigma_max": 20.0}
+    try:
+        pipe(media["face"], media["short"], tmp_path / "model.mp4", **{**FAST, "num_steps": 2})
+        recorded, seen[:] = list(seen), []
+        pipe(media["face"], media["short"], tmp_path / "call.mp4", **{**FAST, "num_steps": 2},
+             sigma_max=80.0, guidance_scale=2.0)
+    finally:
+        hook.remove()
+        pipe.config.pop("sampling")
+        if before is not None:
+            pipe.config["sampling"] = before
+    c_noise = lambda sigma: pytest.approx(0.25 * np.log(sigma), rel=1e-5)  # noqa: E731  (EDM's ln(sigma)/4)
+    # 2 segments x 2 Karras steps (sigma_max, then sigma_min); batch 1 = no guidance pass, 2 = (uncond, cond)
+    assert recorded == [(1, c_noise(20.0)), (1, c_noise(0.002))] * 2
+    assert seen == [(2, c_noise(80.0)), (2, c_noise(0.002))] * 2

@@ -1,6 +1,6 @@
 """The built-in default (`make demo`): lip sync learned and *measured* on two CPU cores.
 
-    python -m lipsync.demo [out=outputs/demo] [train_minutes=8] [ablations=false]
+    python -m lipsync.demo [out=outputs/demo] [train_minutes=11] [ablations=false]
 
 Stages (each skipped when its output already exists, so an interrupted demo resumes):
 
@@ -183,11 +183,13 @@ def pictures(done: list[tuple], out: Path, shards: Path) -> dict[str, str]:
 def write_report(out: Path, report: dict[str, Any]) -> None:
     with media.atomic_path(out / "report.json") as tmp:
         tmp.write_text(json.dumps(report, indent=1))
-    rows = ["| variant | guidance | sync (mean ± sd) | leak (mean ± sd) | copy-input sync |", "|---|---|---|---|---|"]
+    rows = ["| variant | trained as | steps | guidance | sync (mean ± sd) | leak (mean ± sd) | copy-input sync |",
+            "|---|---|---|---|---|---|---|"]
     for name, v in report["variants"].items():
         s = v["summary"]
-        rows.append(f"| {name} | {v['guidance']} | {s['sync_mean']:.2f} ± {s['sync_std']:.2f} | "
-                    f"{s['leak_mean']:.2f} ± {s['leak_std']:.2f} | {s['copy_sync_mean']:.2f} |")
+        rows.append(f"| {name} | {v.get('trained_as', name)} | {v['steps']:,} | {v['guidance']} | "
+                    f"{s['sync_mean']:.2f} ± {s['sync_std']:.2f} | {s['leak_mean']:.2f} ± {s['leak_std']:.2f} | "
+                    f"{s['copy_sync_mean']:.2f} |")
     text = "\n".join([
         "# lipsync demo report", "",
         f"{report['heldout_pairs']} held-out identities, each driven by another held-out clip's speech; "
@@ -208,18 +210,37 @@ def _steps(run_dir: Path) -> int:
 
 
 def run_variant(cfg: DictConfig, name: str, spec: DictConfig, shards: Path, held: Path, out: Path) -> dict:
-    run_dir = out / "runs" / name
-    last = train(cfg, shards, run_dir, list(spec.overrides))
-    model_dir = export(last, out / "model" if name == "full" else run_dir / "model")
-    results = out / "results" if name == "full" else run_dir / "results"
+    """Train (or reuse ``same_training_as``'s run), export, dub the held-out pairs and score them."""
+    trained = spec.get("same_training_as") or name
+    if trained not in cfg.variants:
+        raise ValueError(f"variant {name}: same_training_as={trained} is not a variant")
+    overrides = list(cfg.variants[trained].overrides)
+    run_dir = out / "runs" / trained
+    last = train(cfg, shards, run_dir, overrides)
+    model_dir = export(last, out / "model" if trained == "full" else run_dir / "model")
+    results = out / "results" if name == "full" else out / "runs" / name / "results"
     done = dub(cfg, model_dir, held, results, float(spec.guidance))
     scores = score(done)
-    return {"guidance": float(spec.guidance), "overrides": list(spec.overrides), "steps": _steps(run_dir),
-            "summary": summarize(scores), "pairs": [asdict(s) for s in scores], "_done": done}
+    return {"guidance": float(spec.guidance), "overrides": overrides, "trained_as": trained,
+            "steps": _steps(run_dir), "summary": summarize(scores), "pairs": [asdict(s) for s in scores],
+            "_done": done}
 
 
 @hydra.main(config_path=str(config_dir()), config_name="demo", version_base="1.3")
 def main(cfg: DictConfig) -> None:
+    try:
+        run(cfg)
+    except subprocess.CalledProcessError as err:  # the stage printed its own error above
+        print(f"lipsync-demo: error: stage `{' '.join(map(str, err.cmd[1:4]))} ...` exited with status "
+              f"{err.returncode}; fix what it reported and run the same command again to resume", file=sys.stderr)
+        sys.exit(1)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"lipsync-demo: error: {' '.join(str(err).split())}", file=sys.stderr)
+        sys.exit(1)
+
+
+def run(cfg: DictConfig) -> None:
+    """Every stage of the demo (``main`` without the one-line error handling)."""
     out = Path(cfg.out).expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)
     names = list(cfg.variants) if cfg.ablations else ["full"]

@@ -181,6 +181,10 @@ class LipSyncDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> StreamingDataLoader:
         self.setup("fit")
+        if len(self.train_set) < self.batch_size:  # drop_last: Lightning would stop at once, "no training batches"
+            raise ValueError(f"{self.shards}: {len(self.train_set)} training clip(s) per device, fewer than "
+                             f"data.batch_size={self.batch_size}: no full batch; prepare more videos or "
+                             "lower data.batch_size")
         return StreamingDataLoader(self.train_set, batch_size=self.batch_size, num_workers=self.num_workers,
                                    drop_last=True, persistent_workers=False)
 
