@@ -240,8 +240,9 @@ def test_two_users_are_queued_and_each_gets_their_own_dub(server: Server, browse
     wait_until_cleaned(server.workdirs)
     shot = tmp_path / "app_screenshot.png"
     jobs["speech_long.wav"].screenshot(path=str(shot), full_page=True)
-    SCREENSHOT.parent.mkdir(exist_ok=True)
-    shutil.copyfile(shot, SCREENSHOT)
+    assert shot.stat().st_size > 10_000  # a rendered page, not a blank one
+    if os.environ.get("LIPSYNC_UPDATE_SCREENSHOT") == "1":  # the README's picture; tests leave the tree clean
+        shutil.copyfile(shot, SCREENSHOT)
     for page in jobs.values():
         page.close()
 
