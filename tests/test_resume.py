@@ -188,3 +188,19 @@ def test_sigterm_resume_on_shards_is_exact_mid_epoch(tmp_path: Path, tmp_path_fa
     assert state["global_step"] == 4
     train(compose_train(run, tmp_path / "run"))
     assert_same_losses(logged_losses(tmp_path / "run"), logged_losses(ref), steps=[4, 5])
+
+
+def test_cli_data_mistakes_are_one_line_and_exit_1(tmp_path: Path) -> None:
+    """`python -m lipsync.train` with shards that are not there: one line naming the fix, status 1, no
+    traceback (HYDRA_FULL_ERROR=1 brings the traceback back for debugging)."""
+    cmd = [sys.executable, "-m", "lipsync.train", "experiment=tiny", "data=shards", "~data.size",
+           f"data.shards={tmp_path / 'nowhere'}", f"paths.log_dir={tmp_path}", "name=bad"]
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"} | {"OMP_NUM_THREADS": "1"}
+    run = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 1
+    last = run.stderr.strip().splitlines()[-1]
+    assert last.startswith("lipsync-train: error: no complete shards at") and "lipsync.prepare" in last
+    assert "Traceback" not in run.stderr
+    full = subprocess.run(cmd, cwd=tmp_path, env=env | {"HYDRA_FULL_ERROR": "1"}, capture_output=True, text=True,
+                          timeout=300)
+    assert full.returncode == 1 and "Traceback" in full.stderr
