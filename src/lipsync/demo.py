@@ -158,13 +158,14 @@ def summarize(scores: list[PairScore]) -> dict[str, float]:
         f"{k}_std": float(np.std([getattr(s, k) for s in scores])) for k in keys}
 
 
-def pictures(done: list[tuple], out: Path, shards: Path) -> dict[str, str]:
-    """Side-by-side video, mouth-opening plot and mask overlays for the first pair."""
+def pictures(done: list[tuple], out: Path, shards: Path, runs: dict[str, Path]) -> dict[str, str]:
+    """Side-by-side video, mouth-opening plot and mask overlays for the first pair; loss curves of ``runs``."""
     from lipsync.app.compare import side_by_side
     from lipsync.prepare.preview import preview
     from lipsync.synth.corpus import load_truth
     from lipsync.synth.measure import measure_opening, plot_openings
     from lipsync.synth.speech import mouth_opening_from_audio
+    from lipsync.training.curves import plot_loss_curves
 
     a, b, wav, result = done[0]
     truth = load_truth(a)
@@ -172,11 +173,12 @@ def pictures(done: list[tuple], out: Path, shards: Path) -> dict[str, str]:
     n = min(len(frames), len(truth.opening))
     audio, _ = media.read_audio(wav)
     files = {"side_by_side": out / "side_by_side.mp4", "openings": out / "openings.png",
-             "masks": out / "mask_overlays.png"}
+             "masks": out / "mask_overlays.png", "loss": out / "loss_curves.png"}
     side_by_side(a, result, wav, files["side_by_side"])
     plot_openings(mouth_opening_from_audio(audio, n), measure_opening(frames[:n], truth.boxes[:n]),
                   truth.opening[:n], files["openings"], title=f"{a.stem} driven by {b.stem}'s speech")
     preview(shards, files["masks"], mask="adaptive", frames=8)
+    plot_loss_curves(runs, files["loss"], title="training loss (EMA-smoothed; raw values faint)")
     return {k: str(v.relative_to(out)) for k, v in files.items()}
 
 
@@ -255,7 +257,8 @@ def run(cfg: DictConfig) -> None:
         _stage(3 + i, total, f"training + dubbing held-out identities: {name} ({cfg.train_minutes} min budget)")
         variants[name] = run_variant(cfg, name, cfg.variants[name], shards, held_dir, out)
     _stage(total - 1, total, "pictures: side-by-side video, mouth-opening plot, mask overlays")
-    files = pictures(variants["full"].pop("_done"), out, shards)
+    runs = {v["trained_as"]: out / "runs" / v["trained_as"] for v in variants.values()}
+    files = pictures(variants["full"].pop("_done"), out, shards, runs)
     for v in variants.values():
         v.pop("_done", None)
     report = {"heldout_pairs": len(pairs(held_dir)), "train_minutes": cfg.train_minutes,
