@@ -256,7 +256,7 @@ def run(cfg: DictConfig) -> None:
     for i, name in enumerate(names):
         _stage(3 + i, total, f"training + dubbing held-out identities: {name} ({cfg.train_minutes} min budget)")
         variants[name] = run_variant(cfg, name, cfg.variants[name], shards, held_dir, out)
-    _stage(total - 1, total, "pictures: side-by-side video, mouth-opening plot, mask overlays")
+    _stage(total - 1, total, "pictures: side-by-side video, mouth-opening plot, mask overlays, loss curves")
     runs = {v["trained_as"]: out / "runs" / v["trained_as"] for v in variants.values()}
     files = pictures(variants["full"].pop("_done"), out, shards, runs)
     for v in variants.values():
