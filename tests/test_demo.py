@@ -10,9 +10,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from lipsync.assets import ROOT
+from lipsync.media import read_frames
 
 SMOKE = [
     "corpus.train_videos=2", "corpus.heldout_videos=2", "corpus.seconds=4.4", "corpus.workers=1",
@@ -53,9 +55,12 @@ def test_bench_sync_command_runs_every_stage_and_resumes(tmp_path: Path) -> None
     # the untouched source scored for sync does not depend on the model: the same in every row
     assert len({round(v["summary"]["copy_sync_mean"], 6) for v in variants.values()}) == 1
     assert (out / "model" / "config.json").exists() and len(list((out / "results").glob("*.mp4"))) == 2
-    assert (out / "runs" / "full_no_guidance" / "results").is_dir()
+    for full in sorted((out / "results").glob("*.mp4")):  # the same model, sampled at CFG 1 instead of 2
+        unguided = out / "runs" / "full_no_guidance" / "results" / full.name
+        assert np.abs(read_frames(full).astype(float) - read_frames(unguided).astype(float)).mean() > 0.1
     table = (out / "report.md").read_text()
     assert all(f"| {name} |" in table for name in variants)
+    assert set(report["files"]) == {"side_by_side", "openings", "masks", "loss"}
     for name in report["files"].values():
         assert (out / name).stat().st_size > 0
 

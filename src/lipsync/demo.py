@@ -34,6 +34,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from lipsync import media
+from lipsync.cli import user_errors
 from lipsync.train import config_dir
 
 
@@ -231,14 +232,11 @@ def run_variant(cfg: DictConfig, name: str, spec: DictConfig, shards: Path, held
 @hydra.main(config_path=str(config_dir()), config_name="demo", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     try:
-        run(cfg)
+        with user_errors("lipsync-demo"):
+            run(cfg)
     except subprocess.CalledProcessError as err:  # the stage printed its own error above
-        print(f"lipsync-demo: error: stage `{' '.join(map(str, err.cmd[1:4]))} ...` exited with status "
-              f"{err.returncode}; fix what it reported and run the same command again to resume", file=sys.stderr)
-        sys.exit(1)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"lipsync-demo: error: {' '.join(str(err).split())}", file=sys.stderr)
-        sys.exit(1)
+        sys.exit(f"lipsync-demo: error: stage `{' '.join(map(str, err.cmd[1:4]))} ...` exited with status "
+                 f"{err.returncode}; fix what it reported and run the same command again to resume")
 
 
 def run(cfg: DictConfig) -> None:

@@ -24,13 +24,13 @@ from typing import Any
 import hydra
 import lightning as L
 import torch
-from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+
+from lipsync.cli import user_errors
 
 log = logging.getLogger(__name__)
 
@@ -117,13 +117,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
 def main(cfg: DictConfig) -> float | None:
     """Hydra entry point; returns the final ``train/loss`` (a sweep's objective). A configuration or data
     mistake (missing shards or weights, too few clips for a batch) is one line and exit status 1."""
-    try:
+    with user_errors("lipsync-train"):
         metrics = train(cfg)
-    except (ValueError, FileNotFoundError, InstantiationException, OmegaConfBaseException) as err:
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
-            raise
-        print(f"lipsync-train: error: {' '.join(str(err).split())}", file=sys.stderr)
-        sys.exit(1)
     return metrics.get("train/loss")
 
 

@@ -9,16 +9,14 @@ import argparse
 import logging
 import os
 import signal
-import sys
 from pathlib import Path
 
 os.environ.setdefault("GLOG_minloglevel", "2")  # MediaPipe's C++ logging: warnings and up only
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from hydra.errors import HydraException  # noqa: E402
-from omegaconf.errors import OmegaConfBaseException  # noqa: E402
 
 from lipsync.app.ui import AppSettings, build_app  # noqa: E402
+from lipsync.cli import user_errors  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -53,10 +51,8 @@ def main(argv: list[str] | None = None) -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # Gradio's own health checks, one line per request
     settings = AppSettings(ckpt_dir=args.ckpt_dir, demo_dir=args.demo_dir, queue_size=args.queue,
                            max_age_s=args.max_age, overrides=tuple(args.overrides))
-    try:
+    with user_errors("lipsync-app"):
         app = build_app(settings)  # composes conf/infer.yaml: a bad override fails here, in one line
-    except (HydraException, OmegaConfBaseException, ValueError) as err:
-        sys.exit(f"lipsync-app: error: {' '.join(str(err).split())}")
     print(f"lipsync app on http://{args.host}:{args.port} (checkpoints from {args.ckpt_dir.resolve()})")
     # `kill` (SIGTERM) stops the server like Ctrl-C does, so the job folders are removed on the way out.
     signal.signal(signal.SIGTERM, signal.default_int_handler)

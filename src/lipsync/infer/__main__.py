@@ -8,7 +8,6 @@ unsafe checkpoint) ends with one line on stderr and exit status 1: no traceback,
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 os.environ.setdefault("GLOG_minloglevel", "2")  # MediaPipe's C++ logging: warnings and up only
@@ -16,9 +15,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import hydra  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
-from omegaconf.errors import OmegaConfBaseException  # noqa: E402
 
 from lipsync.assets import ROOT  # noqa: E402
+from lipsync.cli import user_errors  # noqa: E402
 from lipsync.media import MediaError, _open  # noqa: E402
 
 REQUIRED = ("video", "audio", "ckpt", "output")
@@ -75,17 +74,8 @@ def run(cfg: DictConfig) -> Path:
 
 @hydra.main(config_path=str(ROOT / "conf"), config_name="infer", version_base="1.3")
 def _main(cfg: DictConfig) -> None:
-    try:
+    with user_errors("lipsync-infer"):
         run(cfg)
-    except (
-        MediaError,
-        ValueError,
-        FileNotFoundError,
-        OmegaConfBaseException,
-    ) as err:  # CheckpointError is a ValueError
-        message = " ".join(str(err).split())  # one line, whatever the exception held
-        print(f"lipsync-infer: error: {message}", file=sys.stderr)
-        sys.exit(1)
 
 
 def main() -> None:
