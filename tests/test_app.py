@@ -351,3 +351,12 @@ def test_side_by_side_pairs_each_result_frame_with_its_length_matched_source_fra
     np.testing.assert_allclose(left, np.array(src_levels)[source_indices(5, 8)], atol=6)
     np.testing.assert_allclose(right, res_levels, atol=6)
     assert not list(tmp_path.glob("*.npy")), "the scratch panel file must be removed"
+
+
+def test_a_bad_override_is_one_line_before_any_server_starts(tmp_path: Path) -> None:
+    from lipsync.app.__main__ import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["--ckpt-dir", str(tmp_path), "options.nosuch=1"])
+    assert str(info.value.code).startswith("lipsync-app: error: Could not override 'options.nosuch'")
+    assert "\n" not in str(info.value.code)
