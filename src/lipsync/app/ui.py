@@ -27,6 +27,7 @@ from lipsync.app.workdirs import WorkDirs  # noqa: E402
 from lipsync.infer import InferenceOptions  # noqa: E402
 from lipsync.infer.pipeline import PAPER_GUIDANCE  # noqa: E402
 from lipsync.infer.silence import POLICIES  # noqa: E402
+from lipsync.sampling.presets import PRESETS  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,8 @@ TITLE = "lipsync: audio-driven lip sync"
 INTRO = (f"# {TITLE}\nUpload a video with one visible face and the speech it should say (or pick an "
          "example), choose a checkpoint, and press **Lip-sync**. The result keeps the video's frame rate and "
          "resolution and carries your audio unchanged; it lasts as long as the audio.")
+PRESET_HELP = {"paper": "the paper's 15 Euler steps, guidance at every step",
+               "fast": "DPM-Solver++, few steps, guidance mid-trajectory: about 1/3 of the compute"}
 SILENCE_HELP = {"none": "move the lips everywhere", "keep": "keep the original mouth in pauses",
                 "close": "close the mouth in pauses"}
 
@@ -86,7 +89,10 @@ def _inputs_column(settings: AppSettings, examples: list[Example], d: InferenceO
                                 elem_id="ckpt", scale=4, info=f"pipeline folders under {settings.ckpt_dir}")
         w["refresh"] = gr.Button("Rescan", scale=1, size="sm")
     with gr.Accordion("Sampling", open=True):
-        w["steps"] = gr.Slider(1, 50, value=d.num_steps, step=1, label="Steps (EDM)", elem_id="steps")
+        w["preset"] = gr.Radio([(f"{p}: {PRESET_HELP.get(p, p)}", p) for p in PRESETS], value=d.preset,
+                               label="Speed preset", elem_id="preset")
+        w["steps"] = gr.Slider(1, 50, value=d.resolved().num_steps, step=1, label="Steps (EDM)",
+                               elem_id="steps", info="starts at the preset's; moving it overrides the preset")
         w["guidance"] = gr.Slider(1.0, 8.0, value=d.guidance_scale or PAPER_GUIDANCE, step=0.1,
                                   label="Guidance scale")
         w["seed"] = gr.Number(value=d.seed, precision=0, label="Seed")
@@ -106,13 +112,14 @@ def _outputs_column() -> dict[str, gr.components.Component]:
 
 
 def _request(settings: AppSettings, video: str | None, audio: str | None, ckpt: str | None, steps: float,
-             guidance: float, seed: float | None, silence: str) -> DubRequest:
+             guidance: float, seed: float | None, silence: str, preset: str) -> DubRequest:
     """The job a page submitted, its checkpoint label resolved to the folder (rescanned: it may be gone)."""
     choices = _checkpoint_choices(settings)
     if ckpt and ckpt not in choices:
         raise ValueError(f"checkpoint {ckpt!r} is no longer under {settings.ckpt_dir}; press Rescan")
     return DubRequest(Path(video) if video else None, Path(audio) if audio else None,
-                      choices[ckpt] if ckpt else None, int(steps), float(guidance), int(seed or 0), silence)
+                      choices[ckpt] if ckpt else None, int(steps), float(guidance), int(seed or 0), silence,
+                      preset)
 
 
 def build_app(settings: AppSettings, factory: PipelineFactory | None = None) -> "LipSyncApp":
@@ -129,10 +136,11 @@ def build_app(settings: AppSettings, factory: PipelineFactory | None = None) -> 
 
     # track_tqdm: the pipeline's own bars (faces, segments) drive the page's progress bar.
     def dub(video: str | None, audio: str | None, ckpt: str | None, steps: float, guidance: float,
-            seed: float | None, silence: str, progress: gr.Progress = gr.Progress(track_tqdm=True)) -> tuple:
+            seed: float | None, silence: str, preset: str,
+            progress: gr.Progress = gr.Progress(track_tqdm=True)) -> tuple:
         folder = workdirs.new()
         try:
-            request = _request(settings, video, audio, ckpt, steps, guidance, seed, silence)
+            request = _request(settings, video, audio, ckpt, steps, guidance, seed, silence, preset)
             out = run_dub(request, pipelines, folder, lambda fraction, desc: progress(fraction, desc=desc))
         except Exception as err:  # every failure becomes a message on the page; the app keeps serving
             workdirs.remove(folder)
@@ -156,12 +164,13 @@ def build_app(settings: AppSettings, factory: PipelineFactory | None = None) -> 
                 w = _inputs_column(settings, find_examples(settings.demo_dir, settings.assets_dir), defaults)
             with gr.Column():
                 o = _outputs_column()
-        inputs = [w[k] for k in ("video", "audio", "ckpt", "steps", "guidance", "seed", "silence")]
+        inputs = [w[k] for k in ("video", "audio", "ckpt", "steps", "guidance", "seed", "silence", "preset")]
         outputs = [o["result"], o["compare"], o["download"], o["status"], job_folder]
         run = w["run"].click(dub, inputs, outputs, concurrency_limit=1, concurrency_id="dub",
                              show_progress="full")
         # Gradio copied the results into its cache while answering, so the job folder can go now.
         run.success(lambda folder: workdirs.remove(folder), job_folder, job_folder, queue=False)
+        w["preset"].change(lambda p: PRESETS[p]["num_steps"], w["preset"], w["steps"], queue=False)
         w["refresh"].click(lambda: _refresh_checkpoints(settings), None, w["ckpt"], queue=False)
         app.load(lambda: _refresh_checkpoints(settings), None, w["ckpt"], queue=False)
     app.queue(default_concurrency_limit=1, max_size=settings.queue_size)

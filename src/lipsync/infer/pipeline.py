@@ -11,7 +11,7 @@ One call runs numbered phases, each a short method:
 4. audio: Whisper features once for the whole track, windows per output frame at its own time;
 5. reference: the ID-Guider once per video;
 6. generate: per 16-frame segment, crops -> masked-video latents (the net's ``clip_conditions``, as in
-   training) -> guided Euler on Karras sigmas ->
+   training) -> the guided solver (Euler by default; ``lipsync.sampling``) on Karras sigmas ->
    decode -> cross-fade with the previous segment -> paste back -> write (:mod:`.segments`, :mod:`.paste`).
 
 Memory is one segment of frames plus a small decoded window, whatever the video's length; the output
@@ -46,7 +46,8 @@ from lipsync.media import MODEL_SAMPLE_RATE, MediaError, VideoInfo, VideoWriter,
 from lipsync.models.audio import STEPS_PER_SECOND
 from lipsync.models.denoiser import Denoiser
 from lipsync.models.net import ReferenceCondition
-from lipsync.sampling import GuidedDenoiser, karras_sigmas, sample_euler
+from lipsync.sampling import GuidedDenoiser, get_sampler, karras_sigmas
+from lipsync.sampling.presets import PRESET_FIELDS, fill_from_preset
 from lipsync.sampling.samplers import SVD_SIGMA_MAX, SVD_SIGMA_MIN
 
 log = logging.getLogger(__name__)
@@ -57,14 +58,22 @@ class InferenceOptions:
     """Everything a call can change (``conf/infer.yaml`` key ``options``); defaults are the paper's.
 
     Attributes:
-        num_steps: Euler steps on Karras sigmas (paper: 15).
+        preset: fills every sampling option left at None (``sampler``, ``num_steps``,
+            ``guidance_interval``, ``overlap``): "paper" (SayAnything's settings) or "fast" (about a
+            third of the compute; ``lipsync.sampling.presets``, measured in ``bench_results/sampling.md``).
+        sampler: ODE solver on Karras sigmas: "euler" (paper), "heun" (EDM's 2nd order) or "dpmpp_2m"
+            (DPM-Solver++(2M)). None = the preset's.
+        num_steps: solver steps (paper: 15). None = the preset's.
+        guidance_interval: (lo, hi): guidance only where lo < sigma <= hi, the conditional pass alone
+            elsewhere (Kynkaanniemi et al. 2024). None = the preset's (paper: every step).
         guidance_scale: classifier-free guidance scale; the unconditional pass drops reference and
             audio, as in training (paper: 3.0). 1.0 runs the conditional pass only. None = the model's
             own (``sampling.cfg_scale`` of its training config, recorded by convert), else 3.0.
         audio_guidance_scale: set to guide audio separately: ``D_u + s (D_ref - D_u) + s_a (D_c - D_ref)``.
         sigma_min, sigma_max, rho: the Karras schedule; None = the model's own range (the ``sampling``
             node of its training config, recorded in the pipeline config), SVD's 0.002 / 700 when absent.
-        segment_length, overlap: frames per segment and shared with the next (paper: 16 and 4).
+        segment_length, overlap: frames per segment and shared with the next (paper: 16 and 4; overlap
+            None = the preset's).
         seed: seeds the reference choice and the per-frame initial noise.
         max_gap: face-less runs up to this many frames are filled from context (a detector blink);
             longer runs pass through unchanged.
@@ -81,14 +90,17 @@ class InferenceOptions:
         progress: show tqdm bars.
     """
 
-    num_steps: int = 15
+    preset: str = "paper"
+    sampler: str | None = None
+    num_steps: int | None = None
+    guidance_interval: tuple[float, float] | None = None
     guidance_scale: float | None = None
     audio_guidance_scale: float | None = None
     sigma_min: float | None = None
     sigma_max: float | None = None
     rho: float = 7.0
     segment_length: int = 16
-    overlap: int = 4
+    overlap: int | None = None
     seed: int = 0
     max_gap: int = 4
     fade: int = 6
@@ -107,11 +119,18 @@ class InferenceOptions:
         check_policy(self.silence)
         if self.paste_region not in ("mask", "face"):
             raise ValueError(f"paste_region must be 'mask' or 'face', got {self.paste_region!r}")
-        if self.num_steps < 1 or self.segment_length < 1 or not 0 <= self.overlap < self.segment_length:
+        r = fill_from_preset(self.preset, {k: getattr(self, k) for k in PRESET_FIELDS})
+        if r["num_steps"] < 1 or self.segment_length < 1 or not 0 <= r["overlap"] < self.segment_length:
             raise ValueError(
                 f"need num_steps >= 1, segment_length >= 1 and 0 <= overlap < segment_length; got "
-                f"{self.num_steps}, {self.segment_length}, {self.overlap}"
+                f"{r['num_steps']}, {self.segment_length}, {r['overlap']}"
             )
+        if len(r["guidance_interval"]) != 2 or not 0 <= r["guidance_interval"][0] < r["guidance_interval"][1]:
+            raise ValueError(f"guidance_interval must be [lo, hi] with 0 <= lo < hi, got {self.guidance_interval}")
+
+    def resolved(self) -> "InferenceOptions":
+        """These options with the preset's values in every sampling option left at None."""
+        return replace(self, **fill_from_preset(self.preset, {k: getattr(self, k) for k in PRESET_FIELDS}))
 
 
 PAPER_GUIDANCE = 3.0
@@ -336,7 +355,7 @@ class LipSyncPipeline:
         Raises:
             MediaError: a missing or unreadable file, no video or no audio stream, an empty clip.
         """
-        opts = replace(options or InferenceOptions(), **overrides)
+        opts = replace(options or InferenceOptions(), **overrides).resolved()
         clock = _Clock()
         info, native, native_rate, wave = self._read_inputs(video, audio)  # 1. inputs
         n_out = num_output_frames(native.shape[-1], native_rate, float(info.fps))
@@ -532,8 +551,9 @@ class LipSyncPipeline:
         z_m = cond["concat"]
         sigmas = karras_sigmas(opts.num_steps, *self.sigma_range(opts), opts.rho, device=self.device)
         noise = frame_noise(opts.seed, out_frames, tuple(z_m.shape[2:]), self.device, z_m.dtype)[None]
-        guided = GuidedDenoiser(self.denoiser, cond, self.guidance_scale(opts), opts.audio_guidance_scale)
-        z = sample_euler(guided, noise * sigmas[0], sigmas)
+        guided = GuidedDenoiser(self.denoiser, cond, self.guidance_scale(opts), opts.audio_guidance_scale,
+                                opts.guidance_interval)
+        z = get_sampler(opts.sampler)(guided, noise * sigmas[0], sigmas)
         pixels = self.vae.decode(z)[0].clamp(-1, 1).add(1).mul(127.5)  # (T, 3, S, S)
         return pixels.permute(0, 2, 3, 1).float().cpu().numpy()
 

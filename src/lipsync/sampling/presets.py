@@ -1,0 +1,39 @@
+"""Named speed presets: which solver, how many steps, where guidance runs, how much segments overlap.
+
+``paper`` is SayAnything's Appendix B (15 Euler steps on Karras sigmas, CFG at every step, 16-frame segments
+sharing 4 frames). ``fast`` is the cheapest point of ``benchmarks/bench_sampling.py``'s sweep whose held-out
+sync stayed within the measured run-to-run noise of ``paper`` (``bench_results/sampling.md``).
+
+A preset only fills the options a caller left unset (None): ``preset=fast, num_steps=10`` is the fast
+preset with 10 steps.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping
+
+from lipsync.sampling.samplers import get_sampler
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # SayAnything Appendix B: 15 Euler steps, guidance at every step, 16-frame segments sharing 4 frames.
+    "paper": {"sampler": "euler", "num_steps": 15, "guidance_interval": (0.0, math.inf), "overlap": 4},
+    # bench_results/sampling.md: DPM-Solver++(2M), 6 steps, guidance only for sigma in (0.25, 5].
+    "fast": {"sampler": "dpmpp_2m", "num_steps": 6, "guidance_interval": (0.25, 5.0), "overlap": 2},
+}
+PRESET_FIELDS = ("sampler", "num_steps", "guidance_interval", "overlap")
+
+
+def check_preset(name: str) -> None:
+    """A ValueError naming the known presets when ``name`` is not one."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; known: {sorted(PRESETS)}")
+
+
+def fill_from_preset(name: str, values: Mapping[str, Any]) -> dict[str, Any]:
+    """``values`` (of :data:`PRESET_FIELDS`) with every None replaced by preset ``name``'s value."""
+    check_preset(name)
+    filled = {k: PRESETS[name][k] if values.get(k) is None else values[k] for k in PRESET_FIELDS}
+    get_sampler(filled["sampler"])  # fails early, naming the known samplers
+    filled["guidance_interval"] = tuple(float(v) for v in filled["guidance_interval"])
+    return filled
