@@ -203,3 +203,36 @@ def test_the_models_recorded_noise_range_and_guidance_drive_the_sampling_call(me
     # 2 segments x 2 Karras steps (sigma_max, then sigma_min); batch 1 = no guidance pass, 2 = (uncond, cond)
     assert recorded == [(1, c_noise(20.0)), (1, c_noise(0.002))] * 2
     assert seen == [(2, c_noise(80.0)), (2, c_noise(0.002))] * 2
+
+
+def test_the_fast_preset_reaches_the_network_as_its_solver_steps_and_guidance_interval(media, pipe,
+                                                                                     tmp_path: Path) -> None:
+    """``preset="fast"``: DPM-Solver++(2M) at the preset's steps, the unconditional pass batched in only for
+    sigma inside the preset's interval; an explicit option (num_steps) still wins over the preset."""
+    from lipsync.sampling import evaluation_sigmas, karras_sigmas
+    from lipsync.sampling.presets import PRESETS
+
+    fast = PRESETS["fast"]
+    seen: list[tuple[int, float]] = []
+    hook = pipe.net.register_forward_pre_hook(
+        lambda _, args: seen.append((args[0].shape[0], float(args[1].flatten()[0]))))
+    before = pipe.config.get("sampling")
+    pipe.config["sampling"] = {"cfg_scale": 2.0, "sigma_min": 0.002, "sigma_max": 20.0}
+    try:
+        pipe(media["face"], media["short"], tmp_path / "fast.mp4", **{**FAST, "num_steps": None}, preset="fast")
+        preset_calls, seen[:] = list(seen), []
+        pipe(media["face"], media["short"], tmp_path / "fast4.mp4", **{**FAST, "num_steps": 4}, preset="fast")
+    finally:
+        hook.remove()
+        pipe.config.pop("sampling")
+        if before is not None:
+            pipe.config["sampling"] = before
+    lo, hi = fast["guidance_interval"]
+
+    def expected(steps: int) -> list:
+        sigmas = evaluation_sigmas(fast["sampler"], karras_sigmas(steps, 0.002, 20.0))
+        return [(2 if lo < s <= hi else 1, pytest.approx(0.25 * np.log(s), rel=1e-4)) for s in sigmas]
+
+    assert {b for b, _ in preset_calls} == {1, 2}  # guided inside the interval only
+    assert preset_calls == expected(fast["num_steps"]) * 2  # 21 frames: still 2 segments at the fast overlap
+    assert seen == expected(4) * 2

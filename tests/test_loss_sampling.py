@@ -9,7 +9,7 @@ from lipsync.models.denoiser import Denoiser
 from lipsync.models.loss import DSMLoss, LogNormalSigma
 from lipsync.models.precond import EDMPrecond, SVDPrecond
 from lipsync.sampling import (GuidedDenoiser, karras_sigmas, sample_dpmpp_2m, sample_euler, sample_heun,
-                              step_evaluations)
+                              evaluation_sigmas, network_passes)
 from lipsync.sampling.presets import PRESETS, fill_from_preset
 
 
@@ -135,14 +135,12 @@ def test_dpmpp_2m_first_step_is_euler_and_lands_on_a_point_mass():
     assert torch.allclose(sample_dpmpp_2m(D, x, sigmas[[0, 1]]), sample_euler(D, x, sigmas[[0, 1]]))
 
 
-@pytest.mark.parametrize("sampler", [sample_euler, sample_heun, sample_dpmpp_2m])
-def test_evaluations_per_step(sampler):
+@pytest.mark.parametrize("name,nfe", [("euler", 7), ("heun", 13), ("dpmpp_2m", 7)])
+def test_evaluations_per_step(name, nfe):
     sigmas = karras_sigmas(7, 0.002, 20.0)
-    seen = []
-    sampler(lambda x, s: seen.append(float(s)) or x * 0, torch.ones(1), sigmas)
-    name = {sample_euler: "euler", sample_heun: "heun", sample_dpmpp_2m: "dpmpp_2m"}[sampler]
-    assert len(seen) == step_evaluations(name, 7) == (13 if sampler is sample_heun else 7)
-    assert 0.0 not in seen  # the denoiser is never asked about sigma = 0
+    seen = evaluation_sigmas(name, sigmas)
+    assert len(seen) == nfe and 0.0 not in seen  # the denoiser is never asked about sigma = 0
+    assert seen[:1] == [20.0] and set(seen) <= set(sigmas[:-1].tolist())
 
 
 def test_second_order_solvers_at_15_steps_are_three_times_closer_than_euler():
@@ -177,6 +175,10 @@ def test_guidance_interval_runs_the_unconditional_pass_only_inside():
     sample_euler(g, x, sigmas)
     guided = int(((sigmas[:-1] > 0.5) & (sigmas[:-1] <= 5.0)).sum())
     assert 0 < guided < 8 and g.passes == 8 + guided
+    assert network_passes(evaluation_sigmas("euler", sigmas), 2, (0.5, 5.0)) == g.passes
+    g = GuidedDenoiser(D, cond, scale=3.0, interval=(0.5, 5.0))
+    sample_heun(g, x, sigmas)
+    assert network_passes(evaluation_sigmas("heun", sigmas), 2, (0.5, 5.0)) == g.passes > 15
     with pytest.raises(ValueError, match="0 <= lo < hi"):
         GuidedDenoiser(D, cond, interval=(2.0, 1.0))
 

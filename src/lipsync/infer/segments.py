@@ -58,6 +58,17 @@ def plan_segments(num_frames: int, length: int = 16, overlap: int = 4) -> list[S
     return segments
 
 
+def segment_boundaries(segments: list[Segment], num_frames: int) -> np.ndarray:
+    """(num_frames - 1,) bool: transition t -> t + 1 changes the set of windows that made the frame.
+
+    With no overlap that is each window's first frame; with overlap, both ends of every cross-fade.
+    """
+    member = np.zeros((num_frames, len(segments)), bool)
+    for k, seg in enumerate(segments):
+        member[seg.start:seg.stop, k] = True
+    return (member[1:] != member[:-1]).any(axis=1)
+
+
 def blend_weights(shared: int) -> np.ndarray:
     """Weight of the *newer* window on each of ``shared`` frames: ``(k + 1) / (shared + 1)``, rising linearly.
 

@@ -1,23 +1,24 @@
 """Samplers that know only a denoiser callable ``D(x, sigma) -> x0`` (k-diffusion style)."""
 
-from lipsync.sampling.guidance import GuidedDenoiser
+from lipsync.sampling.guidance import GuidedDenoiser, network_passes
 from lipsync.sampling.samplers import (
     SAMPLERS,
+    evaluation_sigmas,
     get_sampler,
     karras_sigmas,
     sample_dpmpp_2m,
     sample_euler,
     sample_heun,
-    step_evaluations,
 )
 
 __all__ = [
     "GuidedDenoiser",
     "SAMPLERS",
+    "evaluation_sigmas",
     "get_sampler",
     "karras_sigmas",
+    "network_passes",
     "sample_dpmpp_2m",
     "sample_euler",
     "sample_heun",
-    "step_evaluations",
 ]

@@ -68,3 +68,11 @@ class GuidedDenoiser:
             return uncond + self.scale * (full - uncond)
         uncond, ref_only, full = out
         return uncond + self.scale * (ref_only - uncond) + self.audio_scale * (full - ref_only)  # type: ignore[operator]
+
+
+def network_passes(sigmas: list[float], guided_passes: int = 2,
+                   interval: tuple[float, float] = (0.0, math.inf)) -> int:
+    """Network passes per sample for denoiser calls at ``sigmas`` (e.g. ``evaluation_sigmas``):
+    ``guided_passes`` inside ``interval`` (lo, hi], one outside; what :class:`GuidedDenoiser` counts."""
+    lo, hi = interval
+    return sum(guided_passes if guided_passes > 1 and lo < s <= hi else 1 for s in sigmas)

@@ -92,9 +92,17 @@ def sample_dpmpp_2m(denoise: DenoiseFn, x: Tensor, sigmas: Tensor, callback: Cal
     return x
 
 
-def step_evaluations(sampler: str, num_steps: int) -> int:
-    """Denoiser calls of ``num_steps`` steps of ``sampler`` on a schedule ending at sigma = 0."""
-    return 2 * num_steps - 1 if SAMPLERS[sampler] is sample_heun else num_steps
+def evaluation_sigmas(sampler: str, sigmas: Tensor) -> list[float]:
+    """The noise levels at which ``sampler`` calls the denoiser on schedule ``sigmas`` (a dry run on a
+    scalar; length = the NFE: ``n`` for Euler and DPM-Solver++(2M), ``2n - 1`` for Heun)."""
+    seen: list[float] = []
+
+    def record(x: Tensor, sigma: Tensor) -> Tensor:
+        seen.append(float(sigma))
+        return torch.zeros_like(x)
+
+    get_sampler(sampler)(record, torch.ones(1, dtype=sigmas.dtype), sigmas)
+    return seen
 
 
 # The names users pick (``options.sampler``); each value is a plain function above.

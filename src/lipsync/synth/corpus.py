@@ -74,6 +74,22 @@ def synth_sample(seed: int, index: int, seconds: float, size: int = 128, videos_
     return SynthSample(index, identity_id, ident, clip, video)
 
 
+def redubbed_truth(video: str | os.PathLike, driving_wave: np.ndarray) -> RenderedVideo:
+    """Corpus video A as it would look had its person said ``driving_wave`` (16 kHz mono) instead.
+
+    A's identity, head motion and blinks (the renderer's draws replayed from A's seed and index), with
+    the mouth opening the driving speech asks for: the ground truth a cross-driven dub of A is compared
+    with. Driven by A's own audio it redraws A exactly.
+    """
+    meta = json.loads(Path(f"{video}.json").read_text())
+    n, seed, index = int(meta["num_frames"]), int(meta["seed"]), int(meta["index"])
+    ident, voice = person(seed, int(meta["identity_id"]))
+    rng = np.random.default_rng([seed, 1, index])
+    speech_clip(n / MODEL_FPS, rng, voice)  # advances rng exactly as synth_sample did before the motion
+    motion = sample_motion(rng, n, MODEL_FPS)
+    return render_video(ident, motion, mouth_opening_from_audio(driving_wave, n), size=int(meta["size"]))
+
+
 def write_sample(sample: SynthSample, folder: str | os.PathLike, seed: int, crf: int = 15) -> Path:
     """Write the truth files, then the mp4 (each atomically); returns the mp4 path."""
     path = Path(folder) / video_name(sample.index)

@@ -1,0 +1,296 @@
+"""Fast sampling against lip sync: steps x solver x guidance interval x overlap on a trained model (issue 14).
+
+    python benchmarks/bench_sampling.py                       # ~40 min on 2 shared cores; resumes
+    python benchmarks/bench_sampling.py --model DIR --rows paper fast --seeds 0
+
+Every row dubs the same held-out pairs of the synthetic world (each held-out identity A driven by the next
+one's speech B; rendered with the demo's held-out seed) with each sampling seed (``options.seed``: the
+initial noise and the reference frame), and scores on the output pixels:
+
+- **sync** / **leak**: as the demo (correlation of the measured mouth opening with B's / with A's own);
+- **SSIM in the edit region**: against the true cross-driven video (A's identity, head motion and blinks
+  re-rendered with the mouth B's speech opens, :func:`lipsync.synth.corpus.redubbed_truth`), inside the
+  pipeline's paste region per frame;
+- **seam ratio**: temporal change in the edit region across segment boundaries over that inside segments
+  (:func:`lipsync.synth.measure.seam_ratio`; about 1 = invisible seams), with the truth's own ratio beside.
+
+Cost per row, counted at **full size** the way ``bench_infer.py`` counts the paper's 477 TFLOP per second:
+network passes per 16-frame segment (NFE, with the unconditional pass only where guidance runs) x
+segments per second of 25 fps output (25 / (16 - overlap)) x one full-size net pass (7.64 TFLOP); the total
+adds the VAE encode + decode per segment and Whisper (the paper's settings: 531). Per-call FLOPs come from
+``bench_results/infer.json`` (``bench_infer.py``), counted again on meta tensors when it is missing.
+
+Noise: each row is compared with ``paper`` pair by pair and seed by seed (paired differences, their mean
+and standard error), and the ``paper`` row's own seed-to-seed difference is the run-to-run spread. A row
+"keeps sync" when its mean sync is no lower than paper's by more than max(2 SE, that spread).
+
+Model: ``--model``, default the shipped model (``models/showcase``) when the repo has one, else the
+demo's (``outputs/demo/model``; ``make demo`` trains it). Results: bench_results/sampling.{json,md,png}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench_results"
+SHIPPED, DEMO_MODEL = ROOT / "models" / "showcase", ROOT / "outputs" / "demo" / "model"
+FPS, SEGMENT = 25.0, 16
+MID = (0.25, 5.0)  # guidance interval tried: the middle of the trajectory (Kynkaanniemi et al. 2024)
+HIGH = (1.0, math.inf)  # guidance only early (large sigma)
+
+# name -> InferenceOptions overrides (on the paper preset). Budget: 150 TFLOP/s at full size.
+ROWS: dict[str, dict] = {
+    "paper": {},
+    "euler_8": {"num_steps": 8},
+    "heun_5": {"sampler": "heun", "num_steps": 5},
+    "dpmpp_2m_8": {"sampler": "dpmpp_2m", "num_steps": 8},
+    "dpmpp_2m_6": {"sampler": "dpmpp_2m", "num_steps": 6},
+    "dpmpp_2m_4": {"sampler": "dpmpp_2m", "num_steps": 4},
+    "euler_15_mid": {"guidance_interval": MID},
+    "dpmpp_2m_6_mid": {"sampler": "dpmpp_2m", "num_steps": 6, "guidance_interval": MID},
+    "dpmpp_2m_6_high": {"sampler": "dpmpp_2m", "num_steps": 6, "guidance_interval": HIGH},
+    "dpmpp_2m_8_mid": {"sampler": "dpmpp_2m", "num_steps": 8, "guidance_interval": MID},
+    "dpmpp_2m_6_mid_ov0": {"sampler": "dpmpp_2m", "num_steps": 6, "guidance_interval": MID, "overlap": 0},
+    "fast": {"preset": "fast"},
+}
+
+
+# --- inputs -----------------------------------------------------------------------------------------
+def default_model() -> Path:
+    for folder in (SHIPPED, DEMO_MODEL):
+        if (folder / "config.json").exists():
+            return folder
+    sys.exit(f"bench_sampling: no trained model: neither {SHIPPED} nor {DEMO_MODEL} exists; run `make demo` "
+             "or pass --model DIR")
+
+
+def heldout_pairs(folder: Path, videos: int) -> list[tuple[Path, Path, Path]]:
+    """(A, B, B's 16 kHz wav) for the demo's held-out identities (seed 1000), rendered once."""
+    from lipsync.demo import driving_wav, pairs
+    from lipsync.synth.corpus import render_corpus
+
+    render_corpus(folder, videos, 8.0, 128, seed=1000, workers=1)
+    return [(a, b, driving_wav(b, folder)) for a, b in pairs(folder)]
+
+
+# --- one dub, scored -----------------------------------------------------------------------------------
+def score_dub(pipe, opts, a: Path, b: Path, wav: Path, output: Path) -> dict:
+    """Dub A with B's speech under ``opts`` and score the pixels (cached beside the video as JSON)."""
+    from lipsync import media
+    from lipsync.infer.segments import plan_segments, segment_boundaries
+    from lipsync.synth.corpus import load_truth, redubbed_truth
+    from lipsync.synth.measure import leak_score, region_ssim, seam_ratio, sync_score
+
+    cached = output.with_suffix(".json")
+    if cached.exists():
+        return json.loads(cached.read_text())
+    result = pipe(a, wav, output, options=opts)
+    frames, (audio, _) = media.read_frames(output), media.read_audio(wav)
+    truth, target = load_truth(a), redubbed_truth(a, audio)
+    n = min(len(frames), len(truth.opening))
+    regions = result.paste_region[:n]
+    boundary = segment_boundaries(plan_segments(n, opts.segment_length, opts.overlap), n)
+    row = {"sync": sync_score(frames[:n], truth.boxes[:n], audio),
+           "leak": leak_score(frames[:n], truth.boxes[:n], truth.opening[:n]),
+           "ssim": float(region_ssim(frames[:n], target.frames[:n], regions).mean()),
+           "seam": seam_ratio(frames[:n], regions, boundary),
+           "seam_truth": seam_ratio(target.frames[:n], regions, boundary),
+           "generate_s_per_s": result.timings["generate"] / (n / float(result.fps))}
+    with media.atomic_path(cached) as tmp:
+        tmp.write_text(json.dumps(row))
+    return row
+
+
+# --- cost at full size -------------------------------------------------------------------------------------
+def per_call_tflop() -> dict[str, float]:
+    saved = RESULTS / "infer.json"
+    if saved.exists():
+        return json.loads(saved.read_text())["flops"]["per_call_tflop"]
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from bench_infer import count_flops
+
+    return count_flops()["per_call_tflop"]
+
+
+def cost(opts, sigma_range: tuple[float, float], guided_passes: int, calls: dict[str, float]) -> dict:
+    """NFE per segment and full-size TFLOP per second of 25 fps output for the resolved options."""
+    from lipsync.sampling import evaluation_sigmas, karras_sigmas, network_passes
+
+    sigmas = evaluation_sigmas(opts.sampler, karras_sigmas(opts.num_steps, *sigma_range, opts.rho).double())
+    passes = network_passes(sigmas, guided_passes, opts.guidance_interval)
+    segments_per_s = FPS / (opts.segment_length - opts.overlap)
+    net = segments_per_s * passes * calls["lipsync_net_pass_16f"]
+    vae = segments_per_s * (calls["vae_encode_16f"] + calls["vae_decode_16f"])
+    return {"nfe": len(sigmas), "passes_per_segment": passes, "tflop_net": net,
+            "tflop_total": net + vae + calls["whisper_tiny_30s"] / 30}
+
+
+# --- the sweep -------------------------------------------------------------------------------------------
+def run_row(name: str, pipe, pairs, seeds: list[int], out: Path, log) -> dict:
+    from lipsync.infer.pipeline import InferenceOptions
+
+    scores = {}
+    for seed in seeds:
+        opts = InferenceOptions(**{**ROWS[name], "seed": seed, "progress": False}).resolved()
+        for a, b, wav in pairs:
+            folder = out / "rows" / name / f"seed{seed}"
+            folder.mkdir(parents=True, exist_ok=True)
+            t0 = time.perf_counter()
+            scores[f"{a.stem}/{seed}"] = score_dub(pipe, opts, a, b, wav, folder / f"{a.stem}__{b.stem}.mp4")
+            log(f"{name} seed {seed} {a.stem}: {scores[f'{a.stem}/{seed}']} ({time.perf_counter() - t0:.0f} s)")
+    return scores
+
+
+def summarize(rows: dict[str, dict], seeds: list[int]) -> dict[str, dict]:
+    """Per row: means and spreads of every metric, and sync paired against ``paper``."""
+    paper = rows["paper"]["scores"]
+    seed_means = {s: np.mean([v["sync"] for k, v in paper.items() if k.endswith(f"/{s}")]) for s in seeds}
+    spread = float(np.ptp(list(seed_means.values()))) if len(seeds) > 1 else float("nan")
+    out = {}
+    for name, row in rows.items():
+        sc = row["scores"]
+        keys = sorted(set(sc) & set(paper))
+        delta = np.array([sc[k]["sync"] - paper[k]["sync"] for k in keys])
+        se = float(delta.std(ddof=1) / math.sqrt(len(delta))) if len(delta) > 1 else float("nan")
+        by_seed = [np.mean([v["sync"] for k, v in sc.items() if k.endswith(f"/{s}")]) for s in seeds]
+        stats = {m: (float(np.mean([v[m] for v in sc.values()])), float(np.std([v[m] for v in sc.values()])))
+                 for m in ("sync", "leak", "ssim", "seam", "seam_truth", "generate_s_per_s")}
+        margin = max(2 * se, spread) if name != "paper" else float("nan")
+        out[name] = {**row["cost"], "options": row["options"], "metrics": stats,
+                     "sync_by_seed": [float(x) for x in by_seed], "sync_delta_vs_paper": float(delta.mean()),
+                     "sync_delta_se": se, "keeps_sync": bool(name == "paper" or delta.mean() >= -margin),
+                     "dubs": len(sc)}
+    out["_noise"] = {"paper_seed_spread": spread, "criterion": "mean sync >= paper - max(2 SE, spread)"}
+    return out
+
+
+def plot(summary: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = {k: v for k, v in summary.items() if not k.startswith("_")}
+    fig, axes = plt.subplots(2, 3, figsize=(15, 8))
+    colours = {"euler": "tab:blue", "heun": "tab:orange", "dpmpp_2m": "tab:green"}
+    for j, (metric, label) in enumerate([("sync", "held-out sync"), ("leak", "leak"),
+                                         ("ssim", "SSIM in the edit region")]):
+        for i, (x, xlabel) in enumerate([("passes_per_segment", "network passes per segment (NFE x CFG)"),
+                                         ("tflop_net", "full-size TFLOP per output second (net)")]):
+            ax = axes[i, j]
+            for name, r in rows.items():
+                mean, sd = r["metrics"][metric]
+                marker = "*" if name in ("paper", "fast") else ("s" if r["options"]["overlap"] != 4 else "o")
+                ax.errorbar(r[x], mean, yerr=sd / math.sqrt(max(r["dubs"], 1)), fmt=marker, ms=10 if marker == "*"
+                            else 6, color=colours.get(r["options"]["sampler"], "k"), capsize=3)
+                ax.annotate(name, (r[x], mean), fontsize=7, xytext=(3, 3), textcoords="offset points")
+            if x == "tflop_net":
+                ax.axvline(150, color="grey", ls="--", lw=1)
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel(label)
+            ax.grid(alpha=0.3)
+    fig.suptitle("sampling cost vs quality (blue Euler, orange Heun, green DPM-Solver++(2M); squares: less "
+                 "overlap; bars: standard error over pairs x seeds; dashed: 150 TFLOP/s)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def write_report(summary: dict, meta: dict) -> None:
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "sampling.json").write_text(json.dumps({"meta": meta, "rows": summary}, indent=1))
+    rows = {k: v for k, v in summary.items() if not k.startswith("_")}
+    lines = ["# Sampling sweep (`python benchmarks/bench_sampling.py`)", "",
+             f"Model `{meta['model']}` (guidance scale {meta['guidance']}, sigma {meta['sigma_range'][0]:g} to "
+             f"{meta['sigma_range'][1]:g}); {meta['pairs']} held-out pairs x seeds {meta['seeds']} = "
+             f"{meta['pairs'] * len(meta['seeds'])} dubs per row, the same in every row. "
+             f"{meta['machine']}; {meta['wall_minutes']:.0f} min.", "",
+             "| row | sampler | steps | guidance interval | overlap | NFE | passes / segment | TFLOP/s net "
+             "(total) | sync | Δ sync vs paper (± SE) | keeps sync | leak | SSIM (edit region) | seam ratio "
+             "(truth) | CPU s per s |", "|" + "---|" * 15]
+    for name, r in sorted(rows.items(), key=lambda kv: -kv[1]["tflop_net"]):
+        o, m = r["options"], r["metrics"]
+        lo, hi = o["guidance_interval"]
+        interval = "all" if lo == 0 and math.isinf(hi) else f"({lo:g}, {hi:g}]"
+        lines.append(
+            f"| {'**' + name + '**' if name in ('paper', 'fast') else name} | {o['sampler']} | {o['num_steps']} | "
+            f"{interval} | {o['overlap']} | {r['nfe']} | {r['passes_per_segment']} | {r['tflop_net']:.0f} "
+            f"({r['tflop_total']:.0f}) | {m['sync'][0]:.3f} ± {m['sync'][1]:.2f} | "
+            f"{r['sync_delta_vs_paper']:+.3f} ± {r['sync_delta_se']:.3f} | {'yes' if r['keeps_sync'] else 'no'} | "
+            f"{m['leak'][0]:.2f} | {m['ssim'][0]:.3f} | {m['seam'][0]:.2f} ({m['seam_truth'][0]:.2f}) | "
+            f"{m['generate_s_per_s'][0]:.1f} |")
+    noise = summary["_noise"]
+    cheapest = min((r for r in rows.values() if r["keeps_sync"]), key=lambda r: r["tflop_net"])
+    name = next(k for k, v in rows.items() if v is cheapest)
+    lines += ["", f"Run-to-run spread: the paper row's mean sync differs by {noise['paper_seed_spread']:.3f} "
+              f"between sampling seeds; a row keeps sync when {noise['criterion']} (paired over the same "
+              f"pairs and seeds). Cheapest row that keeps sync: **{name}** at {cheapest['tflop_net']:.0f} "
+              f"TFLOP per output second (net; {cheapest['tflop_total']:.0f} with VAE and Whisper).", "",
+              "sync / leak: correlation of the measured mouth opening with the driving speech's / the source's "
+              "own; SSIM: against the true cross-driven render inside the paste region; seam ratio: temporal "
+              "change across segment boundaries / inside segments in the edit region (1 = no seam), the "
+              "true render's own ratio in brackets; CPU s per s: the tiny model's generate phase on this "
+              "machine (shared cores; indicative only).", "", "![sampling sweep](sampling.png)", ""]
+    (RESULTS / "sampling.md").write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, default=None)
+    parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "sampling_sweep")
+    parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
+    parser.add_argument("--pairs", type=int, default=4, help="held-out identities (each is one pair)")
+    args = parser.parse_args()
+    if "paper" not in args.rows:
+        args.rows.insert(0, "paper")
+    import torch
+
+    from lipsync.data.faces import LandmarksFileFaces
+    from lipsync.infer.pipeline import InferenceOptions, LipSyncPipeline
+
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    model = args.model or default_model()
+    t0 = time.time()
+    args.out.mkdir(parents=True, exist_ok=True)
+    logfile = (args.out / "sweep.log").open("a")
+
+    def log(text: str) -> None:
+        print(text, flush=True)
+        logfile.write(text + "\n")
+        logfile.flush()
+
+    pairs = heldout_pairs(args.out / "heldout", args.pairs)
+    pipe = LipSyncPipeline.from_pretrained(model, faces=LandmarksFileFaces(), generated_faces=None)
+    calls = per_call_tflop()
+    base = InferenceOptions()
+    sigma_range, guidance = pipe.sigma_range(base), pipe.guidance_scale(base)
+    rows = {}
+    for name in args.rows:
+        opts = InferenceOptions(**ROWS[name]).resolved()
+        rows[name] = {"options": {k: getattr(opts, k) for k in ("sampler", "num_steps", "guidance_interval",
+                                                                "overlap")},
+                      "cost": cost(opts, sigma_range, 2 if guidance != 1 else 1, calls),
+                      "scores": run_row(name, pipe, pairs, args.seeds, args.out, log)}
+    summary = summarize(rows, args.seeds)
+    meta = {"model": str(model.relative_to(ROOT) if model.is_relative_to(ROOT) else model), "guidance": guidance,
+            "sigma_range": sigma_range, "seeds": args.seeds, "pairs": len(pairs),
+            "machine": f"{os.cpu_count()} CPU cores (shared), torch {torch.__version__}",
+            "wall_minutes": (time.time() - t0) / 60, "per_call_tflop": calls}
+    RESULTS.mkdir(exist_ok=True)
+    plot(summary, RESULTS / "sampling.png")
+    write_report(summary, meta)
+
+
+if __name__ == "__main__":
+    main()
