@@ -201,3 +201,13 @@ def test_frame_source_serves_ping_pong_order_exactly(tmp_path) -> None:
     assert all(np.array_equal(source[int(i)], decoded[i]) for i in order)
     assert source.seeks < 20  # backward runs reuse the decoded window instead of seeking per frame
     source.close()
+
+
+def test_segment_boundaries_mark_where_the_windows_that_made_a_frame_change() -> None:
+    from lipsync.infer.segments import segment_boundaries
+
+    hard = segment_boundaries(plan_segments(48, 16, 0), 48)
+    assert np.flatnonzero(hard).tolist() == [15, 31]  # 15 -> 16 and 31 -> 32
+    faded = segment_boundaries(plan_segments(40, 16, 4), 40)
+    # windows [0, 16), [12, 28), [24, 40): cross-fades over 12-15 and 24-27 start and end there
+    assert np.flatnonzero(faded).tolist() == [11, 15, 23, 27]

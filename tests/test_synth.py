@@ -159,3 +159,19 @@ def test_shipped_config_runs_the_command(tmp_path, capsys) -> None:
     assert json.loads(capsys.readouterr().out)["rendered"] == 1
     assert media.probe(tmp_path / corpus.video_name(0)).num_frames == 10
     assert json.loads((tmp_path / "index.json").read_text())["videos"][0]["video"] == corpus.video_name(0)
+
+
+def test_redubbed_truth_is_the_same_person_and_motion_with_the_driving_mouth(tmp_path) -> None:
+    """Driven by its own speech the redub redraws the corpus video exactly; driven by another clip's speech
+    it keeps head motion and blinks (eyes and box top unchanged) and opens the mouth as that speech asks."""
+    corpus.render_corpus(tmp_path, num_videos=2, seconds=1.0, size=64, seed=5, workers=1, progress=False)
+    a = tmp_path / corpus.video_name(0)
+    own, other = corpus.synth_sample(5, 0, 1.0, 64), corpus.synth_sample(5, 1, 1.0, 64)
+    same = corpus.redubbed_truth(a, own.speech.wave)
+    np.testing.assert_array_equal(same.frames, own.video.frames)
+    redub = corpus.redubbed_truth(a, other.speech.wave)
+    np.testing.assert_allclose(redub.opening, other.video.opening)
+    np.testing.assert_allclose(redub.blink, own.video.blink)
+    eyes = slice(36, 48)  # iBUG 68 eye points do not move with the mouth
+    np.testing.assert_allclose(redub.landmarks[:, eyes], own.video.landmarks[:, eyes], atol=1e-4)
+    assert np.abs(redub.opening - own.video.opening).max() > 0.1  # a different mouth
