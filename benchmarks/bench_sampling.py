@@ -34,6 +34,7 @@ import argparse
 import json
 import math
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -47,30 +48,33 @@ FPS, SEGMENT = 25.0, 16
 MID = (0.25, 5.0)  # guidance interval tried: the middle of the trajectory (Kynkaanniemi et al. 2024)
 HIGH = (1.0, math.inf)  # guidance only early (large sigma)
 
-# name -> InferenceOptions overrides (on the paper preset). Budget: 150 TFLOP/s at full size.
+# name -> InferenceOptions overrides (on the paper preset), most informative first (the report is rewritten
+# after every finished row, so a cut-short sweep still reports). Budget: 150 TFLOP/s at full size.
 ROWS: dict[str, dict] = {
     "paper": {},
-    "euler_8": {"num_steps": 8},
-    "heun_5": {"sampler": "heun", "num_steps": 5},
-    "dpmpp_2m_8": {"sampler": "dpmpp_2m", "num_steps": 8},
-    "dpmpp_2m_6": {"sampler": "dpmpp_2m", "num_steps": 6},
-    "dpmpp_2m_4": {"sampler": "dpmpp_2m", "num_steps": 4},
-    "euler_15_mid": {"guidance_interval": MID},
-    "dpmpp_2m_6_mid": {"sampler": "dpmpp_2m", "num_steps": 6, "guidance_interval": MID},
-    "dpmpp_2m_6_high": {"sampler": "dpmpp_2m", "num_steps": 6, "guidance_interval": HIGH},
-    "dpmpp_2m_8_mid": {"sampler": "dpmpp_2m", "num_steps": 8, "guidance_interval": MID},
-    "dpmpp_2m_6_mid_ov0": {"sampler": "dpmpp_2m", "num_steps": 6, "guidance_interval": MID, "overlap": 0},
     "fast": {"preset": "fast"},
+    "dpmpp_2m_6_mid_ov0": {"sampler": "dpmpp_2m", "num_steps": 6, "guidance_interval": MID, "overlap": 0},
+    "dpmpp_2m_6_mid": {"sampler": "dpmpp_2m", "num_steps": 6, "guidance_interval": MID},
+    "dpmpp_2m_6": {"sampler": "dpmpp_2m", "num_steps": 6},
+    "euler_8": {"num_steps": 8},
+    "dpmpp_2m_8": {"sampler": "dpmpp_2m", "num_steps": 8},
+    "heun_5": {"sampler": "heun", "num_steps": 5},
+    "dpmpp_2m_4": {"sampler": "dpmpp_2m", "num_steps": 4},
+    "dpmpp_2m_6_high": {"sampler": "dpmpp_2m", "num_steps": 6, "guidance_interval": HIGH},
+    "euler_15_mid": {"guidance_interval": MID},
 }
 
 
 # --- inputs -----------------------------------------------------------------------------------------
 def default_model() -> Path:
+    """The shipped model, else the demo's; with neither, train the demo's (``make demo``, ~15 min)."""
     for folder in (SHIPPED, DEMO_MODEL):
         if (folder / "config.json").exists():
             return folder
-    sys.exit(f"bench_sampling: no trained model: neither {SHIPPED} nor {DEMO_MODEL} exists; run `make demo` "
-             "or pass --model DIR")
+    print(f"bench_sampling: no trained model at {SHIPPED} or {DEMO_MODEL}: running the demo to train one",
+          flush=True)
+    subprocess.run([sys.executable, "-m", "lipsync.demo", f"out={DEMO_MODEL.parent}"], check=True, cwd=ROOT)
+    return DEMO_MODEL
 
 
 def heldout_pairs(folder: Path, videos: int) -> list[tuple[Path, Path, Path]]:
@@ -82,12 +86,23 @@ def heldout_pairs(folder: Path, videos: int) -> list[tuple[Path, Path, Path]]:
     return [(a, b, driving_wav(b, folder)) for a, b in pairs(folder)]
 
 
+def _truth_frames(a: Path, b: Path, audio: np.ndarray) -> np.ndarray:
+    """A re-rendered with B's mouth (cached beside A: the same for every row and seed)."""
+    from lipsync.synth.corpus import redubbed_truth
+
+    cached = a.parent / f"{a.stem}__{b.stem}.truth.npz"
+    if not cached.exists():
+        np.savez_compressed(cached, frames=redubbed_truth(a, audio).frames)
+    with np.load(cached) as data:
+        return data["frames"]
+
+
 # --- one dub, scored -----------------------------------------------------------------------------------
 def score_dub(pipe, opts, a: Path, b: Path, wav: Path, output: Path) -> dict:
     """Dub A with B's speech under ``opts`` and score the pixels (cached beside the video as JSON)."""
     from lipsync import media
     from lipsync.infer.segments import plan_segments, segment_boundaries
-    from lipsync.synth.corpus import load_truth, redubbed_truth
+    from lipsync.synth.corpus import load_truth
     from lipsync.synth.measure import leak_score, region_ssim, seam_ratio, sync_score
 
     cached = output.with_suffix(".json")
@@ -95,15 +110,15 @@ def score_dub(pipe, opts, a: Path, b: Path, wav: Path, output: Path) -> dict:
         return json.loads(cached.read_text())
     result = pipe(a, wav, output, options=opts)
     frames, (audio, _) = media.read_frames(output), media.read_audio(wav)
-    truth, target = load_truth(a), redubbed_truth(a, audio)
+    truth, target = load_truth(a), _truth_frames(a, b, audio)
     n = min(len(frames), len(truth.opening))
     regions = result.paste_region[:n]
     boundary = segment_boundaries(plan_segments(n, opts.segment_length, opts.overlap), n)
     row = {"sync": sync_score(frames[:n], truth.boxes[:n], audio),
            "leak": leak_score(frames[:n], truth.boxes[:n], truth.opening[:n]),
-           "ssim": float(region_ssim(frames[:n], target.frames[:n], regions).mean()),
+           "ssim": float(region_ssim(frames[:n], target[:n], regions).mean()),
            "seam": seam_ratio(frames[:n], regions, boundary),
-           "seam_truth": seam_ratio(target.frames[:n], regions, boundary),
+           "seam_truth": seam_ratio(target[:n], regions, boundary),
            "generate_s_per_s": result.timings["generate"] / (n / float(result.fps))}
     with media.atomic_path(cached) as tmp:
         tmp.write_text(json.dumps(row))
@@ -135,19 +150,51 @@ def cost(opts, sigma_range: tuple[float, float], guided_passes: int, calls: dict
 
 
 # --- the sweep -------------------------------------------------------------------------------------------
-def run_row(name: str, pipe, pairs, seeds: list[int], out: Path, log) -> dict:
+_WORKER: dict = {}
+
+
+def _load(model: Path) -> None:
+    """Per process: one thread, one pipeline (true landmarks as the face backend, as the demo)."""
+    import torch
+
+    from lipsync.data.faces import LandmarksFileFaces
+    from lipsync.infer.pipeline import LipSyncPipeline
+
+    torch.set_num_threads(1)
+    _WORKER["pipe"] = LipSyncPipeline.from_pretrained(model, faces=LandmarksFileFaces(), generated_faces=None)
+
+
+def _dub(task: tuple) -> tuple[str, str, dict]:
+    name, overrides, seed, a, b, wav, out = task
     from lipsync.infer.pipeline import InferenceOptions
 
-    scores = {}
-    for seed in seeds:
-        opts = InferenceOptions(**{**ROWS[name], "seed": seed, "progress": False}).resolved()
-        for a, b, wav in pairs:
-            folder = out / "rows" / name / f"seed{seed}"
-            folder.mkdir(parents=True, exist_ok=True)
-            t0 = time.perf_counter()
-            scores[f"{a.stem}/{seed}"] = score_dub(pipe, opts, a, b, wav, folder / f"{a.stem}__{b.stem}.mp4")
-            log(f"{name} seed {seed} {a.stem}: {scores[f'{a.stem}/{seed}']} ({time.perf_counter() - t0:.0f} s)")
-    return scores
+    opts = InferenceOptions(**{**overrides, "seed": seed, "progress": False}).resolved()
+    folder = out / "rows" / name / f"seed{seed}"
+    folder.mkdir(parents=True, exist_ok=True)
+    return name, f"{a.stem}/{seed}", score_dub(_WORKER["pipe"], opts, a, b, wav, folder / f"{a.stem}__{b.stem}.mp4")
+
+
+def run_rows(names: list[str], model: Path, pairs, seeds: list[int], out: Path, jobs: int, log, done) -> None:
+    """Dub every (row, seed, pair) on ``jobs`` processes; ``done(name, scores)`` as each row completes."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    tasks = [(name, ROWS[name], seed, a, b, wav, out) for name in names for seed in seeds for a, b, wav in pairs]
+    scores: dict[str, dict] = {name: {} for name in names}
+
+    def collect(name: str, key: str, row: dict) -> None:
+        scores[name][key] = row
+        log(f"{name} {key}: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items()))
+        if len(scores[name]) == len(seeds) * len(pairs):
+            done(name, scores[name])
+
+    if jobs == 1:  # in this process, with the pipeline main() loaded
+        for task in tasks:
+            collect(*_dub(task))
+        return
+    with ProcessPoolExecutor(jobs, multiprocessing.get_context("spawn"), _load, (model,)) as pool:
+        for future in as_completed([pool.submit(_dub, t) for t in tasks]):
+            collect(*future.result())
 
 
 def summarize(rows: dict[str, dict], seeds: list[int]) -> dict[str, dict]:
@@ -193,6 +240,9 @@ def plot(summary: dict, path: Path) -> None:
                 ax.errorbar(r[x], mean, yerr=sd / math.sqrt(max(r["dubs"], 1)), fmt=marker, ms=10 if marker == "*"
                             else 6, color=colours.get(r["options"]["sampler"], "k"), capsize=3)
                 ax.annotate(name, (r[x], mean), fontsize=7, xytext=(3, 3), textcoords="offset points")
+            paper = rows.get("paper")
+            if paper:
+                ax.axhline(paper["metrics"][metric][0], color="tab:blue", lw=0.8, alpha=0.6)
             if x == "tflop_net":
                 ax.axvline(150, color="grey", ls="--", lw=1)
             ax.set_xlabel(xlabel)
@@ -251,15 +301,15 @@ def main() -> None:
     parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     parser.add_argument("--pairs", type=int, default=4, help="held-out identities (each is one pair)")
+    parser.add_argument("--jobs", type=int, default=1, help="dubbing processes (one thread each)")
     args = parser.parse_args()
     if "paper" not in args.rows:
         args.rows.insert(0, "paper")
     import torch
 
-    from lipsync.data.faces import LandmarksFileFaces
-    from lipsync.infer.pipeline import InferenceOptions, LipSyncPipeline
+    from lipsync import media
+    from lipsync.infer.pipeline import InferenceOptions
 
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     model = args.model or default_model()
     t0 = time.time()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -271,25 +321,30 @@ def main() -> None:
         logfile.flush()
 
     pairs = heldout_pairs(args.out / "heldout", args.pairs)
-    pipe = LipSyncPipeline.from_pretrained(model, faces=LandmarksFileFaces(), generated_faces=None)
-    calls = per_call_tflop()
+    for a, b, wav in pairs:  # the truth renders once, here, not in every worker
+        _truth_frames(a, b, media.read_audio(wav)[0])
+    _load(model)  # the model's own sampling range and guidance, as every worker's pipeline reads them
     base = InferenceOptions()
-    sigma_range, guidance = pipe.sigma_range(base), pipe.guidance_scale(base)
-    rows = {}
-    for name in args.rows:
+    sigma_range, guidance = _WORKER["pipe"].sigma_range(base), _WORKER["pipe"].guidance_scale(base)
+    calls = per_call_tflop()
+    rows: dict[str, dict] = {}
+    meta = {"model": str(model.relative_to(ROOT) if model.is_relative_to(ROOT) else model), "guidance": guidance,
+            "sigma_range": sigma_range, "seeds": args.seeds, "pairs": len(pairs),
+            "machine": f"{os.cpu_count()} CPU cores (shared), torch {torch.__version__}, {args.jobs} process(es)",
+            "per_call_tflop": calls}
+
+    def done(name: str, scores: dict) -> None:
         opts = InferenceOptions(**ROWS[name]).resolved()
         rows[name] = {"options": {k: getattr(opts, k) for k in ("sampler", "num_steps", "guidance_interval",
                                                                 "overlap")},
-                      "cost": cost(opts, sigma_range, 2 if guidance != 1 else 1, calls),
-                      "scores": run_row(name, pipe, pairs, args.seeds, args.out, log)}
-    summary = summarize(rows, args.seeds)
-    meta = {"model": str(model.relative_to(ROOT) if model.is_relative_to(ROOT) else model), "guidance": guidance,
-            "sigma_range": sigma_range, "seeds": args.seeds, "pairs": len(pairs),
-            "machine": f"{os.cpu_count()} CPU cores (shared), torch {torch.__version__}",
-            "wall_minutes": (time.time() - t0) / 60, "per_call_tflop": calls}
+                      "cost": cost(opts, sigma_range, 2 if guidance != 1 else 1, calls), "scores": scores}
+        if "paper" in rows:
+            summary = summarize({k: rows[k] for k in args.rows if k in rows}, args.seeds)
+            plot(summary, RESULTS / "sampling.png")
+            write_report(summary, {**meta, "wall_minutes": (time.time() - t0) / 60})
+
     RESULTS.mkdir(exist_ok=True)
-    plot(summary, RESULTS / "sampling.png")
-    write_report(summary, meta)
+    run_rows(args.rows, model, pairs, args.seeds, args.out, args.jobs, log, done)
 
 
 if __name__ == "__main__":
