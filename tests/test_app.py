@@ -360,3 +360,25 @@ def test_a_bad_override_is_one_line_before_any_server_starts(tmp_path: Path) -> 
         main(["--ckpt-dir", str(tmp_path), "options.nosuch=1"])
     assert str(info.value.code).startswith("lipsync-app: error: Could not override 'options.nosuch'")
     assert "\n" not in str(info.value.code)
+
+
+def test_the_preset_reaches_the_pipeline_options_and_a_bad_one_is_one_line(tmp_path: Path) -> None:
+    """The page's speed preset is a request field: validated with the others, and the dubber passes it
+    to the pipeline's options (the steps slider, set from the preset, overrides its step count)."""
+    seen = {}
+
+    class Pipe:
+        def __call__(self, video, audio, output, options):
+            seen["options"] = options.resolved()
+
+    from lipsync.infer import InferenceOptions
+    from lipsync.sampling.presets import PRESETS
+
+    dubber = PipelineDubber(Pipe(), InferenceOptions())  # type: ignore[arg-type]
+    dubber(tmp_path / "v.mp4", tmp_path / "a.wav", tmp_path / "o.mp4", steps=4, guidance=2.0, seed=1,
+           silence="none", preset="fast")
+    o = seen["options"]
+    assert (o.preset, o.num_steps, o.sampler, o.overlap) == ("fast", 4, PRESETS["fast"]["sampler"],
+                                                             PRESETS["fast"]["overlap"])
+    with pytest.raises(ValueError, match="unknown preset 'turbo'"):
+        DubRequest(tmp_path, tmp_path, tmp_path, 4, 2.0, 0, "none", "turbo").validate()
