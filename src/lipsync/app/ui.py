@@ -36,7 +36,7 @@ INTRO = (f"# {TITLE}\nUpload a video with one visible face and the speech it sho
          "example), choose a checkpoint, and press **Lip-sync**. The result keeps the video's frame rate and "
          "resolution and carries your audio unchanged; it lasts as long as the audio.")
 PRESET_HELP = {"paper": "the paper's 15 Euler steps, guidance at every step",
-               "fast": "DPM-Solver++, few steps, guidance mid-trajectory: about 1/3 of the compute"}
+               "fast": "6 Euler steps, guidance mid-trajectory, less overlap: under 1/4 of the compute"}
 SILENCE_HELP = {"none": "move the lips everywhere", "keep": "keep the original mouth in pauses",
                 "close": "close the mouth in pauses"}
 
