@@ -1,10 +1,13 @@
-"""What every ``python -m lipsync.*`` entry point shares: a user's mistake (a bad path, override, input
-file or config) is one line on stderr and exit status 1, never a traceback.
+"""What every ``python -m lipsync.*`` entry point shares: where ``conf/`` is, the config resolvers, and
+that a user's mistake (a bad path, override, input file or config) is one line on stderr and exit
+status 1, never a traceback.
 
     with user_errors("lipsync-train"):
         train(cfg)
 
 ``HYDRA_FULL_ERROR=1`` (Hydra's own switch) lets the exception through with its traceback, for debugging.
+The config directory is found in this order: ``$LIPSYNC_CONF``, ``conf/`` inside the installed package,
+``conf/`` at the root of a source checkout (:func:`config_dir`).
 """
 
 from __future__ import annotations
@@ -13,9 +16,59 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
 from hydra.errors import HydraException
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
+
+CONF_ENV = "LIPSYNC_CONF"
+
+
+def config_dir() -> Path:
+    """The Hydra config directory: ``$LIPSYNC_CONF``, else the packaged ``conf/``, else the checkout's."""
+    if os.environ.get(CONF_ENV):
+        path = Path(os.environ[CONF_ENV]).expanduser().resolve()
+        if not (path / "train.yaml").is_file():
+            raise FileNotFoundError(f"${CONF_ENV}={path} has no train.yaml; point it at lipsync's conf/")
+        return path
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "conf", here.parents[1] / "conf"):
+        if (candidate / "train.yaml").is_file():
+            return candidate
+    raise FileNotFoundError(f"no lipsync conf/train.yaml next to {here} or in the checkout; set ${CONF_ENV}")
+
+
+def config_file(name: str) -> DictConfig:
+    """One file of ``conf/`` as written (``"mask/adaptive"`` -> ``conf/mask/adaptive.yaml``), not composed:
+    a plain load, so it works inside another Hydra app too."""
+    path = config_dir() / f"{name}.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such config file")
+    cfg = OmegaConf.load(path)
+    assert isinstance(cfg, DictConfig), f"{path} is not a mapping"
+    return cfg
+
+
+def per_device_batch(global_batch: int, devices: Any, num_nodes: int = 1, accumulate: int = 1) -> int:
+    """Per-process batch that keeps the global batch (paper: 16) for any cluster shape."""
+    if not isinstance(devices, int):
+        raise ValueError(f"global_batch_size needs an integer trainer.devices, got {devices!r}")
+    parts = devices * num_nodes * accumulate
+    if global_batch % parts:
+        raise ValueError(f"global batch {global_batch} is not divisible by devices {devices} x nodes "
+                         f"{num_nodes} x accumulate_grad_batches {accumulate} = {parts}; change one of them")
+    return global_batch // parts
+
+
+def register_resolvers() -> None:
+    """The resolvers ``conf/`` uses (``${per_device_batch:...}`` in the training config); idempotent."""
+    if not OmegaConf.has_resolver("per_device_batch"):
+        OmegaConf.register_new_resolver("per_device_batch", per_device_batch)
+
+
+register_resolvers()
 
 # ValueError covers MediaError and CheckpointError; HydraException covers a failed `instantiate`.
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, HydraException,

@@ -37,6 +37,7 @@ from torch.utils.checkpoint import checkpoint
 
 from lipsync.models.audio_attention import AudioCrossAttention
 from lipsync.models.id_guider import IDGuider, IDGuiderBase, LatentIDGuider
+from lipsync.models.svd_xt import SVD_XT_HEADS, SVD_XT_WIDTHS  # the defaults of build_unet and build_net
 
 AudioMode = Literal["separate", "svd_crossattn"]
 #: the frozen VAE's encoder: video (B, T, 3, H, W) in [-1, 1] -> scaled latents (B, T, C, h, w)
@@ -392,11 +393,6 @@ def _audio_layers(block: nn.Module, audio_width: int, enabled: bool) -> nn.Modul
     return nn.ModuleList(
         AudioCrossAttention(a.in_channels, audio_width, a.num_attention_heads) for a in attentions
     )
-
-
-# stable-video-diffusion-img2vid-xt's UNet: the defaults of build_unet and build_net (the paper's size)
-SVD_XT_WIDTHS = (320, 640, 1280, 1280)
-SVD_XT_HEADS = (5, 10, 20, 20)
 
 
 def default_block_types(n_levels: int, cross_attn_levels: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
