@@ -2,8 +2,12 @@
 that a user's mistake (a bad path, override, input file or config) is one line on stderr and exit
 status 1, never a traceback.
 
-    with user_errors("lipsync-train"):
-        train(cfg)
+    @hydra_main("train", "lipsync-train")       # Hydra entry points: conf/train.yaml
+    def main(cfg: DictConfig) -> None: ...
+
+    parser = ArgumentParser(prog="lipsync-curves")   # argparse entry points
+    with user_errors("lipsync-curves"):
+        run(parser.parse_args(argv))
 
 ``HYDRA_FULL_ERROR=1`` (Hydra's own switch) lets the exception through with its traceback, for debugging.
 The config directory is found in this order: ``$LIPSYNC_CONF``, ``conf/`` inside the installed package,
@@ -12,18 +16,22 @@ The config directory is found in this order: ``$LIPSYNC_CONF``, ``conf/`` inside
 
 from __future__ import annotations
 
+import argparse
+import functools
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
+import hydra
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 CONF_ENV = "LIPSYNC_CONF"
+FULL_ERROR = "HYDRA_FULL_ERROR"
 
 
 def config_dir() -> Path:
@@ -81,11 +89,65 @@ def one_line(err: BaseException) -> str:
 
 
 @contextmanager
-def user_errors(prog: str, errors: tuple[type[BaseException], ...] = USER_ERRORS) -> Iterator[None]:
-    """Turn ``errors`` raised inside into ``{prog}: error: <message>`` and exit status 1."""
+def user_errors(prog: str, errors: tuple[type[BaseException], ...] = USER_ERRORS,
+                debug: bool | None = None) -> Iterator[None]:
+    """Turn ``errors`` raised inside into ``{prog}: error: <message>`` and exit status 1 (``debug``, by
+    default ``HYDRA_FULL_ERROR=1``, lets them through with their traceback)."""
     try:
         yield
     except errors as err:
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        if debug or (debug is None and os.environ.get(FULL_ERROR) == "1"):
             raise
         sys.exit(f"{prog}: error: {one_line(err)}")
+
+
+def hydra_main(config_name: str, prog: str) -> Callable[[Callable[[DictConfig], Any]], Callable[..., Any]]:
+    """``@hydra.main`` on ``conf/<config_name>.yaml`` (:func:`config_dir`) with :func:`user_errors`.
+
+    A mistake Hydra finds before the task runs (an unknown key, a missing config group option) is one
+    line too: Hydra is asked to raise it (``HYDRA_FULL_ERROR=1`` while it composes, the user's own
+    setting restored before the task runs) instead of printing it over two lines.
+    """
+
+    def decorate(task: Callable[[DictConfig], Any]) -> Callable[..., Any]:
+        user_setting: dict[str, str | None] = {}
+
+        def run_task(cfg: DictConfig) -> Any:
+            _restore(user_setting["value"])  # the task and its subprocesses see the user's own setting
+            with user_errors(prog):
+                return task(cfg)
+
+        app = hydra.main(config_path=str(config_dir()), config_name=config_name, version_base="1.3")(run_task)
+
+        @functools.wraps(task)
+        def main(cfg: DictConfig | None = None) -> Any:
+            """Parse the command line and run; given a composed ``cfg``, run on it (tests, notebooks)."""
+            if cfg is not None:
+                with user_errors(prog):
+                    return task(cfg)
+            user_setting["value"] = os.environ.get(FULL_ERROR)
+            os.environ[FULL_ERROR] = "1"
+            try:
+                with user_errors(prog, debug=user_setting["value"] == "1"):
+                    return app()
+            finally:
+                _restore(user_setting["value"])
+
+        return main
+
+    return decorate
+
+
+def _restore(value: str | None) -> None:
+    if value is None:
+        os.environ.pop(FULL_ERROR, None)
+    else:
+        os.environ[FULL_ERROR] = value
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """``argparse`` with the same convention: a bad argument is ``{prog}: error: ...`` and status 1
+    (argparse's own is the usage block and status 2); ``--help`` is unchanged."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.exit(f"{self.prog}: error: {one_line(message)} (see --help)")

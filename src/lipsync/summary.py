@@ -12,7 +12,6 @@ is there (else the paper's full size), and prints:
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -265,14 +264,16 @@ def summary(overrides: Sequence[str] = (), frames: int | None = None, size: int 
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = cli.ArgumentParser(prog="lipsync-summary", description=__doc__.splitlines()[0])
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. experiment=full")
     parser.add_argument("--frames", type=int, default=None, help="clip length (default: the config's)")
     parser.add_argument("--size", type=int, default=None, help="square pixel size (default: the config's)")
     parser.add_argument("--no-memory", action="store_true", help="skip the activation-memory estimate")
     parser.add_argument("--builtin", action="store_true", help="ignore conf/: paper size from code defaults")
     args = parser.parse_args(argv)
-    print(summary(args.overrides, args.frames, args.size, memory=not args.no_memory, builtin=args.builtin))
+    with cli.user_errors("lipsync-summary"):
+        print(summary(args.overrides, args.frames, args.size, memory=not args.no_memory,
+                      builtin=args.builtin))
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ import logging
 import sys
 from typing import Any
 
-import hydra
 import lightning as L
 import torch
 from hydra.utils import instantiate
@@ -27,7 +26,7 @@ from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
-from lipsync.cli import config_dir, user_errors
+from lipsync.cli import config_dir, hydra_main  # noqa: F401 (config_dir: where it always was)
 
 log = logging.getLogger(__name__)
 
@@ -80,13 +79,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
     return {k: float(v) for k, v in trainer.callback_metrics.items()}
 
 
-@hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")
+@hydra_main("train", "lipsync-train")
 def main(cfg: DictConfig) -> float | None:
     """Hydra entry point; returns the final ``train/loss`` (a sweep's objective). A configuration or data
     mistake (missing shards or weights, too few clips for a batch) is one line and exit status 1."""
-    with user_errors("lipsync-train"):
-        metrics = train(cfg)
-    return metrics.get("train/loss")
+    return train(cfg).get("train/loss")
 
 
 if __name__ == "__main__":

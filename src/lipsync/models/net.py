@@ -35,6 +35,7 @@ from diffusers import UNetSpatioTemporalConditionModel
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from lipsync.media import MODEL_FPS
 from lipsync.models.audio_attention import AudioCrossAttention
 from lipsync.models.id_guider import IDGuider, IDGuiderBase, LatentIDGuider
 from lipsync.models.svd_xt import SVD_XT_HEADS, SVD_XT_WIDTHS  # the defaults of build_unet and build_net
@@ -97,7 +98,7 @@ class LipSyncNet(nn.Module):
         id_guider: IDGuiderBase | None,
         audio_dim: int = 384,
         audio_width: int = 1024,
-        fps: int = 25,
+        fps: int = MODEL_FPS,
         motion_bucket_id: int = 127,
         noise_aug_strength: float = 0.02,
         gradient_checkpointing: bool = False,
