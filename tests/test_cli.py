@@ -47,7 +47,8 @@ ENTRY_POINTS = {
 
 
 @pytest.mark.parametrize("name", sorted(ENTRY_POINTS))
-def test_every_entry_point_turns_a_bad_argument_into_one_line_and_status_1(name, monkeypatch, tmp_path) -> None:
+def test_every_entry_point_turns_a_bad_argument_into_one_line_and_status_1(name, monkeypatch,
+                                                                          tmp_path) -> None:
     import importlib
 
     module, args = ENTRY_POINTS[name]

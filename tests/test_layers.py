@@ -54,8 +54,8 @@ def imports(path: Path) -> list[tuple[int, str, bool]]:
             names = [f"{node.module}.{a.name}" for a in node.names]  # a submodule, or a name in the module
         else:
             continue
-        found += [(node.lineno, n, id(node) in top) for n in names if n == "lipsync" or n.startswith("lipsync.")
-                  or n.split(".")[0] in ("lightning", "hydra", "omegaconf")]
+        found += [(node.lineno, n, id(node) in top) for n in names
+                  if n.split(".")[0] in ("lipsync", "lightning", "hydra", "omegaconf")]
     return found
 
 

@@ -12,7 +12,7 @@ from lipsync.cli import config_dir
 from lipsync.data.faces import IBUG_68, FaceTrack, LandmarksFileFaces
 from lipsync.synth import corpus, render, speech
 
-pytestmark = pytest.mark.skipif(not speech.espeak_available(), reason="needs espeak-ng (make system-deps)")
+pytestmark = pytest.mark.usefixtures("espeak")  # fails loudly without espeak-ng (tests/conftest.py)
 
 
 # --- speech and the renderer's truth ---------------------------------------------------------------

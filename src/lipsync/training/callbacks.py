@@ -194,9 +194,9 @@ class ValidationVideoLogger(Callback):
         every_n_validations: sample only every n-th validation (sampling costs num_steps x passes).
     """
 
-    def __init__(self, num_steps: int = 15, cfg_scale: float = 3.0, max_clips: int = 2, fps: float = MODEL_FPS,
-                 seed: int = 0, every_n_validations: int = 1, sigma_min: float = SVD_SIGMA_MIN,
-                 sigma_max: float = SVD_SIGMA_MAX) -> None:
+    def __init__(self, num_steps: int = 15, cfg_scale: float = 3.0, max_clips: int = 2,
+                 fps: float = MODEL_FPS, seed: int = 0, every_n_validations: int = 1,
+                 sigma_min: float = SVD_SIGMA_MIN, sigma_max: float = SVD_SIGMA_MAX) -> None:
         self.num_steps, self.cfg_scale, self.max_clips = num_steps, cfg_scale, max_clips
         self.sigma_min, self.sigma_max = sigma_min, sigma_max
         self.fps, self.seed, self.every_n_validations = fps, seed, every_n_validations
