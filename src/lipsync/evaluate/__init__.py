@@ -17,6 +17,6 @@ Protocol (also written into every metrics.json under "protocol"):
 
 from lipsync.evaluate.report import table1, table3
 from lipsync.evaluate.score import Scorers, build_scorers, match_pairs, score_dataset
-from lipsync.evaluate.weights import MissingWeights
+from lipsync.models.weights import MissingWeights
 
 __all__ = ["MissingWeights", "Scorers", "build_scorers", "match_pairs", "score_dataset", "table1", "table3"]

@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 from pathlib import Path
 
-import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from lipsync.assets import DEFAULT_DIR, ROOT
+from lipsync.assets import DEFAULT_DIR
+from lipsync.cli import hydra_main
 from lipsync.evaluate.report import plot_sync_curves, table1, write_json, write_text
 from lipsync.evaluate.score import VIDEO_SUFFIXES, build_scorers, match_pairs, score_dataset
-from lipsync.media import MediaError
 
 log = logging.getLogger(__name__)
 
@@ -88,14 +86,10 @@ def _summary(results: dict) -> str:
     return "\n".join(lines)
 
 
-@hydra.main(config_path=str(ROOT / "conf"), config_name="evaluate", version_base="1.3")
+@hydra_main("evaluate", "lipsync-evaluate")
 def main(cfg: DictConfig) -> None:
     out_dir = Path(HydraConfig.get().runtime.output_dir)
-    try:
-        path = run(cfg, out_dir)
-    except (ValueError, MediaError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(1) from None
+    path = run(cfg, out_dir)
     print((out_dir / "table1.md").read_text())
     print(_summary(json.loads(path.read_text())))
     print(f"metrics: {path}")

@@ -22,7 +22,7 @@ import torchvision
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 from torchmetrics.functional.image.lpips import _NoTrainLpips
 
-from lipsync.evaluate.weights import require_file
+from lipsync.models.weights import require_file
 
 # LPIPS v0.1 AlexNet linear layers as torchmetrics ships them (richzhang/PerceptualSimilarity's file)
 SHIPPED_LINEAR = Path(torchmetrics.functional.image.lpips.__file__).parent / "lpips_models" / "alex.pth"

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 
-from lipsync.evaluate.weights import require_file
+from lipsync.models.weights import require_file
 
 
 class TorchScriptI3D(nn.Module):

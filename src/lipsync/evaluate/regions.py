@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from lipsync.data.faces import FaceBackend, MediaPipeFaces
-from lipsync.evaluate.syncnet import smooth_boxes, syncnet_crop
+from lipsync.models.syncnet import smooth_boxes, syncnet_crop
 from lipsync.media import iter_frames
 
 def fill_gaps(boxes: np.ndarray) -> np.ndarray:

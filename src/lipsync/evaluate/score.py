@@ -26,8 +26,8 @@ from lipsync.evaluate import frame_metrics
 from lipsync.evaluate.fid import build_fid
 from lipsync.evaluate.fvd import build_fvd
 from lipsync.evaluate.regions import Region
-from lipsync.evaluate.syncnet import SYNCNET_RATE, SyncNetScorer, load_syncnet, resample_frames
-from lipsync.evaluate.weights import MissingWeights
+from lipsync.models.syncnet import SYNCNET_RATE, SyncNetScorer, load_syncnet, resample_frames
+from lipsync.models.weights import MissingWeights
 from lipsync.media import MediaError, iter_frames, probe, read_audio
 
 log = logging.getLogger(__name__)

@@ -25,9 +25,10 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from lipsync.data import shards
+from lipsync.data.batch import to_model_range
 from lipsync.data.faces import Face, FaceBackend, FaceTrack
 from lipsync.data.masks import MaskSpec
-from lipsync.media import MediaError, _open
+from lipsync.media import MODEL_FPS, MediaError, _open
 from lipsync.prepare.crop import CropSpec
 from lipsync.prepare.decode import read_audio_aligned, resampled_frames
 from lipsync.prepare.filters import (Clip, ClipData, MinDuration, MinFaceSize, QualityFilter, SyncFilter,
@@ -98,7 +99,7 @@ class Curator:
     max_scale: float = 0.25
     segment_frames: int = 100
     ref_pool: int = 8
-    fps: float = 25.0
+    fps: float = MODEL_FPS
     sample_rate: int = 16_000
     jpeg_quality: int = 95
     patch_margin: float = 1.3
@@ -328,7 +329,7 @@ def encode_latents(item: dict, vae: Any, mask: MaskSpec | None) -> dict[str, np.
 
     n = shards.num_frames(item)
     frames = shards.decode_jpegs(item["frames"], item["frame_offsets"], range(n))
-    video = torch.from_numpy(frames).permute(0, 3, 1, 2).float().div(127.5).sub(1)[None]  # (1, N, 3, H, W)
+    video = to_model_range(torch.from_numpy(frames).permute(0, 3, 1, 2))[None]  # (1, N, 3, H, W)
     out = {"latents": vae.encode(video)[0].float().numpy()}
     if mask is not None:
         m = torch.from_numpy(mask(item["landmarks"], shards.layout_of(item), *frames.shape[1:3]))[None]
