@@ -149,7 +149,7 @@ def compose_train(size: Size, extra: list[str], run_dir: Path) -> Any:
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from lipsync.train import config_dir
+    from lipsync.cli import config_dir
 
     GlobalHydra.instance().clear()
     replaced = {o.split("=", 1)[0] for o in extra}
