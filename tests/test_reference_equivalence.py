@@ -52,7 +52,7 @@ def degraded(frames: np.ndarray, seed: int = 0) -> np.ndarray:
 
 
 def test_ssim_skimage_kind_equals_scikit_image_gaussian_ssim(carphone) -> None:
-    gen, ref = degraded(carphone[:6]), carphone[:6]
+    gen, ref = degraded(carphone[:3]), carphone[:3]
     expected = [structural_similarity(g, r, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
                                       data_range=255, channel_axis=-1) for g, r in zip(gen, ref)]
     ours = ssim(as_unit(gen), as_unit(ref), kind="skimage")
@@ -159,7 +159,7 @@ def test_feature_stats_of_features_equal_the_metric_sums(carphone, extractor_pat
 
 
 def test_tf1_resize_is_tensorflow_1_bilinear_and_torch_resize_is_half_pixel() -> None:
-    """Upsampling [0, 2] by 2: TF1 samples at x * in/out (0, 0.5, 1, 1.5 -> clamped), torch at pixel centres."""
+    """Upsampling [0, 2] by 2: TF1 samples at x * in/out (0, 0.5, 1, 1.5), torch at pixel centres."""
     row = torch.tensor([0.0, 2.0]).reshape(1, 1, 1, 2)
     from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d_like_tensorflow1x
 

@@ -53,7 +53,8 @@ def build_region(cfg: DictConfig, device: str) -> tuple[Region, str]:
         from lipsync.evaluate.s3fd import S3FDFaces
 
         return instantiate(cfg.region, faces=S3FDFaces(weights, device=device)), f"S3FD ({weights})"
-    faces = cfg.region.faces._target_.rsplit(".", 1)[-1] if cfg.region.mode == "face" else "none (whole frame)"
+    face_mode = cfg.region.mode == "face"
+    faces = cfg.region.faces._target_.rsplit(".", 1)[-1] if face_mode else "none (whole frame)"
     if weights:
         faces += f" (S3FD weights not found at {weights}: set s3fd.weights=PATH)"
     return instantiate(cfg.region), faces

@@ -40,7 +40,7 @@ SSIM_BORDER = 5  # Gaussian window 11 (sigma 1.5, truncated at 3.5 sigma): 5 px 
 
 
 def ssim(generated: torch.Tensor, reference: torch.Tensor, kind: str = "skimage") -> torch.Tensor:
-    """SSIM per frame (Wang et al. 2004: Gaussian window 11, sigma 1.5, K1 0.01, K2 0.03): (N, 3, H, W) -> (N,).
+    """SSIM per frame (Wang et al. 2004: Gaussian window 11, sigma 1.5, K 0.01, 0.03): (N, 3, H, W) -> (N,).
 
     Both kinds compute the same SSIM map over the three channels; they differ only at the border:
 

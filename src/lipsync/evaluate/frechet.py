@@ -22,7 +22,7 @@ from torchmetrics.image.fid import FrechetInceptionDistance, _compute_fid
 
 @dataclass
 class FeatureStats:
-    """Sufficient statistics of a feature set: count, ``sum`` (D,) and ``gram`` = sum of x x^T (D, D), float64."""
+    """Sufficient statistics of a feature set: count, ``sum`` (D,), ``gram`` = sum x x^T (D, D); float64."""
 
     n: int
     sum: torch.Tensor

@@ -92,7 +92,8 @@ class Region:
         if self.mode not in ("face", "full"):
             raise ValueError(f"region.mode must be 'face' or 'full', got {self.mode!r}")
 
-    def track(self, path: str | os.PathLike, num_frames: int) -> tuple[np.ndarray | None, str, np.ndarray | None]:
+    def track(self, path: str | os.PathLike,
+              num_frames: int) -> tuple[np.ndarray | None, str, np.ndarray | None]:
         """Smoothed boxes (num_frames, 4) for ``face`` mode (None for ``full``), a note for the report, and
         the raw detections (num_frames, 4; NaN rows where no face was found) for the SyncNet track filter."""
         if self.mode == "full":

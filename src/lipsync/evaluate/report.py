@@ -51,7 +51,8 @@ def describe_protocol(cfg: dict, faces: str) -> dict:
         faces: the face detector actually used (S3FD falls back to the region's backend without weights).
     """
     r, fid, fvd, sync = cfg["region"], cfg["fid"], cfg["fvd"], cfg["syncnet"]
-    crop = f"face crop {r['scale']}x the box tracked on the reference" if r["mode"] == "face" else "whole frame"
+    crop = (f"face crop {r['scale']}x the box tracked on the reference" if r["mode"] == "face"
+            else "whole frame")
     clips = ("every clip" if fvd.get("clips_per_video") is None
              else f"at most {fvd['clips_per_video']} clip(s) per video")
     ssim = {"skimage": "scikit-image Gaussian SSIM (border dropped)",
@@ -61,7 +62,8 @@ def describe_protocol(cfg: dict, faces: str) -> dict:
         "fid": (f"{crop}, {r['size']}px -> 299 ({fid['resize']} bilinear), every {fid['frame_stride']} "
                 f"frame(s); covariance / (N - {fid['ddof']}); weights {Path(str(fid['weights'])).name}"),
         "fvd": (f"{crop}, {r['size']}px; {fvd['clip_len']}-frame clips from frame {fvd['start']} every "
-                f"{fvd['stride']} frames, {clips}; I3D input {fvd['input']}; covariance / (N - {fvd['ddof']})"),
+                f"{fvd['stride']} frames, {clips}; I3D input {fvd['input']}; "
+                f"covariance / (N - {fvd['ddof']})"),
         "ssim": f"{crop}, {r['size']}px; {ssim}, window 11, sigma 1.5; mean over frames, then videos",
         "psnr": f"{crop}, {r['size']}px; data range 1, capped at 100 dB; mean over frames, then videos",
         "lpips": f"{crop}, {r['size']}px; AlexNet + LPIPS v0.1 linear layers",
@@ -93,7 +95,8 @@ def _ours(result: dict | None, suffix: str = "") -> list[str]:
     metrics, intervals = result["metrics"], result.get("intervals", {})
     # ground-truth row: only Sync-C is defined for the reference videos themselves
     keys = [None] * 5 + ["sync_c" + suffix] if suffix else list(COLUMNS)
-    return [_fmt(col, metrics.get(key), intervals.get(key)) if key else "–" for col, key in zip(COLUMNS, keys)]
+    return [_fmt(col, metrics.get(key), intervals.get(key)) if key else "–"
+            for col, key in zip(COLUMNS, keys)]
 
 
 def protocol_lines(protocol: dict | None) -> list[str]:
@@ -129,8 +132,8 @@ def table1(datasets: dict[str, dict], protocol: dict | None = None) -> str:
     for label, suffix in (("ours", ""), ("ours: ground truth", "_reference")):
         cells = [c for d in names for c in _ours(datasets.get(d), suffix)]
         rows.append(f"| {label} | " + " | ".join(cells) + " |")
-    notes = ["", "Ours: mean [95 % bootstrap interval over videos]. The paper rows' protocol is not published "
-             "(README, Evaluate)."] + protocol_lines(protocol)
+    notes = ["", "Ours: mean [95 % bootstrap interval over videos]. The paper rows' protocol is not "
+             "published (README, Evaluate)."] + protocol_lines(protocol)
     return "\n".join(rows + notes) + "\n"
 
 

@@ -25,8 +25,8 @@ from tqdm import tqdm
 
 from lipsync.evaluate import frame_metrics
 from lipsync.evaluate.fid import build_fid
-from lipsync.evaluate.frechet import FeatureStats, frechet_distance, frechet_interval, mean_interval, take_stats
-from lipsync.evaluate.frechet import weighted_sum
+from lipsync.evaluate.frechet import (FeatureStats, frechet_distance, frechet_interval, mean_interval,
+                                      take_stats, weighted_sum)
 from lipsync.evaluate.fvd import build_fvd
 from lipsync.evaluate.regions import Region, sync_track_rejection
 from lipsync.evaluate.syncnet import SYNCNET_RATE, SyncNetScorer, load_syncnet, resample_frames
@@ -134,7 +134,8 @@ class PairScorer:
         self.chunk = int(cfg.get("chunk", 16))
         sync = cfg["syncnet"]
         self.sync_reference = bool(sync.get("reference", True))
-        self.min_track, self.min_face_size = int(sync.get("min_track", 0)), float(sync.get("min_face_size", 0))
+        self.min_track = int(sync.get("min_track", 0))
+        self.min_face_size = float(sync.get("min_face_size", 0))
         # per video: (real, fake) feature statistics of FID frames and FVD clips (bootstrap over videos)
         self.stats: dict[str, dict[str, tuple[FeatureStats, FeatureStats]]] = {"fid": {}, "fvd": {}}
 
@@ -168,7 +169,7 @@ class PairScorer:
                     self.stats[key][video] = (real, fake)
 
     def _is_clip_end(self, index: int) -> bool:
-        """Frame ``index`` closes a scored clip: starts at ``start + k stride``, at most ``clips_per_video``."""
+        """Frame ``index`` closes a scored clip: from ``start + k stride``, at most ``clips_per_video``."""
         first = index + 1 - self.clip_len - self.clip_start
         if first < 0 or first % self.clip_stride:
             return False
