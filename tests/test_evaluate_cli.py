@@ -107,10 +107,19 @@ def test_scores_every_metric_and_writes_json_and_table(setup, tmp_path) -> None:
     metrics = hdtf["metrics"]
     assert metrics["psnr"] == pytest.approx((a["psnr"] + b["psnr"]) / 2)
     assert metrics["fid"] > 0 and metrics["fvd"] >= 0  # FVD: one 16-frame clip per video, 2 per side
-    assert set(result["protocol"]) == {"fid", "fvd", "ssim", "psnr", "lpips", "sync"}
+    protocol = result["protocol"]
+    assert {"fid", "fvd", "ssim", "psnr", "lpips", "sync", "intervals"} <= set(protocol)
+    assert protocol["preset"] == "paper" and "not named" in protocol["assumptions"]["ssim"]
+    assert "tf1 bilinear" in protocol["fid"] and "scikit-image" in protocol["ssim"]
+    # bootstrap over 2 videos: each resample draws a, b or both, so the PSNR interval spans their values
+    lo, hi = hdtf["intervals"]["psnr"]
+    assert lo == pytest.approx(b["psnr"]) and hi == pytest.approx(a["psnr"])
+    assert hdtf["intervals"]["fid"][0] <= metrics["fid"] <= hdtf["intervals"]["fid"][1] + 1e-9
     table = (tmp_path / "table1.md").read_text()
     assert "| SayAnything (paper) | 5.68 | 197.71 | 0.9347 | 29.04 | 0.0239 | 7.23 |" in table
-    assert f"| ours | {metrics['fid']:.2f} | {metrics['fvd']:.2f} | {metrics['ssim']:.4f}" in table
+    fid_lo, fid_hi = hdtf["intervals"]["fid"]
+    assert f"| ours | {metrics['fid']:.2f} [{fid_lo:.2f}, {fid_hi:.2f}] | {metrics['fvd']:.2f}" in table
+    assert "Protocol preset **paper**" in table and "- assumed (ssim):" in table
     assert "AVASpeech FID" in table and len(PAPER_TABLE1) == 4
     assert len(a["sync_dists"]) == 7 and (tmp_path / "sync_offsets.png").stat().st_size > 1000
 
