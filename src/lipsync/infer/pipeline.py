@@ -117,9 +117,10 @@ class LipSyncPipeline:
         loading.load_weights(vars(pipe), pretrained)
         return pipe
 
-    def save_pretrained(self, directory: str | os.PathLike) -> Path:
-        """Write ``config.json`` + ``model.safetensors``; :meth:`from_pretrained` reads them back exactly."""
-        return loading.save_pretrained(directory, self.config, vars(self))
+    def save_pretrained(self, directory: str | os.PathLike, audio_encoder: str = "embed") -> Path:
+        """Write ``config.json`` + ``model.safetensors``; :meth:`from_pretrained` reads them back exactly.
+        ``audio_encoder="packaged"`` references the packaged Whisper tiny.en instead of embedding it."""
+        return loading.save_pretrained(directory, self.config, vars(self), audio_encoder)
 
     def guidance_scale(self, opts: InferenceOptions) -> float:
         """The CFG scale: the options', else the model's recorded ``cfg_scale``, else the paper's 3.0."""
