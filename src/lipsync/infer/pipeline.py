@@ -36,12 +36,13 @@ from tqdm.auto import tqdm
 from lipsync.data.faces import FaceBackend, MediaPipeFaces
 from lipsync.data.masks import MaskSpec, landmark_boxes, render_masks
 from lipsync.infer import checkpoint as ckpt_io
+from lipsync.infer.face_choice import choose_face, parse_face
 from lipsync.infer.frames import FrameSource, scan
 from lipsync.infer.lengths import num_output_frames, source_indices
 from lipsync.infer.paste import crop_to_frame, dilate_box, paste_back
 from lipsync.infer.segments import OverlapBlender, Segment, frame_noise, plan_segments
 from lipsync.infer.silence import check_policy, mute_frames, silent_frames
-from lipsync.infer.tracking import FaceTrackSummary, detect_faces, edit_weights, hold_nearest, runs
+from lipsync.infer.tracking import FaceTrackSummary, edit_weights, hold_nearest, runs
 from lipsync.media import MODEL_SAMPLE_RATE, MediaError, VideoInfo, VideoWriter, probe, read_audio
 from lipsync.models.audio import STEPS_PER_SECOND
 from lipsync.models.denoiser import Denoiser
@@ -77,6 +78,8 @@ class InferenceOptions:
         paste_dilate: dilation of each paste box, fraction of its size.
         paste_feather: width of the inward alpha ramp, fraction of the box's shorter side.
         detect_generated: also detect the face in the generated crops and paste the union of boxes.
+        face: which face to dub where several are in frame: "largest", "speaker", "index:N" (or N),
+            "point:X,Y", "box:X0,Y0,X1,Y1" (source pixels), decided per shot (:mod:`.face_choice`).
         crf: H.264 quality of the output (lower = closer to the source).
         progress: show tqdm bars.
     """
@@ -100,11 +103,13 @@ class InferenceOptions:
     paste_dilate: float = 0.1
     paste_feather: float = 0.15
     detect_generated: bool = True
+    face: str | int = "largest"
     crf: int = 18
     progress: bool = True
 
     def __post_init__(self) -> None:
         check_policy(self.silence)
+        parse_face(self.face)
         if self.paste_region not in ("mask", "face"):
             raise ValueError(f"paste_region must be 'mask' or 'face', got {self.paste_region!r}")
         if self.num_steps < 1 or self.segment_length < 1 or not 0 <= self.overlap < self.segment_length:
@@ -430,7 +435,8 @@ class LipSyncPipeline:
                     bar.update()
                     yield frame
 
-        track = detect_faces(frames(), self.faces, info.path).filled(opts.max_gap)
+        selection = choose_face(frames(), self.faces, info.path, float(info.fps), opts.face)
+        track = selection.summary.filled(opts.max_gap)
         return track, np.array(pts, dtype=np.int64)
 
     def _crops(self, track: FaceTrackSummary) -> tuple[np.ndarray, np.ndarray]:

@@ -2,7 +2,9 @@
 
 1. :func:`detect_faces` runs a face backend over the source frames in chunks and keeps only what later
    phases need (the face box and the landmarks of the mask's points), so memory is a few hundred bytes
-   per frame, never frames.
+   per frame, never frames. :func:`track_all_faces` does the same for every face of every frame and
+   links them into one track per person, cut at shot changes (:mod:`lipsync.data.face_tracks`);
+   :mod:`.face_choice` then picks the face to dub.
 2. :meth:`FaceTrackSummary.filled` fills short face-less gaps from context (the detector blinked), the
    same way training masks are filled (:func:`lipsync.data.masks.fill_gaps`); longer gaps stay face-less.
 3. The crop squares are the training crop's (``lipsync.prepare.crop.CropSpec``: face box expanded by
@@ -21,7 +23,8 @@ from typing import Iterable, Iterator
 import numpy as np
 from scipy.ndimage import distance_transform_edt
 
-from lipsync.data.faces import FaceBackend, LandmarkLayout
+from lipsync.data.face_tracks import FaceTracker, FaceTracks, ShotCuts
+from lipsync.data.faces import Face, FaceBackend, LandmarkLayout
 from lipsync.data.masks import fill_gaps
 
 
@@ -105,6 +108,37 @@ def detect_faces(
     return FaceTrackSummary(
         np.concatenate(boxes), np.concatenate(landmarks), layout, np.concatenate(detected)
     )
+
+
+def track_all_faces(
+    frames: Iterable[np.ndarray], backend: FaceBackend, source: Path, chunk: int = 256,
+    tracker: FaceTracker | None = None, cuts: ShotCuts | None = None,
+) -> FaceTracks:
+    """Every face of every frame, linked into tracks, ``chunk`` frames at a time.
+
+    Only the box and the mask's landmark points of each face are kept (a few hundred bytes per face);
+    shot cuts are found on the same pass, so the video is decoded once.
+
+    Args:
+        frames: RGB uint8 ``(H, W, 3)`` frames in order (a stream: at most ``chunk`` are held).
+        backend: a :class:`~lipsync.data.faces.FaceBackend`.
+        source: the video file the frames come from.
+        chunk: frames per backend call.
+        tracker: the linking rules (:class:`~lipsync.data.face_tracks.FaceTracker` defaults when None).
+        cuts: the shot-cut detector (defaults when None).
+    """
+    cuts = cuts or ShotCuts()
+    faces: list[list[Face]] = []
+    for part in _chunks(frames, chunk):
+        for _, frame in part:
+            cuts.push(frame)
+        found = backend.detect_all(source, part)
+        keep, layout = subset_layout(backend.layout)  # the landmarks file knows its layout once read
+        faces += [[Face(np.asarray(f.box, np.float32), np.asarray(f.landmarks, np.float32)[keep]) for f in fs]
+                  for fs in found]
+    if not faces:
+        raise ValueError(f"{source}: no video frames to track")
+    return FaceTracks.link(faces, layout, cuts.cuts, tracker)
 
 
 def runs(mask: np.ndarray) -> list[tuple[int, int]]:
