@@ -7,7 +7,9 @@
    ``max_lost`` frames and takes a face back only when it is clearly the same one (IoU at least
    ``reid_iou`` with its last box and a similar size); a cut closes every track, so a new shot starts
    new tracks.
-3. :class:`FaceTracks` holds the result as arrays (track ``m`` in frame ``n``: ``boxes[n, m]``, NaN
+3. :class:`FaceCollector` runs a backend's ``detect_all`` on a stream of frames a chunk at a time,
+   keeping only the landmark points asked for, and feeds the cut detector on the same pass.
+4. :class:`FaceTracks` holds the result as arrays (track ``m`` in frame ``n``: ``boxes[n, m]``, NaN
    where absent) with per-track smoothing, shots, and the mouth opening per frame
    (:func:`mouth_opening`).
 """
@@ -21,7 +23,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter1d
 from scipy.optimize import linear_sum_assignment
 
-from lipsync.data.faces import Face, LandmarkLayout
+from lipsync.data.faces import Face, FaceBackend, LandmarkLayout
 
 # --- shot cuts --------------------------------------------------------------------------------------
 
@@ -260,3 +262,56 @@ def _num_points(faces: list[list[Face]], keep: np.ndarray | None) -> int:
 def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
     edges = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
     return list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist()))
+
+
+def mouth_points(layout: LandmarkLayout) -> tuple[np.ndarray, LandmarkLayout]:
+    """Keep only the lip points (enough for :func:`mouth_opening`): indices and the re-indexed layout."""
+    n = len(layout.mouth_idx)
+    return layout.mouth_idx, LandmarkLayout(layout.kind, np.arange(n), np.arange(n))
+
+
+class FaceCollector:
+    """Every face of a stream of frames, linked into tracks at the end (one decoding pass).
+
+    Args:
+        backend: the face backend (its ``detect_all`` runs once per ``chunk`` frames).
+        source: the video the frames come from.
+        points: ``layout -> (indices to keep, their layout)``; all points when None.
+        chunk: frames held before the backend runs on them.
+        tracker, cuts: the linking rules and the cut detector (defaults when None).
+    """
+
+    def __init__(self, backend: FaceBackend, source, points=None, chunk: int = 64,
+                 tracker: FaceTracker | None = None, cuts: ShotCuts | None = None) -> None:
+        self.backend, self.source, self.points, self.chunk = backend, source, points, chunk
+        self.tracker, self.cuts = tracker or FaceTracker(), cuts or ShotCuts()
+        self._held: list[tuple[int, np.ndarray]] = []
+        self._faces: list[list[Face]] = []
+        self._layout: LandmarkLayout | None = None
+
+    def push(self, index: int, frame: np.ndarray) -> None:
+        """The next RGB frame (``index``: its source frame number, as backends take it)."""
+        self.cuts.push(frame)
+        self._held.append((index, frame))
+        if len(self._held) >= self.chunk:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._held:
+            return
+        found = self.backend.detect_all(self.source, self._held)
+        keep, self._layout = (self.points or _all_points)(self.backend.layout)  # a landmarks file knows it now
+        self._faces += [[Face(np.asarray(f.box, np.float32), np.asarray(f.landmarks, np.float32)[keep])
+                         for f in fs] for fs in found]
+        self._held = []
+
+    def result(self) -> FaceTracks:
+        """Link everything pushed so far (ValueError when no frame was pushed)."""
+        self._flush()
+        if self._layout is None:
+            raise ValueError(f"{self.source}: no video frames to track")
+        return FaceTracks.link(self._faces, self._layout, self.cuts.cuts, self.tracker)
+
+
+def _all_points(layout: LandmarkLayout) -> tuple[slice, LandmarkLayout]:
+    return slice(None), layout

@@ -23,8 +23,8 @@ from typing import Iterable, Iterator
 import numpy as np
 from scipy.ndimage import distance_transform_edt
 
-from lipsync.data.face_tracks import FaceTracker, FaceTracks, ShotCuts
-from lipsync.data.faces import Face, FaceBackend, LandmarkLayout
+from lipsync.data.face_tracks import FaceCollector, FaceTracker, FaceTracks, ShotCuts
+from lipsync.data.faces import FaceBackend, LandmarkLayout
 from lipsync.data.masks import fill_gaps
 
 
@@ -111,7 +111,7 @@ def detect_faces(
 
 
 def track_all_faces(
-    frames: Iterable[np.ndarray], backend: FaceBackend, source: Path, chunk: int = 256,
+    frames: Iterable[np.ndarray], backend: FaceBackend, source: Path, chunk: int = 64,
     tracker: FaceTracker | None = None, cuts: ShotCuts | None = None,
 ) -> FaceTracks:
     """Every face of every frame, linked into tracks, ``chunk`` frames at a time.
@@ -127,18 +127,10 @@ def track_all_faces(
         tracker: the linking rules (:class:`~lipsync.data.face_tracks.FaceTracker` defaults when None).
         cuts: the shot-cut detector (defaults when None).
     """
-    cuts = cuts or ShotCuts()
-    faces: list[list[Face]] = []
-    for part in _chunks(frames, chunk):
-        for _, frame in part:
-            cuts.push(frame)
-        found = backend.detect_all(source, part)
-        keep, layout = subset_layout(backend.layout)  # the landmarks file knows its layout once read
-        faces += [[Face(np.asarray(f.box, np.float32), np.asarray(f.landmarks, np.float32)[keep]) for f in fs]
-                  for fs in found]
-    if not faces:
-        raise ValueError(f"{source}: no video frames to track")
-    return FaceTracks.link(faces, layout, cuts.cuts, tracker)
+    collector = FaceCollector(backend, source, subset_layout, chunk, tracker, cuts)
+    for i, frame in enumerate(frames):
+        collector.push(i, frame)
+    return collector.result()
 
 
 def runs(mask: np.ndarray) -> list[tuple[int, int]]:
