@@ -5,7 +5,7 @@ soundtrack is their speech and their mouth follows it (:func:`mouth_opening_from
 as the one-person corpus); the others mouth *other* speech that is not in the soundtrack (at 50-100 % of
 its amplitude: the hardest listener, one who moves the mouth all the time). Sizes are drawn per person,
 so the speaker is often not the largest face. The second shot changes the background (a cut a detector
-can see), reshuffles places and sizes, and hands the word to someone else.
+can see), moves everyone to another place with another size, and hands the word to someone else.
 
 For ``DIR/scene_00003.mp4`` the truth is written beside it as a several-faces landmarks file
 (:mod:`lipsync.data.faces`): ``landmarks`` (N, F, 70, 2), ``boxes`` (N, F, 4) with F = the scene's
@@ -81,8 +81,10 @@ def render_scene(seed: int, index: int, seconds: float = 6.0, size: int = 192) -
     openings = np.stack([mouth_opening_from_audio(w, num_frames) for w in waves], axis=1)
     openings = np.where(np.arange(people)[None] == speaker[:, None], openings, openings * gains[None])
     motions = [sample_motion(rng, num_frames, MODEL_FPS) for _ in range(people)]
-    shots = [(_layout(rng, people), make_background(idents[k % people], size * SUPERSAMPLE))
-             for k in range(2)]
+    first_layout = _layout(rng, people)
+    second_layout = (np.roll(first_layout[0], 1), _layout(rng, people)[1])  # everyone changes place
+    shots = [(layout, make_background(idents[k], size * SUPERSAMPLE))
+             for k, layout in enumerate((first_layout, second_layout))]
     frames, landmarks, boxes = [], np.zeros((num_frames, people, 70, 2), np.float32), np.zeros(
         (num_frames, people, 4), np.float32)
     for t in range(num_frames):
