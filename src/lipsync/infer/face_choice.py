@@ -278,7 +278,10 @@ def chosen_summary(tracks: FaceTracks, chosen: np.ndarray) -> FaceTrackSummary:
     landmarks = np.full((tracks.num_frames, tracks.landmarks.shape[2], 2), np.nan, np.float32)
     if tracks.num_tracks:
         landmarks[found] = tracks.landmarks[rows[found], pick[found]]
-    return FaceTrackSummary(boxes.astype(np.float32), landmarks, tracks.layout, found.copy())
+    seen = np.flatnonzero(found)  # a stretch starts where the chosen track changes, or at a cut
+    switches = seen[1:][chosen[seen[1:]] != chosen[seen[:-1]]]
+    starts = tuple(sorted({*switches.tolist(), *tracks.cuts}))
+    return FaceTrackSummary(boxes.astype(np.float32), landmarks, tracks.layout, found.copy(), starts)
 
 
 @dataclass

@@ -42,7 +42,7 @@ from lipsync.infer.lengths import num_output_frames, source_indices
 from lipsync.infer.paste import crop_to_frame, dilate_box, paste_back
 from lipsync.infer.segments import OverlapBlender, Segment, frame_noise, plan_segments
 from lipsync.infer.silence import check_policy, mute_frames, silent_frames
-from lipsync.infer.tracking import FaceTrackSummary, edit_weights, hold_nearest, runs
+from lipsync.infer.tracking import FaceTrackSummary, edit_weights, hold_nearest
 from lipsync.media import MODEL_SAMPLE_RATE, MediaError, VideoInfo, VideoWriter, probe, read_audio
 from lipsync.models.audio import STEPS_PER_SECOND
 from lipsync.models.denoiser import Denoiser
@@ -446,7 +446,7 @@ class LipSyncPipeline:
             h = np.full((len(found), 4), np.nan, np.float32)
             return np.tile(np.array([0, 0, 1, 1], np.float32), (len(found), 1)), h
         crops = np.full((len(found), 4), np.nan, np.float32)
-        for start, stop in runs(found):
+        for start, stop in track.runs():  # never smoothed across a cut or a change of face
             crops[start:stop] = self.crop.boxes(track.boxes[start:stop])
         return hold_nearest(crops, found), hold_nearest(track.boxes, found)
 

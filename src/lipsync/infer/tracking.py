@@ -52,25 +52,39 @@ class FaceTrackSummary:
         landmarks: (N, P, 2) lip and lower-face landmarks in frame pixels; NaN where no face.
         layout: the re-indexed layout of those P points.
         detected: (N,) bool, the backend itself found a face (not filled from context).
+        starts: first frames of the stretches that show another face than the frame before (a cut, or
+            the chosen person changes); gaps are filled and crops smoothed only within a stretch.
     """
 
     boxes: np.ndarray
     landmarks: np.ndarray
     layout: LandmarkLayout
     detected: np.ndarray
+    starts: tuple[int, ...] = ()
 
     @property
     def found(self) -> np.ndarray:
         """(N,) bool: the frame has a face box (detected or filled)."""
         return ~np.isnan(self.boxes).any(axis=1)
 
+    def stretches(self) -> list[tuple[int, int]]:
+        """``[start, stop)`` frame ranges that each show one face (split at :attr:`starts`)."""
+        edges = [0, *sorted(s for s in set(self.starts) if 0 < s < len(self.boxes)), len(self.boxes)]
+        return list(zip(edges[:-1], edges[1:]))
+
+    def runs(self) -> list[tuple[int, int]]:
+        """Runs of frames with a face, never across a stretch boundary."""
+        return [(a + i, a + j) for a, b in self.stretches() for i, j in runs(self.found[a:b])]
+
     def filled(self, max_gap: int) -> "FaceTrackSummary":
-        """Fill face-less runs of at most ``max_gap`` frames from the frames around them."""
-        boxes, _ = fill_gaps(self.boxes, max_gap)
-        landmarks, _ = fill_gaps(self.landmarks, max_gap)
+        """Fill face-less runs of at most ``max_gap`` frames from the frames around them (in a stretch)."""
+        boxes, landmarks = self.boxes.copy(), self.landmarks.copy()
+        for a, b in self.stretches():
+            boxes[a:b], _ = fill_gaps(self.boxes[a:b], max_gap)
+            landmarks[a:b], _ = fill_gaps(self.landmarks[a:b], max_gap)
         both = ~np.isnan(boxes).any(axis=1) & ~np.isnan(landmarks.reshape(len(boxes), -1)).any(axis=1)
         boxes[~both], landmarks[~both] = np.nan, np.nan
-        return FaceTrackSummary(boxes, landmarks, self.layout, self.detected.copy())
+        return FaceTrackSummary(boxes, landmarks, self.layout, self.detected.copy(), self.starts)
 
 
 def _chunks(frames: Iterable[np.ndarray], size: int) -> Iterator[list[tuple[int, np.ndarray]]]:
