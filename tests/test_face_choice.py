@@ -15,8 +15,8 @@ import pytest
 
 from lipsync.data.face_tracks import FaceTracker, FaceTracks, mouth_opening
 from lipsync.data.faces import IBUG_68, Face, LandmarkLayout, LandmarksFileFaces
-from lipsync.infer.face_choice import (FaceChoice, SpeakerRule, choose_face, choose_tracks, frame_loudness,
-                                       parse_face)
+from lipsync.infer.face_choice import (FaceChoice, SpeakerRule, choose_face, choose_tracks, chosen_summary,
+                                       frame_loudness, parse_face)
 from lipsync.media import write_video
 
 LIPS = LandmarkLayout("custom", np.arange(4), np.arange(4))
@@ -102,6 +102,15 @@ def test_each_rule_picks_its_face_per_shot() -> None:
     assert (by_box[:30] == 1).all() and (by_box[30:] == 3).all()
     with pytest.raises(ValueError, match="index:5"):
         choose_tracks(tracks, parse_face("index:5"))
+
+
+@pytest.mark.parametrize("rule", ["largest", "speaker", "index:0", "point:5,5"])
+def test_a_video_without_any_face_chooses_nothing(rule: str) -> None:
+    tracks = FaceTracks.link([[] for _ in range(5)], LIPS, [])
+    chosen, decisions = choose_tracks(tracks, parse_face(rule), np.linspace(-40, -10, 5))
+    assert (chosen == -1).all() and decisions[0].track == -1
+    summary = chosen_summary(tracks, chosen)
+    assert not summary.found.any() and summary.landmarks.shape == (5, 4, 2)
 
 
 def test_speaker_falls_back_to_largest_below_the_margin_and_without_sound(caplog) -> None:

@@ -136,3 +136,16 @@ def test_real_photos_with_several_faces_go_through_every_face_choice(photo, mode
             cx, cy = (b[0] + b[2]) / 2, (b[1] + b[3]) / 2
             x0, y0, x1, y1 = result.paste_region[t]
             assert not (x0 <= cx < x1 and y0 <= cy < y1)
+
+
+def test_scene_dub_scores_report_no_leak_into_the_others(model_dir, tmp_path) -> None:
+    """The measurement behind the README's numbers, on one scene: the others' openings do not move."""
+    from lipsync.synth.scenes import dub_scores, render_scene, write_scene
+
+    video = write_scene(render_scene(seed=4242, index=4, seconds=2.0, size=160), tmp_path / "scene.mp4", crf=0)
+    other = render_scene(seed=4242, index=5, seconds=2.0, size=96)
+    speech = write_wav(tmp_path / "speech.wav", other.wave[None], 16_000)
+    pipe = LipSyncPipeline.from_pretrained(model_dir, faces=LandmarksFileFaces(), generated_faces=None)
+    scores = dub_scores(video, speech, pipe, tmp_path / "out.mp4")
+    assert scores["others_max_diff"] < 0.02 and scores["others_leak"] > 0.99, scores
+    assert -1 <= scores["sync"] <= 1 and -1 <= scores["copy_sync"] <= 1

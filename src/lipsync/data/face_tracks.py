@@ -243,7 +243,7 @@ class FaceTracks:
                 tracker.cut()
             ids.append(tracker.push(frame_faces))
         num_tracks = 1 + max((i for frame_ids in ids for i in frame_ids), default=-1)
-        points = _num_points(faces, keep)
+        points = _num_points(faces, keep, layout)
         boxes = np.full((len(faces), num_tracks, 4), np.nan, np.float32)
         landmarks = np.full((len(faces), num_tracks, points, 2), np.nan, np.float32)
         for n, (frame_faces, frame_ids) in enumerate(zip(faces, ids)):
@@ -253,10 +253,10 @@ class FaceTracks:
         return cls(boxes, landmarks, layout, sorted(cut_set))
 
 
-def _num_points(faces: list[list[Face]], keep: np.ndarray | None) -> int:
+def _num_points(faces: list[list[Face]], keep: np.ndarray | None, layout: LandmarkLayout) -> int:
     if keep is not None:
         return len(keep)
-    return next((len(f.landmarks) for frame in faces for f in frame), 1)
+    return next((len(f.landmarks) for frame in faces for f in frame), layout.num_points)
 
 
 def _runs(mask: np.ndarray) -> list[tuple[int, int]]:

@@ -175,7 +175,7 @@ def speaker_scores(tracks: FaceTracks, loudness: np.ndarray, frames: np.ndarray,
 
 def _largest(tracks: FaceTracks, frames: np.ndarray) -> int:
     area = tracks.areas()[frames].sum(axis=0)
-    return int(np.argmax(area)) if area.max() > 0 else -1
+    return int(np.argmax(area)) if area.size and area.max() > 0 else -1
 
 
 def _first_faces(tracks: FaceTracks, frames: np.ndarray) -> tuple[int, np.ndarray]:
