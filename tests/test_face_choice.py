@@ -183,3 +183,22 @@ def test_insightface_backend_on_a_pack_in_insightface_layout_tracks_and_finds_th
     assert selection.decisions[0].rule == "speaker" and (selection.chosen == left).all(), selection.decisions
     largest = choose_face(iter(frames), backend, video, fps, "index:1")
     assert (largest.chosen == 1 - left).all()
+
+
+def test_prepare_curates_the_largest_face_and_records_every_face_track(tmp_path: Path) -> None:
+    """A three-person scene: the manifest row lists one track per person and shot, with openings."""
+    from _data_corpus import prepare_config
+
+    from lipsync.prepare.__main__ import run
+    from lipsync.prepare.run import read_manifest
+    from lipsync.synth.scenes import render_scene, write_scene
+
+    scene = render_scene(seed=4242, index=4, seconds=4.0, size=160)
+    write_scene(scene, tmp_path / "videos" / "scene.mp4")
+    summary = run(prepare_config(tmp_path / "videos", tmp_path / "out", "face_backend=landmarks-file"))
+    row = next(r for r in read_manifest(tmp_path / "out" / "manifest.jsonl") if r["kind"] == "input")
+    assert summary["status"] == {"ok": 1} and row["shot_cuts"] == [scene.cut]
+    tracks = row["face_tracks"]
+    assert len(tracks) == 6 and sorted(t["shot"] for t in tracks) == [0, 0, 0, 1, 1, 1]  # 3 people x 2 shots
+    assert all(len(t["opening"]) == row["frames"] for t in tracks)
+    assert max(t["curated"] for t in tracks if t["shot"] == 0) == 1.0  # the largest face is what was curated

@@ -470,33 +470,29 @@ class LandmarksFileFaces(FaceBackend):
 
     def track(self, source: Path, frames: Iterable[tuple[int, np.ndarray]],
               on_face: FaceCallback | None = None) -> FaceTrack:
-        stored = self._stored(source, frames)
-        track = stored.take(self._rows)
+        path, rows = self._check(source, frames)
+        track = FaceTrack.load(path).take(rows)
         found = zip(track.boxes, track.landmarks, track.found)
         _announced((Face(box, lm) if ok else None for box, lm, ok in found), on_face)
         return track
 
     def detect_all(self, source: Path, frames: Iterable[tuple[int, np.ndarray]]) -> list[list[Face]]:
-        path = self._check(source, frames)
+        path, rows = self._check(source, frames)
         boxes, landmarks, self.layout = load_all_faces(path)
-        return [[Face(b, lm) for b, lm in zip(boxes[r], landmarks[r]) if not np.isnan(b).any()]
-                for r in self._rows]
+        return [[Face(b, lm) for b, lm in zip(boxes[r], landmarks[r]) if not np.isnan(b).any()] for r in rows]
 
-    def _stored(self, source: Path, frames: Iterable[tuple[int, np.ndarray]]) -> FaceTrack:
-        return FaceTrack.load(self._check(source, frames))
-
-    def _check(self, source: Path, frames: Iterable[tuple[int, np.ndarray]]) -> Path:
-        """The file's path; remembers the requested rows; a missing file or too few rows is a MediaError."""
+    @staticmethod
+    def _check(source: Path, frames: Iterable[tuple[int, np.ndarray]]) -> tuple[Path, np.ndarray]:
+        """The file's path and the requested rows; a missing file or too few rows is a MediaError."""
         path = landmarks_file(source)
         if not path.exists():
             raise MediaError(f"{source}: no landmarks file {path.name} beside it (faces=landmarks-file)")
-        self._rows = np.array([index for index, _ in frames], dtype=np.int64)
+        rows = np.array([index for index, _ in frames], dtype=np.int64)
         with np.load(path, allow_pickle=False) as data:
             stored = len(data["boxes"])
-        if self._rows.size and self._rows.max() >= stored:
-            raise MediaError(f"{path}: holds {stored} frames but the video decodes to at least "
-                             f"{self._rows.max() + 1}")
-        return path
+        if rows.size and rows.max() >= stored:
+            raise MediaError(f"{path}: holds {stored} frames but the video decodes to at least {rows.max() + 1}")
+        return path, rows
 
 
 def load_all_faces(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, LandmarkLayout]:
