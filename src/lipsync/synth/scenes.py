@@ -153,7 +153,8 @@ def dub_scores(video: Path, speech: Path, pipe, output: Path) -> dict:
     Returns:
         ``sync``: the dubbed speaker's measured opening vs the opening ``speech`` asks for (Pearson);
         ``copy_sync``: the same for the untouched source (chance level); ``others_max_diff``: the largest
-        change of any other face's measured opening (0 = the others stay the source's), and
+        change of any other face's measured opening (0 = the others stay the source's; both videos
+        through the same lossless encoder), and
         ``others_leak``: their output opening vs their source opening (1 = unchanged).
     """
     from lipsync.media import read_audio, read_frames
@@ -161,8 +162,10 @@ def dub_scores(video: Path, speech: Path, pipe, output: Path) -> dict:
 
     with np.load(f"{video}.landmarks.npz") as truth:
         boxes, speaker = truth["boxes"], truth["speaker"]
-    result = pipe(video, speech, output, face="speaker", progress=False)
-    out, src = read_frames(result.output), read_frames(video)
+    # Lossless output, compared with the source through the same encoder: only the edit can differ.
+    result = pipe(video, speech, output, face="speaker", progress=False, crf=0)
+    passed = write_video(output.with_name(f"{output.stem}_source.mp4"), read_frames(video), MODEL_FPS, crf=0)
+    out, src = read_frames(result.output), read_frames(passed)
     n = result.source_index
     rows = np.arange(len(n))
     wave, _ = read_audio(speech, sample_rate=MODEL_SAMPLE_RATE, mono=True)
