@@ -143,7 +143,8 @@ def test_speaker_on_a_video_without_sound_says_so_in_one_line(tmp_path: Path, ca
 @pytest.mark.parametrize("index", [0, 1])
 def test_held_out_scenes_speaker_chosen_in_at_least_95_percent_of_frames(tmp_path: Path, index: int) -> None:
     """Scenes from a seed never used while tuning (the defaults were set on seed 0), cut included."""
-    from lipsync.synth.scenes import choice_accuracy, render_scene, write_scene
+    from lipsync.evaluate.scenes import choice_accuracy
+    from lipsync.synth.scenes import render_scene, write_scene
 
     scene = render_scene(seed=4242, index=index, seconds=5.0, size=160)
     assert len(set(scene.speaker.tolist())) == 2  # the speaker changes at the cut

@@ -140,7 +140,8 @@ def test_real_photos_with_several_faces_go_through_every_face_choice(photo, mode
 
 def test_scene_dub_scores_report_no_leak_into_the_others(model_dir, tmp_path) -> None:
     """The measurement behind the README's numbers, on one scene: the others' openings do not move."""
-    from lipsync.synth.scenes import dub_scores, render_scene, write_scene
+    from lipsync.evaluate.scenes import dub_scores
+    from lipsync.synth.scenes import render_scene, write_scene
 
     video = write_scene(render_scene(seed=4242, index=4, seconds=2.0, size=160), tmp_path / "scene.mp4", crf=0)
     other = render_scene(seed=4242, index=5, seconds=2.0, size=96)

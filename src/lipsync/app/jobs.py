@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from lipsync import media
 from lipsync.app.compare import side_by_side
 from lipsync.app.workdirs import place_input
-from lipsync.assets import ROOT
+from lipsync.cli import config_dir
 from lipsync.infer import InferenceOptions, InferenceResult, LipSyncPipeline
 from lipsync.infer.face_choice import parse_face
 from lipsync.infer.pipeline import options_from_mapping
@@ -50,7 +50,7 @@ PipelineFactory = Callable[[Path], Dubber]
 
 def infer_config(overrides: Sequence[str] = ()) -> DictConfig:
     """The CLI's own config (``conf/infer.yaml``) with Hydra ``overrides``: the app and the CLI share it."""
-    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+    with initialize_config_dir(str(config_dir()), version_base="1.3"):
         return compose("infer", overrides=list(overrides))
 
 

@@ -50,7 +50,7 @@ from typing import Callable, Iterable, Iterator
 import cv2
 import numpy as np
 
-from lipsync.media import MediaError
+from lipsync.media import MediaError, atomic_path
 
 # --- landmark layouts ------------------------------------------------------------------------------
 
@@ -183,8 +183,6 @@ class FaceTrack:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the landmarks-file format of the module docstring, atomically."""
-        from lipsync.media import atomic_path
-
         arrays: dict[str, np.ndarray] = {"landmarks": self.landmarks, "boxes": self.boxes}
         if self.layout.kind in LAYOUTS:
             arrays["kind"] = np.array(self.layout.kind)

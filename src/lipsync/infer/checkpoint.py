@@ -17,6 +17,7 @@ allowed by exact name (:data:`SAFE_CHECKPOINT_GLOBALS`), and anything else (``po
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import pickle
@@ -25,11 +26,13 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import torch
+from hydra.utils import instantiate
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from lipsync.media import atomic_path
+from lipsync.models.vae import SpaceToDepthVAE, SVDVAE
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -104,8 +107,6 @@ def check_targets(node: Any, where: str = "config") -> None:
 
 def build_component(node: Mapping[str, Any], name: str) -> Any:
     """Instantiate one component config (after :func:`check_targets`)."""
-    from hydra.utils import instantiate
-
     check_targets(node, name)
     try:
         return instantiate(dict(node), _convert_="all")
@@ -192,8 +193,6 @@ def load_component_weights(module: nn.Module, state: Mapping[str, Tensor], name:
 
 def _locate(name: str) -> Any:
     module, _, attr = name.rpartition(".")
-    import importlib
-
     try:
         return getattr(importlib.import_module(module), attr)
     except (ImportError, AttributeError):
@@ -270,8 +269,6 @@ def describe_vae(vae: nn.Module) -> dict[str, Any]:
 
     SVD's VAE is described by its diffusers config (no path to the SVD folder is needed to load it back).
     """
-    from lipsync.models.vae import SpaceToDepthVAE, SVDVAE
-
     if isinstance(vae, SpaceToDepthVAE):
         return {
             "_target_": "lipsync.models.vae.SpaceToDepthVAE",

@@ -6,13 +6,12 @@ import json
 import os
 from pathlib import Path
 
-import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 os.environ.setdefault("GLOG_minloglevel", "2")  # before mediapipe loads: no C++ log lines per video
 
-from lipsync.assets import ROOT  # noqa: E402
+from lipsync.cli import hydra_main  # noqa: E402
 from lipsync.prepare.curate import Curator  # noqa: E402
 from lipsync.prepare.run import config_hash, list_inputs, prepare  # noqa: E402
 
@@ -44,7 +43,7 @@ def run(cfg: DictConfig) -> dict:
                    chunk_bytes=cfg.chunk_bytes, progress=cfg.progress)
 
 
-@hydra.main(config_path=str(ROOT / "conf"), config_name="prepare", version_base="1.3")
+@hydra_main("prepare", "lipsync-prepare")
 def main(cfg: DictConfig) -> None:
     print(json.dumps(run(cfg), indent=1))
 

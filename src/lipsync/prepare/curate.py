@@ -2,10 +2,11 @@
 
 Steps (Appendix A): decode at 25 fps; track the largest face, keeping a bounded patch around it per
 frame, and, on the same pass, every face (``face_tracks``: each track's frames, box and mouth opening go
-into the record, so a later rule such as "the speaker only" needs no second decoding); reject videos whose face is always small; fill short face-less gaps and cut at long gaps or box
-jumps; drop clips under 2 s; crop each clip around the face at the training resolution from the
-patches (frames whose patch does not hold the final box are decoded again); run the model-based
-filters when their weights exist; cut clips into segments and stage them.
+into the record, so a later rule such as "the speaker only" needs no second decoding); reject videos
+whose face is always small; fill short face-less gaps and cut at long gaps or box jumps; drop clips
+under 2 s; crop each clip around the face at the training resolution from the patches (frames whose
+patch does not hold the final box are decoded again); run the model-based filters when their weights
+exist; cut clips into segments and stage them.
 
 Everything an input produces goes into ``staging/<video_id>/`` through a temporary folder renamed at
 the end, with ``record.json`` inside: a folder either holds one input's complete result or does not
@@ -26,10 +27,11 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from lipsync.data import shards
+from lipsync.data.batch import to_model_range
 from lipsync.data.face_tracks import FaceCollector, FaceTracks, box_iou, mouth_points
 from lipsync.data.faces import Face, FaceBackend, FaceTrack
 from lipsync.data.masks import MaskSpec
-from lipsync.media import MediaError, _open
+from lipsync.media import MODEL_FPS, MediaError, _open
 from lipsync.prepare.crop import CropSpec
 from lipsync.prepare.decode import read_audio_aligned, resampled_frames
 from lipsync.prepare.filters import (Clip, ClipData, MinDuration, MinFaceSize, QualityFilter, SyncFilter,
@@ -102,7 +104,7 @@ class Curator:
     max_scale: float = 0.25
     segment_frames: int = 100
     ref_pool: int = 8
-    fps: float = 25.0
+    fps: float = MODEL_FPS
     sample_rate: int = 16_000
     jpeg_quality: int = 95
     patch_margin: float = 1.3
@@ -339,7 +341,7 @@ def encode_latents(item: dict, vae: Any, mask: MaskSpec | None) -> dict[str, np.
 
     n = shards.num_frames(item)
     frames = shards.decode_jpegs(item["frames"], item["frame_offsets"], range(n))
-    video = torch.from_numpy(frames).permute(0, 3, 1, 2).float().div(127.5).sub(1)[None]  # (1, N, 3, H, W)
+    video = to_model_range(torch.from_numpy(frames).permute(0, 3, 1, 2))[None]  # (1, N, 3, H, W)
     out = {"latents": vae.encode(video)[0].float().numpy()}
     if mask is not None:
         m = torch.from_numpy(mask(item["landmarks"], shards.layout_of(item), *frames.shape[1:3]))[None]

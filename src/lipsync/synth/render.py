@@ -22,6 +22,8 @@ from dataclasses import asdict, dataclass
 import cv2
 import numpy as np
 
+from lipsync.media import MODEL_FPS
+
 # Colours the measurement relies on (RGB): skin is never as dark as the interior (luma >= SKIN_MIN_LUMA)
 # and never as grey as the teeth (R - B >= SKIN_MIN_CHROMA).
 MOUTH_INTERIOR = (48.0, 10.0, 26.0)
@@ -177,7 +179,7 @@ def _blinks(rng: np.random.Generator, num_frames: int, fps: float) -> np.ndarray
     return closure
 
 
-def sample_motion(rng: np.random.Generator, num_frames: int, fps: float = 25.0) -> Motion:
+def sample_motion(rng: np.random.Generator, num_frames: int, fps: float = MODEL_FPS) -> Motion:
     """Smooth head motion (+-4% shift, +-5 degrees, +-4% scale) and blinks for ``num_frames`` frames."""
     return Motion(tx=_smooth_track(rng, num_frames, fps, 0.04), ty=_smooth_track(rng, num_frames, fps, 0.03),
                   angle=_smooth_track(rng, num_frames, fps, np.deg2rad(5.0)),
