@@ -6,7 +6,7 @@ DEBIAN_PACKAGES := espeak-ng chromium chromium-driver
 PYTEST_FAST := -m "not slow and not weights and not gpu"
 
 .DEFAULT_GOAL := help
-.PHONY: help venv system-deps assets test test-slow demo bench bench-sync eval app clean
+.PHONY: help venv system-deps assets test test-slow demo bench bench-sync eval app clean gpu-prep gpu-wheels gpu-check
 
 help: ## show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -16,10 +16,11 @@ system-deps: ## Debian packages (espeak-ng for synthetic speech)
 	if [ -n "$$missing" ]; then echo "installing Debian packages:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
 
-.venv/.installed: requirements.txt constraints.txt setup.cfg
+.venv/.installed: requirements.txt requirements-nodeps.txt constraints.txt setup.cfg
 	@test -x $(PY) || python3 -m venv .venv
 	$(PIP) --upgrade pip
 	$(PIP) -r requirements.txt
+	$(PIP) --no-deps -r requirements-nodeps.txt
 	$(PIP) -e . --no-deps
 	@touch $@
 
@@ -50,6 +51,16 @@ bench-sync: venv ## tiny-model ablations on the synthetic world (long; not in CI
 
 eval: venv ## inference + every paper metric: make eval DATA=dir CKPT=path
 	$(PY) -m lipsync.evaluate.run data_dir=$(DATA) ckpt=$(CKPT)
+
+gpu-prep: venv ## wheels + a 10 s input video for a GPU machine without network (.gpu/, git-ignored)
+	$(PY) benchmarks/gpu_prep.py
+
+gpu-wheels: venv ## only the wheels part of gpu-prep (.gpu/wheels, manylinux x86_64 CPython 3.12, < 60 MB)
+	$(PY) benchmarks/gpu_prep.py --wheels-only
+
+# No venv here on purpose: runs on a CUDA machine's own python3 + torch, with .gpu/ carried from gpu-prep.
+gpu-check: ## full-size training + dubbing on one CUDA GPU (<= 6 min): bench_results/gpu.json, gpu.md
+	bash benchmarks/gpu_check.sh
 
 app: venv ## the dubbing web app on http://127.0.0.1:7860
 	$(PY) -m lipsync.app

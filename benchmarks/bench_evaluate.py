@@ -24,7 +24,7 @@ import torchvision
 from lipsync.assets import ROOT, asset_path, ensure_assets
 from lipsync.evaluate.frame_metrics import build_lpips, lpips, psnr, ssim
 from lipsync.evaluate.fid import build_fid
-from lipsync.evaluate.syncnet import SyncNetScorer, SyncNetV2
+from lipsync.models.syncnet import SyncNetScorer, SyncNetV2
 from lipsync.media import read_frames
 
 SIZE = 256

@@ -31,7 +31,8 @@ from lightning.pytorch.callbacks import Callback
 from omegaconf import open_dict
 from tqdm import tqdm
 
-from lipsync.train import config_dir, instantiate_all
+from lipsync.cli import config_dir
+from lipsync.train import instantiate_all
 
 ROOT = Path(__file__).resolve().parents[1]
 WARMUP = 5

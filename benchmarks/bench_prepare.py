@@ -30,6 +30,7 @@ import cv2  # noqa: E402
 
 from lipsync import media  # noqa: E402
 from lipsync.assets import ROOT, asset_path, ensure_assets  # noqa: E402
+from lipsync.cli import config_dir
 from lipsync.prepare.curate import Curator  # noqa: E402
 from lipsync.prepare.decode import resampled_frames  # noqa: E402
 
@@ -59,7 +60,7 @@ def shipped_curator(output: Path) -> Curator:
 
     from lipsync.prepare.__main__ import build_curator
 
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         return build_curator(compose(config_name="prepare", overrides=["input=.", f"output={output}"]))
 
 

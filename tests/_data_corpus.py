@@ -18,6 +18,7 @@ import numpy as np
 
 from lipsync import media
 from lipsync.assets import asset_path, ensure_assets
+from lipsync.cli import config_dir
 
 
 def speech(seconds: float) -> np.ndarray:
@@ -89,9 +90,8 @@ def prepare_config(input_dir: Path, output: Path, *overrides: str):
     """``conf/prepare.yaml`` composed for a test run (small faces allowed, short segments)."""
     from hydra import compose, initialize_config_dir
 
-    from lipsync.assets import ROOT
 
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         return compose(config_name="prepare", overrides=[
             f"input={input_dir}", f"output={output}", "filters.min_face.min_size=32", "segment_frames=50",
             "crop.resolution=64", "progress=false", *overrides])

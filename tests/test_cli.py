@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from hydra.errors import InstantiationException
 
@@ -26,3 +28,41 @@ def test_hydra_full_error_keeps_the_traceback(monkeypatch) -> None:
     with pytest.raises(ValueError, match="bad"), user_errors("lipsync-x"):
         raise ValueError("bad")
     assert one_line(ValueError(" a \n b ")) == "a b"
+
+
+# Every entry point, one bad argument each: found conf/ the same way, one line, status 1 (sys.exit(str)).
+ENTRY_POINTS = {
+    "train": ("lipsync.train", ["experiment=no_such_experiment"]),
+    "prepare": ("lipsync.prepare.__main__", ["input=x", "output=y", "no_such_key=1"]),
+    "synth": ("lipsync.synth.__main__", ["output=y", "seconds=[1"]),
+    "infer": ("lipsync.infer.__main__", ["options=no_such_option"]),
+    "evaluate": ("lipsync.evaluate.__main__", ["generated=x", "reference=y", "fid.no_such_key=1"]),
+    "eval": ("lipsync.evaluate.run", ["+no_such=1", "~data_dir"]),
+    "demo": ("lipsync.demo", ["out=x", "no_such_key=1"]),
+    "app": ("lipsync.app.__main__", ["--port", "0"]),
+    "summary": ("lipsync.summary", ["--frames", "sixteen"]),
+    "convert": ("lipsync.infer.convert", ["no_such.ckpt", "out"]),
+    "curves": ("lipsync.training.curves", ["no_such_run"]),
+    "scenes": ("lipsync.evaluate.scenes", ["--out", "x", "--scenes", "0"]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ENTRY_POINTS))
+def test_every_entry_point_turns_a_bad_argument_into_one_line_and_status_1(name, monkeypatch,
+                                                                          tmp_path) -> None:
+    import importlib
+
+    module, args = ENTRY_POINTS[name]
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    main = importlib.import_module(module).main
+    with pytest.raises(SystemExit) as info:
+        if name in ("app", "summary", "convert", "curves", "scenes"):
+            main(args)
+        else:
+            monkeypatch.setattr("sys.argv", [f"lipsync-{name}", *args])
+            main()
+    message = info.value.code
+    assert isinstance(message, str) and message.startswith(f"lipsync-{name}: error: "), message
+    assert "\n" not in message
+    assert "HYDRA_FULL_ERROR" not in os.environ  # restored: a stage's subprocesses see the user's setting

@@ -11,7 +11,8 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from lipsync.train import CONF_ENV, config_dir, per_device_batch, train
+from lipsync.cli import CONF_ENV, config_dir, per_device_batch
+from lipsync.train import train
 
 CONF = config_dir()
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))

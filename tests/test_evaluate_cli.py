@@ -17,11 +17,12 @@ from skimage.data import astronaut
 from torch import nn
 
 from lipsync.assets import ROOT
+from lipsync.cli import config_dir
 from lipsync.evaluate.__main__ import find_datasets, run
 from lipsync.evaluate.make_lists import SEED, draw, listed_videos, read_list
 from lipsync.evaluate.regions import fill_gaps, square_crop
 from lipsync.evaluate.report import PAPER_TABLE1, sweep_table
-from lipsync.evaluate.syncnet import SyncNetV2
+from lipsync.models.syncnet import SyncNetV2
 from lipsync.media import write_video
 
 FRAMES, SIZE, RATE = 16, 64, 16_000  # 16: one FVD clip per video
@@ -88,7 +89,7 @@ def compose_cfg(setup: dict, *extra: str):
     overrides = [f"generated={r / 'gen'}", f"reference={r / 'ref'}", f"weights_dir={w}", "device=cpu",
                  f"fid.weights={w / 'inception.pt'}", f"lpips.backbone={w / 'alexnet-owt-7be5be79.pth'}",
                  "region.mode=full", f"region.size={SIZE}", "syncnet.vshift=3", *extra]
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         return compose(config_name="evaluate", overrides=overrides)
 
 
@@ -106,10 +107,19 @@ def test_scores_every_metric_and_writes_json_and_table(setup, tmp_path) -> None:
     metrics = hdtf["metrics"]
     assert metrics["psnr"] == pytest.approx((a["psnr"] + b["psnr"]) / 2)
     assert metrics["fid"] > 0 and metrics["fvd"] >= 0  # FVD: one 16-frame clip per video, 2 per side
-    assert set(result["protocol"]) == {"fid", "fvd", "ssim", "psnr", "lpips", "sync"}
+    protocol = result["protocol"]
+    assert {"fid", "fvd", "ssim", "psnr", "lpips", "sync", "intervals"} <= set(protocol)
+    assert protocol["preset"] == "paper" and "not named" in protocol["assumptions"]["ssim"]
+    assert "tf1 bilinear" in protocol["fid"] and "scikit-image" in protocol["ssim"]
+    # bootstrap over 2 videos: each resample draws a, b or both, so the PSNR interval spans their values
+    lo, hi = hdtf["intervals"]["psnr"]
+    assert lo == pytest.approx(b["psnr"]) and hi == pytest.approx(a["psnr"])
+    assert hdtf["intervals"]["fid"][0] <= metrics["fid"] <= hdtf["intervals"]["fid"][1] + 1e-9
     table = (tmp_path / "table1.md").read_text()
     assert "| SayAnything (paper) | 5.68 | 197.71 | 0.9347 | 29.04 | 0.0239 | 7.23 |" in table
-    assert f"| ours | {metrics['fid']:.2f} | {metrics['fvd']:.2f} | {metrics['ssim']:.4f}" in table
+    fid_lo, fid_hi = hdtf["intervals"]["fid"]
+    assert f"| ours | {metrics['fid']:.2f} [{fid_lo:.2f}, {fid_hi:.2f}] | {metrics['fvd']:.2f}" in table
+    assert "Protocol preset **paper**" in table and "- assumed (ssim):" in table
     assert "AVASpeech FID" in table and len(PAPER_TABLE1) == 4
     assert len(a["sync_dists"]) == 7 and (tmp_path / "sync_offsets.png").stat().st_size > 1000
 
@@ -130,7 +140,8 @@ def test_bad_folder_is_one_line_and_exit_1(tmp_path) -> None:
                            f"reference={tmp_path / 'nope'}", f"hydra.run.dir={tmp_path / 'out'}"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1
-    assert proc.stderr.strip().splitlines()[-1] == f"error: {tmp_path / 'nope'} is not a folder of videos"
+    expected = f"lipsync-evaluate: error: {tmp_path / 'nope'} is not a folder of videos"
+    assert proc.stderr.strip().splitlines()[-1] == expected
 
 
 def test_sweep_table3(setup, tmp_path) -> None:
@@ -192,7 +203,7 @@ def test_run_generates_self_reconstructions_then_scores(tmp_path) -> None:
     overrides = [f"data_dir={tmp_path / 'data'}", f"ckpt={ckpt}", f"output={tmp_path / 'gen'}", "device=cpu",
                  "options.num_steps=1", "options.detect_generated=false", "metrics=[ssim,psnr]",
                  "region.mode=full", "region.size=64"]
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         cfg = compose(config_name="evaluate_run", overrides=overrides)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny model on a shared 2-core box

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from lipsync.assets import asset_path, ensure_assets
+from lipsync.cli import config_dir
 from lipsync.infer.pipeline import LipSyncPipeline
 from lipsync.infer.presets import tiny_config
 from lipsync.media import probe, read_audio, read_frames, write_video, write_wav
@@ -63,7 +64,6 @@ def test_cli_config_dubs_a_video(files, tmp_path: Path) -> None:
     is what the bad-input test below pays for)."""
     from hydra import compose, initialize_config_dir
 
-    from lipsync.assets import ROOT
     from lipsync.infer.__main__ import run
 
     out = tmp_path / "dubbed.mp4"
@@ -76,7 +76,7 @@ def test_cli_config_dubs_a_video(files, tmp_path: Path) -> None:
         "options.num_steps=1",
         "options.progress=false",
     ]
-    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+    with initialize_config_dir(str(config_dir()), version_base="1.3"):
         cfg = compose("infer", overrides=overrides)
     before = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -11,12 +11,11 @@ from lipsync.data.faces import IBUG_68, crop_square
 from lipsync.infer.frames import FrameSource, scan
 from lipsync.infer.lengths import num_output_frames, source_indices, source_positions
 from lipsync.infer.paste import crop_to_frame, dilate_box, feathered_alpha, paste_back
-from lipsync.infer.pipeline import audio_windows
 from lipsync.infer.segments import OverlapBlender, blend_weights, frame_noise, plan_segments
 from lipsync.infer.silence import mute_frames, silent_frames
 from lipsync.infer.tracking import FaceTrackSummary, edit_weights, hold_nearest, runs, subset_layout
 from lipsync.media import read_frames
-from lipsync.models.audio import frame_windows
+from lipsync.models.audio import audio_windows, frame_windows
 
 
 # --- lengths ----------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from lipsync.assets import ROOT
+from lipsync.cli import config_dir
 from lipsync.data.faces import IBUG_68, MEDIAPIPE_478
 from lipsync.data.masks import (AdaptiveMask, FixedMask, fill_gaps, landmark_boxes, pad_boxes, render_masks,
                                 smooth_boxes)
@@ -99,7 +99,7 @@ def test_lips_mask_is_inside_the_adaptive_mask_and_fixed_ignores_landmarks() -> 
 
 @pytest.mark.parametrize("name", ["adaptive", "unsmoothed", "lips", "fixed"])
 def test_every_mask_config_instantiates_and_renders(name: str) -> None:
-    with initialize_config_dir(config_dir=str(ROOT / "conf" / "mask"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(config_dir() / "mask"), version_base="1.3"):
         mask = instantiate(compose(config_name=name))
     lm = random_faces(5)
     lm[:, :, :] = np.linspace(60, 180, 5)[:, None, None] + lm * 0.2  # a face drifting right/down

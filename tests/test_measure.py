@@ -10,7 +10,7 @@ from lipsync import media
 from lipsync.data.faces import crop_square, square_around
 from lipsync.synth import corpus, measure, render, speech
 
-pytestmark = pytest.mark.skipif(not speech.espeak_available(), reason="needs espeak-ng (make system-deps)")
+pytestmark = pytest.mark.usefixtures("espeak")  # fails loudly without espeak-ng (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")

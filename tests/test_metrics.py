@@ -21,7 +21,7 @@ from lipsync.assets import asset_path, ensure_assets
 from lipsync.evaluate.fid import TorchScriptInception, build_fid, is_torchscript
 from lipsync.evaluate.frame_metrics import PSNR_CAP_DB, build_lpips, lpips, psnr, ssim
 from lipsync.evaluate.fvd import TorchScriptI3D, build_fvd
-from lipsync.evaluate.weights import MissingWeights
+from lipsync.models.weights import MissingWeights
 
 
 def frechet_closed_form(a: np.ndarray, b: np.ndarray) -> float:

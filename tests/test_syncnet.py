@@ -15,7 +15,7 @@ import pytest
 import torch
 from torch import nn
 
-from lipsync.evaluate.syncnet import (
+from lipsync.models.syncnet import (
     SyncNetScorer,
     SyncNetV2,
     av_offset,
@@ -26,7 +26,7 @@ from lipsync.evaluate.syncnet import (
     smooth_boxes,
     syncnet_crop,
 )
-from lipsync.evaluate.weights import MissingWeights
+from lipsync.models.weights import MissingWeights
 
 RATE, FPS, HOP = 16_000, 25, 640  # 640 samples of audio per video frame
 CROP = 32

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 
 from lipsync import media
+from lipsync.cli import config_dir
 from lipsync.data.faces import IBUG_68, FaceTrack, LandmarksFileFaces
 from lipsync.synth import corpus, render, speech
 
-pytestmark = pytest.mark.skipif(not speech.espeak_available(), reason="needs espeak-ng (make system-deps)")
+pytestmark = pytest.mark.usefixtures("espeak")  # fails loudly without espeak-ng (tests/conftest.py)
 
 
 # --- speech and the renderer's truth ---------------------------------------------------------------
@@ -149,10 +150,9 @@ def test_corpus_writes_video_audio_and_landmarks_file(tmp_path) -> None:
 def test_shipped_config_runs_the_command(tmp_path, capsys) -> None:
     from hydra import compose, initialize_config_dir
 
-    from lipsync.assets import ROOT
     from lipsync.synth.__main__ import main
 
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         cfg = compose("synth", overrides=[f"output={tmp_path}", "num_videos=1", "seconds=0.4", "size=32",
                                           "workers=1", "progress=false"])
     main(cfg)

@@ -29,13 +29,21 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import hydra
 import numpy as np
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from lipsync import media
-from lipsync.cli import user_errors
-from lipsync.train import config_dir
+from lipsync.app.compare import side_by_side
+from lipsync.cli import hydra_main
+from lipsync.data.faces import LandmarksFileFaces
+from lipsync.infer.convert import convert
+from lipsync.infer.pipeline import LipSyncPipeline, options_from_mapping
+from lipsync.models.whisper_convert import ensure_whisper_tiny_en
+from lipsync.prepare.preview import preview
+from lipsync.synth.corpus import load_truth, render_corpus
+from lipsync.synth.measure import leak_score, measure_opening, plot_openings, sync_score
+from lipsync.synth.speech import mouth_opening_from_audio
+from lipsync.training.curves import plot_loss_curves
 
 
 @dataclass
@@ -61,8 +69,6 @@ def _run(cmd: list[str]) -> None:
 
 def render(cfg: DictConfig, out: Path) -> tuple[Path, Path]:
     """Training and held-out corpora (disjoint identities: different seeds)."""
-    from lipsync.synth.corpus import render_corpus
-
     c = cfg.corpus
     train_dir, held_dir = out / "corpus" / "train", out / "corpus" / "heldout"
     render_corpus(train_dir, c.train_videos, c.seconds, c.size, seed=cfg.seed, workers=c.workers)
@@ -71,8 +77,6 @@ def render(cfg: DictConfig, out: Path) -> tuple[Path, Path]:
 
 
 def prepare(cfg: DictConfig, corpus: Path, out: Path) -> Path:
-    from lipsync.models.whisper_convert import ensure_whisper_tiny_en
-
     ensure_whisper_tiny_en()  # the real pretrained audio encoder, converted once from the packaged CTranslate2 model
     prepared = out / "prepared"
     _run([sys.executable, "-m", "lipsync.prepare", f"input={corpus}", f"output={prepared}",
@@ -98,8 +102,6 @@ def train(cfg: DictConfig, shards: Path, run_dir: Path, overrides: list[str]) ->
 
 def export(last: Path, model_dir: Path) -> Path:
     """The trained weights (EMA) as a pipeline folder that ``python -m lipsync.infer ckpt=`` accepts."""
-    from lipsync.infer.convert import convert
-
     if not (model_dir / "config.json").exists() or model_dir.stat().st_mtime < last.stat().st_mtime:
         convert(last, model_dir)
     return model_dir
@@ -121,9 +123,6 @@ def driving_wav(b: Path, folder: Path) -> Path:
 
 def dub(cfg: DictConfig, model_dir: Path, held_dir: Path, results: Path, guidance: float) -> list[tuple]:
     """Dub every held-out pair; returns (A, B, wav, result) tuples."""
-    from lipsync.data.faces import LandmarksFileFaces
-    from lipsync.infer.pipeline import LipSyncPipeline, options_from_mapping
-
     pipe = LipSyncPipeline.from_pretrained(model_dir, faces=LandmarksFileFaces(), generated_faces=None)
     opts = options_from_mapping({**cfg.infer, "guidance_scale": guidance})
     done = []
@@ -137,9 +136,6 @@ def dub(cfg: DictConfig, model_dir: Path, held_dir: Path, results: Path, guidanc
 
 
 def score(done: list[tuple]) -> list[PairScore]:
-    from lipsync.synth.corpus import load_truth
-    from lipsync.synth.measure import leak_score, sync_score
-
     scores = []
     for a, b, wav, result in done:
         truth = load_truth(a)
@@ -161,13 +157,6 @@ def summarize(scores: list[PairScore]) -> dict[str, float]:
 
 def pictures(done: list[tuple], out: Path, shards: Path, runs: dict[str, Path]) -> dict[str, str]:
     """Side-by-side video, mouth-opening plot and mask overlays for the first pair; loss curves of ``runs``."""
-    from lipsync.app.compare import side_by_side
-    from lipsync.prepare.preview import preview
-    from lipsync.synth.corpus import load_truth
-    from lipsync.synth.measure import measure_opening, plot_openings
-    from lipsync.synth.speech import mouth_opening_from_audio
-    from lipsync.training.curves import plot_loss_curves
-
     a, b, wav, result = done[0]
     truth = load_truth(a)
     frames = media.read_frames(result)
@@ -229,11 +218,10 @@ def run_variant(cfg: DictConfig, name: str, spec: DictConfig, shards: Path, held
             "_done": done}
 
 
-@hydra.main(config_path=str(config_dir()), config_name="demo", version_base="1.3")
+@hydra_main("demo", "lipsync-demo")
 def main(cfg: DictConfig) -> None:
     try:
-        with user_errors("lipsync-demo"):
-            run(cfg)
+        run(cfg)
     except subprocess.CalledProcessError as err:  # the stage printed its own error above
         sys.exit(f"lipsync-demo: error: stage `{' '.join(map(str, err.cmd[1:4]))} ...` exited with status "
                  f"{err.returncode}; fix what it reported and run the same command again to resume")

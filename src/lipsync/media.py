@@ -16,13 +16,22 @@ import tempfile
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
-import av
 import numpy as np
+
+if TYPE_CHECKING:
+    import av
 
 MODEL_SAMPLE_RATE = 16_000
 MODEL_FPS = 25
+
+
+def _av() -> Any:
+    """PyAV, imported on first use: training reads shards through this module's helpers without a codec."""
+    import av
+
+    return av
 
 
 class MediaError(ValueError):
@@ -51,8 +60,8 @@ def _open(path: str | os.PathLike) -> av.container.InputContainer:
     if p.stat().st_size == 0:
         raise MediaError(f"{p}: file is empty (0 bytes)")
     try:
-        return av.open(str(p))
-    except (av.error.FFmpegError, UnicodeDecodeError) as err:  # type: ignore[attr-defined]
+        return _av().open(str(p))
+    except (_av().error.FFmpegError, UnicodeDecodeError) as err:  # type: ignore[attr-defined]
         raise MediaError(f"{p}: not a readable media file ({err.__class__.__name__})") from None
 
 
@@ -84,7 +93,7 @@ def iter_frames(path: str | os.PathLike, start: int = 0, stop: int | None = None
                     break
                 if i >= start:
                     yield frame.to_ndarray(format="rgb24")
-        except av.error.FFmpegError as err:  # type: ignore[attr-defined]
+        except _av().error.FFmpegError as err:  # type: ignore[attr-defined]
             raise MediaError(f"{path}: video stream is corrupt at frame {i} ({err.__class__.__name__})") from None
 
 
@@ -109,12 +118,12 @@ def read_audio(path: str | os.PathLike, sample_rate: int | None = MODEL_SAMPLE_R
         stream = c.streams.audio[0]
         rate = sample_rate or stream.rate
         layout = "mono" if mono else (stream.layout.name if stream.layout else "stereo")
-        resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate)
+        resampler = _av().AudioResampler(format="fltp", layout=layout, rate=rate)
         chunks = []
         try:
             for frame in c.decode(stream):
                 chunks.extend(r.to_ndarray() for r in resampler.resample(frame))
-        except av.error.FFmpegError as err:  # type: ignore[attr-defined]
+        except _av().error.FFmpegError as err:  # type: ignore[attr-defined]
             raise MediaError(f"{path}: audio stream is corrupt ({err.__class__.__name__})") from None
         chunks.extend(r.to_ndarray() for r in resampler.resample(None))
     if not chunks:
@@ -152,7 +161,7 @@ class VideoWriter:
         self.path = Path(path)
         self._atomic = atomic_path(self.path)
         self._tmp = self._atomic.__enter__()
-        self._c = av.open(str(self._tmp), mode="w", format="mp4")
+        self._c = _av().open(str(self._tmp), mode="w", format="mp4")
         fps = Fraction(fps).limit_denominator(1001 * 1000)
         self._v = self._c.add_stream("libx264", rate=fps)
         self._v.width, self._v.height = width + width % 2, height + height % 2
@@ -173,7 +182,7 @@ class VideoWriter:
         if frame.shape[0] != self._v.height or frame.shape[1] != self._v.width:
             frame = np.pad(frame, ((0, self._v.height - frame.shape[0]), (0, self._v.width - frame.shape[1]), (0, 0)),
                            mode="edge")
-        for packet in self._v.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
+        for packet in self._v.encode(_av().VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
             self._c.mux(packet)
         self.frames_written += 1
 
@@ -184,7 +193,7 @@ class VideoWriter:
         step = 1024
         for i in range(0, audio.shape[1], step):
             chunk = np.ascontiguousarray(audio[:, i:i + step])
-            frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout=layout)
+            frame = _av().AudioFrame.from_ndarray(chunk, format="fltp", layout=layout)
             frame.sample_rate = self._audio_rate
             frame.pts = i
             for packet in stream.encode(frame):
@@ -231,9 +240,9 @@ def write_wav(path: str | os.PathLike, audio: np.ndarray, sample_rate: int) -> P
     audio = np.atleast_2d(np.asarray(audio, dtype=np.float32))
     pcm = (np.clip(audio, -1, 1) * 32767).astype(np.int16)
     layout = "mono" if pcm.shape[0] == 1 else "stereo"
-    with atomic_path(path) as tmp, av.open(str(tmp), mode="w", format="wav") as c:
+    with atomic_path(path) as tmp, _av().open(str(tmp), mode="w", format="wav") as c:
         stream = c.add_stream("pcm_s16le", rate=sample_rate, layout=layout)
-        frame = av.AudioFrame.from_ndarray(pcm.T.reshape(1, -1).copy(), format="s16", layout=layout)
+        frame = _av().AudioFrame.from_ndarray(pcm.T.reshape(1, -1).copy(), format="s16", layout=layout)
         frame.sample_rate = sample_rate
         for packet in stream.encode(frame):
             c.mux(packet)

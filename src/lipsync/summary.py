@@ -12,7 +12,6 @@ is there (else the paper's full size), and prints:
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -23,7 +22,10 @@ from torch import Tensor, nn
 from torch.autograd.graph import saved_tensors_hooks
 from torch.utils.flop_counter import FlopCounterMode
 
+from lipsync import cli
+from lipsync.models.audio import WHISPER_DIMS, WhisperAudioEncoder
 from lipsync.models.net import LipSyncNet, build_net
+from lipsync.models.svd_xt import SVD_XT_VAE
 from lipsync.models.vae import SpaceToDepthVAE, SVDVAE
 
 META = torch.device("meta")
@@ -47,21 +49,12 @@ class Components:
 # 1. building on the meta device
 def svd_vae_full() -> SVDVAE:
     """SVD's VAE architecture (stable-video-diffusion-img2vid-xt/vae/config.json), random init."""
-    vae = AutoencoderKLTemporalDecoder(block_out_channels=(128, 256, 512, 512), layers_per_block=2,
-                                       down_block_types=("DownEncoderBlock2D",) * 4)
-    return SVDVAE(vae)
+    return SVDVAE(AutoencoderKLTemporalDecoder(**SVD_XT_VAE))
 
 
 def whisper_tiny_encoder() -> nn.Module:
-    """Whisper tiny.en's encoder, via the whisper helper's module when it is there."""
-    try:
-        from lipsync.models.audio import WHISPER_DIMS, WhisperAudioEncoder
-
-        return WhisperAudioEncoder.from_dims(WHISPER_DIMS["tiny.en"])
-    except ImportError:
-        from whisper.model import AudioEncoder
-
-        return AudioEncoder(n_mels=80, n_ctx=1500, n_state=384, n_head=6, n_layer=4)
+    """Whisper tiny.en's encoder (random init)."""
+    return WhisperAudioEncoder.from_dims(WHISPER_DIMS["tiny.en"])
 
 
 def _find_node(cfg: Any, targets: Sequence[str]) -> Any:
@@ -84,12 +77,11 @@ def _find_node(cfg: Any, targets: Sequence[str]) -> Any:
 
 
 def config_dir() -> Path | None:
-    """The Hydra ``conf/`` folder: the repository's, or the one packaged with lipsync."""
-    here = Path(__file__).resolve()
-    for d in (here.parents[2] / "conf", here.parent / "conf"):
-        if (d / "train.yaml").is_file():
-            return d
-    return None
+    """The Hydra ``conf/`` folder (:func:`lipsync.cli.config_dir`), or None when there is none."""
+    try:
+        return cli.config_dir()
+    except FileNotFoundError:
+        return None
 
 
 def _vae_from_config(cfg: Any) -> nn.Module:
@@ -272,14 +264,16 @@ def summary(overrides: Sequence[str] = (), frames: int | None = None, size: int 
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = cli.ArgumentParser(prog="lipsync-summary", description=__doc__.splitlines()[0])
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. experiment=full")
     parser.add_argument("--frames", type=int, default=None, help="clip length (default: the config's)")
     parser.add_argument("--size", type=int, default=None, help="square pixel size (default: the config's)")
     parser.add_argument("--no-memory", action="store_true", help="skip the activation-memory estimate")
     parser.add_argument("--builtin", action="store_true", help="ignore conf/: paper size from code defaults")
     args = parser.parse_args(argv)
-    print(summary(args.overrides, args.frames, args.size, memory=not args.no_memory, builtin=args.builtin))
+    with cli.user_errors("lipsync-summary"):
+        print(summary(args.overrides, args.frames, args.size, memory=not args.no_memory,
+                      builtin=args.builtin))
 
 
 if __name__ == "__main__":

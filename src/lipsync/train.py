@@ -9,19 +9,15 @@ Runs live in ``lightning_logs/<name>/`` (TensorBoard events, ``checkpoints/``, t
 Running the same command again resumes from ``checkpoints/last.ckpt`` (``ckpt_path=last``, the
 default); ``ckpt_path=null`` starts afresh, ``ckpt_path=FILE`` resumes from a given checkpoint.
 
-The config directory is found in this order: ``$LIPSYNC_CONF``, ``conf/`` inside the installed package,
-``conf/`` at the root of a source checkout.
+The config directory is found as every entry point finds it (:func:`lipsync.cli.config_dir`).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import sys
-from pathlib import Path
 from typing import Any
 
-import hydra
 import lightning as L
 import torch
 from hydra.utils import instantiate
@@ -30,42 +26,12 @@ from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
-from lipsync.cli import user_errors
+from lipsync.cli import config_dir, hydra_main  # noqa: F401 (config_dir: where it always was)
 
 log = logging.getLogger(__name__)
 
-CONF_ENV = "LIPSYNC_CONF"
 # Exit status after a SIGTERM checkpoint (128 + 15, what a shell reports), so SLURM/submitit requeue.
 PREEMPTED_EXIT = 143
-
-
-def config_dir() -> Path:
-    """The Hydra config directory: ``$LIPSYNC_CONF``, else the packaged ``conf/``, else the checkout's."""
-    if os.environ.get(CONF_ENV):
-        path = Path(os.environ[CONF_ENV]).expanduser().resolve()
-        if not (path / "train.yaml").is_file():
-            raise FileNotFoundError(f"${CONF_ENV}={path} has no train.yaml; point it at lipsync's conf/")
-        return path
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "conf", here.parents[1] / "conf"):
-        if (candidate / "train.yaml").is_file():
-            return candidate
-    raise FileNotFoundError(f"no lipsync conf/train.yaml next to {here} or in the checkout; set ${CONF_ENV}")
-
-
-def per_device_batch(global_batch: int, devices: Any, num_nodes: int = 1, accumulate: int = 1) -> int:
-    """Per-process batch that keeps the global batch (paper: 16) for any cluster shape."""
-    if not isinstance(devices, int):
-        raise ValueError(f"global_batch_size needs an integer trainer.devices, got {devices!r}")
-    parts = devices * num_nodes * accumulate
-    if global_batch % parts:
-        raise ValueError(f"global batch {global_batch} is not divisible by devices {devices} x nodes "
-                         f"{num_nodes} x accumulate_grad_batches {accumulate} = {parts}; change one of them")
-    return global_batch // parts
-
-
-if not OmegaConf.has_resolver("per_device_batch"):
-    OmegaConf.register_new_resolver("per_device_batch", per_device_batch)
 
 
 class RunConfig(Callback):
@@ -113,13 +79,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
     return {k: float(v) for k, v in trainer.callback_metrics.items()}
 
 
-@hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")
+@hydra_main("train", "lipsync-train")
 def main(cfg: DictConfig) -> float | None:
     """Hydra entry point; returns the final ``train/loss`` (a sweep's objective). A configuration or data
     mistake (missing shards or weights, too few clips for a batch) is one line and exit status 1."""
-    with user_errors("lipsync-train"):
-        metrics = train(cfg)
-    return metrics.get("train/loss")
+    return train(cfg).get("train/loss")
 
 
 if __name__ == "__main__":

@@ -16,12 +16,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 from lipsync.app.ui import AppSettings, build_app  # noqa: E402
-from lipsync.cli import user_errors  # noqa: E402
+from lipsync.cli import ArgumentParser, user_errors  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options (see ``--help``)."""
-    p = argparse.ArgumentParser(prog="python -m lipsync.app", description="Serve the lip-sync web page.")
+    p = ArgumentParser(prog="lipsync-app", description="Serve the lip-sync web page.")
     p.add_argument("--host", default="127.0.0.1",
                    help="interface to bind (default 127.0.0.1; use 0.0.0.0 to serve other machines)")
     p.add_argument("--port", type=int, default=7860, help="TCP port (default 7860)")

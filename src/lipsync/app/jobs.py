@@ -23,8 +23,9 @@ from omegaconf import DictConfig, OmegaConf
 from lipsync import media
 from lipsync.app.compare import side_by_side
 from lipsync.app.workdirs import place_input
-from lipsync.assets import ROOT
+from lipsync.cli import config_dir
 from lipsync.infer import InferenceOptions, InferenceResult, LipSyncPipeline
+from lipsync.infer.face_choice import parse_face
 from lipsync.infer.pipeline import options_from_mapping
 from lipsync.infer.silence import check_policy
 from lipsync.sampling.presets import check_preset
@@ -39,7 +40,7 @@ class Dubber(Protocol):
     """What the app needs from a loaded pipeline (progress is reported through its tqdm bars)."""
 
     def __call__(self, video: Path, audio: Path, output: Path, *, steps: int, guidance: float, seed: int,
-                 silence: str, preset: str = "paper") -> InferenceResult:
+                 silence: str, face: str = "largest", preset: str = "paper") -> InferenceResult:
         """Lip-sync ``video`` to ``audio`` and write ``output`` (mp4 with the driving audio)."""
         ...
 
@@ -50,7 +51,7 @@ PipelineFactory = Callable[[Path], Dubber]
 
 def infer_config(overrides: Sequence[str] = ()) -> DictConfig:
     """The CLI's own config (``conf/infer.yaml``) with Hydra ``overrides``: the app and the CLI share it."""
-    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+    with initialize_config_dir(str(config_dir()), version_base="1.3"):
         return compose("infer", overrides=list(overrides))
 
 
@@ -71,9 +72,9 @@ class PipelineDubber:
         self.pipe, self.options = pipe, options
 
     def __call__(self, video: Path, audio: Path, output: Path, *, steps: int, guidance: float, seed: int,
-                 silence: str, preset: str = "paper") -> InferenceResult:
+                 silence: str, face: str = "largest", preset: str = "paper") -> InferenceResult:
         options = replace(self.options, preset=preset, num_steps=steps, guidance_scale=guidance, seed=seed,
-                          silence=silence)
+                          silence=silence, face=face)
         return self.pipe(video, audio, output, options)
 
 
@@ -103,7 +104,8 @@ class DubRequest:
     guidance: float
     seed: int
     silence: str
-    preset: str = "paper"
+    face: str = "largest"  # options.face: largest | speaker | index:N | point:X,Y | box:X0,Y0,X1,Y1
+    preset: str = "paper"  # options.preset: paper | fast
 
     def validate(self) -> None:
         """Raise a one-line ValueError for anything missing or out of range (before any work is done)."""
@@ -119,6 +121,7 @@ class DubRequest:
         if not 1.0 <= self.guidance <= 20.0:
             raise ValueError(f"guidance must be in [1, 20], got {self.guidance}")
         check_policy(self.silence)
+        parse_face(self.face)
         check_preset(self.preset)
 
 
@@ -188,7 +191,7 @@ def run_dub(request: DubRequest, pipelines: PipelineCache, folder: Path, progres
     result = folder / f"{video.stem}_lipsync.mp4"
     progress(0.05, "lip-syncing")
     run = pipe(video, audio, result, steps=request.steps, guidance=request.guidance, seed=request.seed,
-               silence=request.silence, preset=request.preset)
+               silence=request.silence, face=request.face, preset=request.preset)
     progress(0.95, "building the side-by-side view")
     compare = side_by_side(video, result, audio, folder / f"{video.stem}_side_by_side.mp4")
     duration = media.probe(result).duration_s

@@ -39,6 +39,17 @@ MASKED_LATENTS = "masked_latents"
 REQUIRED_KEYS = (VIDEO, MASK, MASKED_VIDEO, REF, REF_MASK, AUDIO_FEATS)
 
 
+# The pixel range pair: frames are [0, 255] (uint8 on disk, float after decoding), the model sees [-1, 1].
+def to_model_range(pixels: torch.Tensor) -> torch.Tensor:
+    """``[0, 255]`` pixels (any dtype) -> float ``[-1, 1]``, the range of ``video`` and ``ref``."""
+    return pixels.float().div(127.5).sub(1)
+
+
+def to_pixel_range(video: torch.Tensor) -> torch.Tensor:
+    """``[-1, 1]`` model output -> ``[0, 255]`` (clamped first; same dtype, not rounded)."""
+    return video.clamp(-1, 1).add(1).mul(127.5)
+
+
 def validate_batch(batch: Mapping[str, object]) -> None:
     """Raise a ValueError naming the first key whose presence or shape breaks the contract."""
     missing = [k for k in REQUIRED_KEYS if k not in batch]

@@ -31,6 +31,7 @@ from litdata.streaming.sampler import ChunkedIndex
 from lipsync.data import batch as B
 from lipsync.data import shards
 from lipsync.data.masks import AdaptiveMask, MaskSpec
+from lipsync.models.audio import cached_features, frame_windows
 
 AudioEncoder = Callable[[torch.Tensor], torch.Tensor]
 
@@ -94,8 +95,6 @@ class LipSyncClips(StreamingDataset):
 
     def audio_windows(self, item: dict[str, Any], start: int) -> torch.Tensor:
         """(T, 2 * (2m + 1), D) audio-feature windows of the frames ``start .. start + T - 1``."""
-        from lipsync.models.audio import cached_features, frame_windows
-
         if "audio_feats" in item:
             feats = torch.as_tensor(np.asarray(item["audio_feats"]))
         else:
@@ -126,7 +125,7 @@ class LipSyncClips(StreamingDataset):
 
 def _to_tensor(frames: np.ndarray) -> torch.Tensor:
     """(N, H, W, 3) uint8 -> (N, 3, H, W) float in [-1, 1]."""
-    return torch.from_numpy(frames).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+    return B.to_model_range(torch.from_numpy(frames).permute(0, 3, 1, 2))
 
 
 class LipSyncDataModule(L.LightningDataModule):

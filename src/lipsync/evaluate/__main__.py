@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 from pathlib import Path
 
-import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from lipsync.assets import DEFAULT_DIR, ROOT
-from lipsync.evaluate.report import plot_sync_curves, table1, write_json, write_text
+from lipsync.assets import DEFAULT_DIR
+from lipsync.cli import hydra_main
+from lipsync.evaluate.regions import Region
+from lipsync.evaluate.report import describe_protocol, plot_sync_curves, table1, write_json, write_text
 from lipsync.evaluate.score import VIDEO_SUFFIXES, build_scorers, match_pairs, score_dataset
-from lipsync.media import MediaError
 
 log = logging.getLogger(__name__)
 
@@ -44,22 +43,19 @@ def find_datasets(generated: Path, reference: Path, name: str | None) -> dict[st
     return {dataset_key(name or reference.resolve().name): match_pairs(generated, reference)}
 
 
-def protocol(cfg: DictConfig) -> dict[str, str]:
-    """Region and resolution of every metric, as run (goes into metrics.json and the report)."""
-    r = cfg.region
-    crop = (f"face crop {r.scale}x the box tracked on the reference" if r.mode == "face" else "whole frame")
-    return {
-        "fid": (f"{crop}, {r.size}px -> 299 (bilinear), every {cfg.fid.frame_stride} frame(s); "
-                f"weights {cfg.fid.weights}"),
-        "fvd": (f"{crop}, {r.size}px -> 224 in the I3D; {cfg.fvd.clip_len}-frame clips every "
-                f"{cfg.fvd.stride} frames"),
-        "ssim": f"{crop}, {r.size}px; Gaussian window 11, sigma 1.5; mean over frames, then videos",
-        "psnr": f"{crop}, {r.size}px; data range 1, capped at 100 dB; mean over frames, then videos",
-        "lpips": f"{crop}, {r.size}px; AlexNet + LPIPS v0.1 linear layers",
-        "sync": (f"syncnet_python crop (crop_scale {r.sync_crop_scale}) at {r.sync_size}px, 25 fps, "
-                 f"13 MFCC at 100 Hz, offsets +-{cfg.syncnet.vshift} frames; "
-                 "Sync-C = median - min distance, Sync-D = min"),
-    }
+def build_region(cfg: DictConfig, device: str) -> tuple[Region, str]:
+    """The metric region, with syncnet_python's S3FD as face detector when ``s3fd.weights`` is a file;
+    also names the detector used (for the protocol)."""
+    weights = cfg.get("s3fd", {}).get("weights")
+    if weights and Path(weights).is_file():
+        from lipsync.evaluate.s3fd import S3FDFaces
+
+        return instantiate(cfg.region, faces=S3FDFaces(weights, device=device)), f"S3FD ({weights})"
+    face_mode = cfg.region.mode == "face"
+    faces = cfg.region.faces._target_.rsplit(".", 1)[-1] if face_mode else "none (whole frame)"
+    if weights:
+        faces += f" (S3FD weights not found at {weights}: set s3fd.weights=PATH)"
+    return instantiate(cfg.region), faces
 
 
 def run(cfg: DictConfig, out_dir: Path) -> Path:
@@ -68,13 +64,14 @@ def run(cfg: DictConfig, out_dir: Path) -> Path:
     datasets = find_datasets(Path(cfg.generated), Path(cfg.reference), cfg.dataset)
     settings = OmegaConf.to_container(cfg, resolve=True)
     scorers = build_scorers(settings, device)
-    region = instantiate(cfg.region)
+    region, faces = build_region(cfg, device)
     results = {name: score_dataset(pairs, scorers, region, settings, device, name)
                for name, pairs in datasets.items()}
+    protocol = describe_protocol(settings, faces)
     payload = {"generated": str(cfg.generated), "reference": str(cfg.reference),
-               "experiment": cfg.experiment_name, "device": device, "protocol": protocol(cfg),
+               "experiment": cfg.experiment_name, "device": device, "protocol": protocol,
                "datasets": results}
-    write_text(out_dir / "table1.md", table1(results))
+    write_text(out_dir / "table1.md", table1(results, protocol))
     plot_sync_curves(results, out_dir / "sync_offsets.png")
     return write_json(out_dir / "metrics.json", payload)
 
@@ -88,14 +85,10 @@ def _summary(results: dict) -> str:
     return "\n".join(lines)
 
 
-@hydra.main(config_path=str(ROOT / "conf"), config_name="evaluate", version_base="1.3")
+@hydra_main("evaluate", "lipsync-evaluate")
 def main(cfg: DictConfig) -> None:
     out_dir = Path(HydraConfig.get().runtime.output_dir)
-    try:
-        path = run(cfg, out_dir)
-    except (ValueError, MediaError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(1) from None
+    path = run(cfg, out_dir)
     print((out_dir / "table1.md").read_text())
     print(_summary(json.loads(path.read_text())))
     print(f"metrics: {path}")

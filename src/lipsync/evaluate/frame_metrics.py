@@ -1,4 +1,4 @@
-"""Per-frame reconstruction metrics: PSNR, SSIM (torchmetrics) and LPIPS (torchmetrics' LPIPS network).
+"""Per-frame reconstruction metrics: PSNR, SSIM (torchmetrics' map) and LPIPS (torchmetrics' LPIPS network).
 
 All take pairs of frames ``(N, 3, H, W)`` float in [0, 1] (generated, reference) and return one value per
 frame; the evaluation averages frames within a video, then videos (each video counts once).
@@ -22,7 +22,7 @@ import torchvision
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 from torchmetrics.functional.image.lpips import _NoTrainLpips
 
-from lipsync.evaluate.weights import require_file
+from lipsync.models.weights import require_file
 
 # LPIPS v0.1 AlexNet linear layers as torchmetrics ships them (richzhang/PerceptualSimilarity's file)
 SHIPPED_LINEAR = Path(torchmetrics.functional.image.lpips.__file__).parent / "lpips_models" / "alex.pth"
@@ -35,9 +35,29 @@ def psnr(generated: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
     return values.clamp(max=PSNR_CAP_DB)
 
 
-def ssim(generated: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-    """SSIM per frame (Gaussian window 11, sigma 1.5, as Wang et al. 2004): (N, 3, H, W) -> (N,)."""
-    return structural_similarity_index_measure(generated, reference, data_range=1.0, reduction="none")
+SSIM_KINDS = ("skimage", "torchmetrics")
+SSIM_BORDER = 5  # Gaussian window 11 (sigma 1.5, truncated at 3.5 sigma): 5 px where it leaves the image
+
+
+def ssim(generated: torch.Tensor, reference: torch.Tensor, kind: str = "skimage") -> torch.Tensor:
+    """SSIM per frame (Wang et al. 2004: Gaussian window 11, sigma 1.5, K 0.01, 0.03): (N, 3, H, W) -> (N,).
+
+    Both kinds compute the same SSIM map over the three channels; they differ only at the border:
+
+    - ``skimage``: scikit-image's ``structural_similarity(gaussian_weights=True, sigma=1.5,
+      use_sample_covariance=False, data_range=1, channel_axis=-1)``, the setting its docs give for
+      matching Wang et al.: the map's 5-pixel border (where the window leaves the image) is dropped.
+    - ``torchmetrics``: ``structural_similarity_index_measure``: the border, computed on reflect-padded
+      pixels, is averaged in. Up to ~0.007 apart on 256 px face crops, the size of Table 1's gaps.
+    """
+    if kind not in SSIM_KINDS:
+        raise ValueError(f"ssim.kind must be one of {SSIM_KINDS}, got {kind!r}")
+    if kind == "torchmetrics":
+        return structural_similarity_index_measure(generated, reference, data_range=1.0, reduction="none")
+    _, full = structural_similarity_index_measure(generated, reference, data_range=1.0, reduction="none",
+                                                  return_full_image=True)
+    b = SSIM_BORDER
+    return full[..., b:-b, b:-b].mean(dim=(1, 2, 3))
 
 
 def build_lpips(backbone: str | os.PathLike | None, linear: str | os.PathLike | None = None,

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from lipsync.data.faces import FaceBackend, MediaPipeFaces
-from lipsync.evaluate.syncnet import smooth_boxes, syncnet_crop
+from lipsync.models.syncnet import smooth_boxes, syncnet_crop
 from lipsync.media import iter_frames
 
 def fill_gaps(boxes: np.ndarray) -> np.ndarray:
@@ -41,6 +41,33 @@ def square_crop(frame: np.ndarray, box: np.ndarray, scale: float, size: int) -> 
     warp = np.array([[s, 0, (half - cx) * s], [0, s, (half - cy) * s]], np.float32)
     return cv2.warpAffine(frame, warp, (size, size), flags=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
+
+
+def sync_track_rejection(detections: np.ndarray | None, min_track: int, min_face_size: float,
+                         num_failed_det: int = 25) -> str | None:
+    """Why syncnet_python would score no face track of this video, or None when it would score one.
+
+    syncnet_python's ``track_shot``: detections at most ``num_failed_det`` frames apart form one track;
+    a track counts when it holds more than ``min_track`` detections and its mean box side
+    (``max(mean width, mean height)``, frame pixels) exceeds ``min_face_size``. The longest run of our
+    per-frame detections stands for its track (one face per frame: no IoU split between faces).
+
+    Args:
+        detections: (N, 4) boxes, NaN rows where no face was found; None = whole-frame region (no filter).
+    """
+    if detections is None or (min_track <= 0 and min_face_size <= 0):
+        return None
+    frames = np.flatnonzero(~np.isnan(detections).any(axis=1))
+    runs = np.split(frames, np.flatnonzero(np.diff(frames) > num_failed_det) + 1) if len(frames) else []
+    longest = max(runs, key=len, default=np.empty(0, np.int64))
+    if len(longest) <= min_track:
+        return (f"no face track of more than {min_track} detections (longest {len(longest)}): "
+                "syncnet_python's min_track filter")
+    box = detections[longest]
+    side = max(np.mean(box[:, 2] - box[:, 0]), np.mean(box[:, 3] - box[:, 1]))
+    if side <= min_face_size:
+        return f"face {side:.0f} px, not above {min_face_size:g} px: syncnet_python's min_face_size filter"
+    return None
 
 
 @dataclass
@@ -65,16 +92,18 @@ class Region:
         if self.mode not in ("face", "full"):
             raise ValueError(f"region.mode must be 'face' or 'full', got {self.mode!r}")
 
-    def track(self, path: str | os.PathLike, num_frames: int) -> tuple[np.ndarray | None, str]:
-        """Boxes (num_frames, 4) for ``face`` mode (None for ``full``) and a note for the report."""
+    def track(self, path: str | os.PathLike,
+              num_frames: int) -> tuple[np.ndarray | None, str, np.ndarray | None]:
+        """Smoothed boxes (num_frames, 4) for ``face`` mode (None for ``full``), a note for the report, and
+        the raw detections (num_frames, 4; NaN rows where no face was found) for the SyncNet track filter."""
         if self.mode == "full":
-            return None, "full frame"
+            return None, "full frame", None
         track = self.faces.track(Path(path), enumerate(iter_frames(path, stop=num_frames)))
         boxes = track.boxes.astype(np.float64)
         found_count = int(track.found.sum())
         if found_count == 0:
-            return None, "no face detected: full frame used"
-        return smooth_boxes(fill_gaps(boxes)), f"face found in {found_count}/{num_frames} frames"
+            return None, "no face detected: full frame used", boxes
+        return smooth_boxes(fill_gaps(boxes)), f"face found in {found_count}/{num_frames} frames", boxes
 
     def metric_crop(self, frame: np.ndarray, box: np.ndarray | None) -> np.ndarray:
         """The crop FID, FVD, SSIM, PSNR and LPIPS see: (H, W, 3) -> (size, size, 3) uint8."""

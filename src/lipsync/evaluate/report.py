@@ -43,24 +43,82 @@ PAPER_TABLE3: dict[str, tuple[float, ...]] = {
 DECIMALS = {"fid": 2, "fvd": 2, "ssim": 4, "psnr": 2, "lpips": 4, "sync_c": 2}
 
 
-def _fmt(key: str, value: float | None) -> str:
+def describe_protocol(cfg: dict, faces: str) -> dict:
+    """Every protocol choice of a run, as written into metrics.json and under the table.
+
+    Args:
+        cfg: the resolved ``conf/evaluate.yaml`` (with its preset).
+        faces: the face detector actually used (S3FD falls back to the region's backend without weights).
+    """
+    r, fid, fvd, sync = cfg["region"], cfg["fid"], cfg["fvd"], cfg["syncnet"]
+    crop = (f"face crop {r['scale']}x the box tracked on the reference" if r["mode"] == "face"
+            else "whole frame")
+    clips = ("every clip" if fvd.get("clips_per_video") is None
+             else f"at most {fvd['clips_per_video']} clip(s) per video")
+    ssim = {"skimage": "scikit-image Gaussian SSIM (border dropped)",
+            "torchmetrics": "torchmetrics SSIM (reflect-padded border averaged)"}[cfg["ssim"]["kind"]]
+    boot = cfg.get("bootstrap", {})
+    choices = {
+        "fid": (f"{crop}, {r['size']}px -> 299 ({fid['resize']} bilinear), every {fid['frame_stride']} "
+                f"frame(s); covariance / (N - {fid['ddof']}); weights {Path(str(fid['weights'])).name}"),
+        "fvd": (f"{crop}, {r['size']}px; {fvd['clip_len']}-frame clips from frame {fvd['start']} every "
+                f"{fvd['stride']} frames, {clips}; I3D input {fvd['input']}; "
+                f"covariance / (N - {fvd['ddof']})"),
+        "ssim": f"{crop}, {r['size']}px; {ssim}, window 11, sigma 1.5; mean over frames, then videos",
+        "psnr": f"{crop}, {r['size']}px; data range 1, capped at 100 dB; mean over frames, then videos",
+        "lpips": f"{crop}, {r['size']}px; AlexNet + LPIPS v0.1 linear layers",
+        "sync": (f"faces: {faces}; syncnet_python crop (crop_scale {r['sync_crop_scale']}) at "
+                 f"{r['sync_size']}px, 25 fps, offsets +-{sync['vshift']}; track filter: more than "
+                 f"{sync.get('min_track', 0)} detections, faces above {sync.get('min_face_size', 0)} px; "
+                 "Sync-C = median - min distance, Sync-D = min"),
+        "intervals": (f"{boot.get('level', 0.95):.0%} percentile bootstrap over videos "
+                      f"({boot.get('resamples')} resamples; {boot.get('frechet_resamples')} for FID/FVD)"),
+    }
+    meta = cfg.get("protocol") or {}
+    return {"preset": meta.get("preset", "custom"), "reproduces": meta.get("reproduces"),
+            "assumptions": dict(meta.get("assumptions") or {}), **choices}
+
+
+def _fmt(key: str, value: float | None, interval: list[float] | None = None) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
-    return f"{value:.{DECIMALS[key]}f}"
+    d = DECIMALS[key]
+    if interval is None:
+        return f"{value:.{d}f}"
+    return f"{value:.{d}f} [{interval[0]:.{d}f}, {interval[1]:.{d}f}]"
 
 
-def _ours(metrics: dict, suffix: str = "") -> tuple[float | None, ...]:
-    if suffix:  # ground-truth row: only Sync-C is defined for the reference videos themselves
-        return (None,) * 5 + (metrics.get("sync_c" + suffix),)
-    return tuple(metrics.get(k) for k in COLUMNS)
+def _ours(result: dict | None, suffix: str = "") -> list[str]:
+    """Our formatted cells of one dataset, each with its bootstrap interval when there is one."""
+    if result is None:
+        return ["–"] * len(COLUMNS)
+    metrics, intervals = result["metrics"], result.get("intervals", {})
+    # ground-truth row: only Sync-C is defined for the reference videos themselves
+    keys = [None] * 5 + ["sync_c" + suffix] if suffix else list(COLUMNS)
+    return [_fmt(col, metrics.get(key), intervals.get(key)) if key else "–"
+            for col, key in zip(COLUMNS, keys)]
 
 
-def table1(datasets: dict[str, dict]) -> str:
+def protocol_lines(protocol: dict | None) -> list[str]:
+    """The protocol under a table: preset, what it reproduces, then every metric's choices."""
+    if not protocol:
+        return ["Protocol: not recorded (metrics.json from before protocols were written)."]
+    lines = [f"Protocol preset **{protocol.get('preset', 'custom')}**"
+             + (f": {protocol['reproduces']}." if protocol.get("reproduces") else ".")]
+    lines += [f"- {k}: {v}" for k, v in protocol.items() if k not in ("preset", "reproduces", "assumptions")]
+    lines += [f"- assumed ({k}): {v}" for k, v in (protocol.get("assumptions") or {}).items()]
+    return lines
+
+
+def table1(datasets: dict[str, dict], protocol: dict | None = None) -> str:
     """Markdown in the layout of the paper's Table 1: paper rows, then ours, one column group per dataset.
+
+    Our cells carry their bootstrap interval over videos ``value [lo, hi]``; the protocol follows the table.
 
     Args:
         datasets: dataset name -> the ``score_dataset`` result (``{"metrics": {...}, ...}``). Names
             ``hdtf`` and ``avaspeech`` line up with the paper's columns; any other name gets its own group.
+        protocol: :func:`describe_protocol` of the run.
     """
     # the paper's two datasets keep their column groups whenever either was scored; others follow
     paper = list(DATASETS) if any(d in DATASETS for d in datasets) else []
@@ -72,29 +130,44 @@ def table1(datasets: dict[str, dict]) -> str:
         cells = [_fmt(k, v) for d in names for k, v in zip(COLUMNS, per_dataset.get(d, (None,) * 6))]
         rows.append(f"| {method} (paper) | " + " | ".join(cells) + " |")
     for label, suffix in (("ours", ""), ("ours: ground truth", "_reference")):
-        values = [_ours(datasets[d]["metrics"], suffix) if d in datasets else (None,) * 6 for d in names]
-        cells = [_fmt(k, v) for row in values for k, v in zip(COLUMNS, row)]
+        cells = [c for d in names for c in _ours(datasets.get(d), suffix)]
         rows.append(f"| {label} | " + " | ".join(cells) + " |")
-    return "\n".join(rows) + "\n"
+    notes = ["", "Ours: mean [95 % bootstrap interval over videos]. The paper rows' protocol is not "
+             "published (README, Evaluate)."] + protocol_lines(protocol)
+    return "\n".join(rows + notes) + "\n"
 
 
 def table3(experiments: dict[str, dict], dataset: str = "hdtf") -> str:
     """Markdown in the layout of the paper's Table 3: the paper's ablations, then one row per experiment.
 
+    Each row names its protocol preset; rows scored under different presets are flagged under the table.
+
     Args:
-        experiments: experiment name -> metrics.json content (its ``datasets[dataset]["metrics"]`` is used,
-            or its only dataset when ``dataset`` is absent).
+        experiments: experiment name -> metrics.json content (its ``datasets[dataset]`` result is used, or
+            its only dataset when ``dataset`` is absent).
     """
-    rows = [f"| ablation ({DATASETS.get(dataset, dataset)}) | " + " | ".join(HEADERS) + " |",
-            "|---|" + "---|" * len(COLUMNS)]
+    rows = [f"| ablation ({DATASETS.get(dataset, dataset)}) | " + " | ".join(HEADERS) + " | protocol |",
+            "|---|" + "---|" * (len(COLUMNS) + 1)]
     for name, values in PAPER_TABLE3.items():
-        rows.append(f"| {name} (paper) | " + " | ".join(_fmt(k, v) for k, v in zip(COLUMNS, values)) + " |")
+        rows.append(f"| {name} (paper) | " + " | ".join(_fmt(k, v) for k, v in zip(COLUMNS, values))
+                    + " | paper's |")
+    protocols = {}
     for name, result in sorted(experiments.items()):
         per_dataset = result["datasets"]
         chosen = per_dataset.get(dataset) or next(iter(per_dataset.values()))
-        cells = [_fmt(k, v) for k, v in zip(COLUMNS, _ours(chosen["metrics"]))]
-        rows.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(rows) + "\n"
+        protocols[name] = result.get("protocol")
+        preset = (protocols[name] or {}).get("preset", "not recorded")
+        rows.append(f"| {name} | " + " | ".join(_ours(chosen)) + f" | {preset} |")
+    notes = ["", "Ours: mean [95 % bootstrap interval over videos]."]
+    described = {json.dumps(p, sort_keys=True) for p in protocols.values()}
+    if len(described) > 1:
+        notes.append("**Warning: these rows were scored under different protocols; compare them only "
+                     "metric by metric where the choices below agree.**")
+        for name, protocol in sorted(protocols.items()):
+            notes += ["", f"{name}:"] + protocol_lines(protocol)
+    elif protocols:
+        notes += protocol_lines(next(iter(protocols.values())))
+    return "\n".join(rows + notes) + "\n"
 
 
 def plot_sync_curves(datasets: dict[str, dict], path: str | os.PathLike) -> Path | None:

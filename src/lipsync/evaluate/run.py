@@ -9,19 +9,17 @@ with :func:`lipsync.evaluate.__main__.run` (metrics.json, table1.md).
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 
-import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 from tqdm import tqdm
 
-from lipsync.assets import ROOT
+from lipsync.cli import hydra_main
 from lipsync.evaluate import __main__ as score_cli  # registers the ${asset:} and ${torch_hub:} resolvers
 from lipsync.evaluate.make_lists import DATASETS, listed_videos, videos_in
-from lipsync.media import MediaError
+from lipsync.infer.pipeline import LipSyncPipeline, options_from_mapping
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +57,6 @@ def generate(pipe, videos: dict[str, list[Path]], output: Path, options) -> int:
 
 def run(cfg: DictConfig, out_dir: Path) -> Path:
     """All three phases; returns metrics.json's path."""
-    from lipsync.infer.pipeline import LipSyncPipeline, options_from_mapping
-
     data = Path(cfg.data_dir)
     videos = select_videos(data, bool(cfg.lists))
     output = Path(cfg.output) if cfg.output else out_dir / "generated"
@@ -73,16 +69,10 @@ def run(cfg: DictConfig, out_dir: Path) -> Path:
     return score_cli.run(cfg, out_dir)
 
 
-@hydra.main(config_path=str(ROOT / "conf"), config_name="evaluate_run", version_base="1.3")
+@hydra_main("evaluate_run", "lipsync-eval")
 def main(cfg: DictConfig) -> None:
-    from lipsync.infer.checkpoint import CheckpointError
-
     out_dir = Path(HydraConfig.get().runtime.output_dir)
-    try:
-        path = run(cfg, out_dir)
-    except (ValueError, MediaError, CheckpointError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(1) from None
+    path = run(cfg, out_dir)
     print((out_dir / "table1.md").read_text())
     print(f"metrics: {path}")
 

@@ -2,9 +2,10 @@
 
 Per dataset: pairs are matched by file name; each pair is read as a stream (memory stays flat for long
 videos). SSIM, PSNR and LPIPS are averaged over the frames of a video, then over videos; FID and FVD
-are one Frechet distance over all frames / clips of the dataset; Sync-C, Sync-D and the AV offset are
-computed per video (generated video with its own audio track, and the reference with its own for the
-"ground truth" row) and averaged over videos.
+are one Frechet distance over all frames / clips of the dataset, from per-video feature statistics;
+Sync-C, Sync-D and the AV offset are computed per video (generated video with its own audio track, and
+the reference with its own for the "ground truth" row) and averaged over videos. Every metric also gets
+a bootstrap interval over videos (``intervals`` in the result).
 """
 
 from __future__ import annotations
@@ -24,10 +25,12 @@ from tqdm import tqdm
 
 from lipsync.evaluate import frame_metrics
 from lipsync.evaluate.fid import build_fid
+from lipsync.evaluate.frechet import (FeatureStats, frechet_distance, frechet_interval, mean_interval,
+                                      take_stats, weighted_sum)
 from lipsync.evaluate.fvd import build_fvd
-from lipsync.evaluate.regions import Region
-from lipsync.evaluate.syncnet import SYNCNET_RATE, SyncNetScorer, load_syncnet, resample_frames
-from lipsync.evaluate.weights import MissingWeights
+from lipsync.evaluate.regions import Region, sync_track_rejection
+from lipsync.models.syncnet import SYNCNET_RATE, SyncNetScorer, load_syncnet, resample_frames
+from lipsync.models.weights import MissingWeights
 from lipsync.media import MediaError, iter_frames, probe, read_audio
 
 log = logging.getLogger(__name__)
@@ -78,8 +81,9 @@ def build_scorers(cfg: dict, device: str = "cpu") -> Scorers:
     if unknown:
         raise ValueError(f"unknown metrics {sorted(unknown)}: choose from {list(METRICS)}")
     builders = {
-        "fid": lambda: build_fid(cfg["fid"]["weights"]).to(device),
-        "fvd": lambda: build_fvd(cfg["fvd"]["weights"], cfg["fvd"]["clip_len"]).to(device),
+        "fid": lambda: build_fid(cfg["fid"]["weights"], cfg["fid"].get("resize", "tf1")).to(device),
+        "fvd": lambda: build_fvd(cfg["fvd"]["weights"], cfg["fvd"]["clip_len"],
+                                 cfg["fvd"].get("input", "stylegan_v")).to(device),
         "lpips": lambda: frame_metrics.build_lpips(cfg["lpips"]["backbone"], cfg["lpips"].get("linear")
                                                    ).to(device),
         "syncnet": lambda: SyncNetScorer(load_syncnet(cfg["syncnet"]["weights"]), cfg["syncnet"]["vshift"],
@@ -123,24 +127,53 @@ class PairScorer:
         self.s, self.region, self.device = scorers, region, device
         self.wanted = set(cfg.get("metrics", METRICS))
         self.frame_stride = int(cfg["fid"].get("frame_stride", 1))
-        self.clip_len, self.clip_stride = int(cfg["fvd"]["clip_len"]), int(cfg["fvd"]["stride"])
+        fvd = cfg["fvd"]
+        self.clip_len, self.clip_stride = int(fvd["clip_len"]), int(fvd["stride"])
+        self.clip_start, self.clips_per_video = int(fvd.get("start", 0)), fvd.get("clips_per_video")
+        self.ssim_kind = cfg.get("ssim", {}).get("kind", "skimage")
         self.chunk = int(cfg.get("chunk", 16))
-        self.sync_reference = bool(cfg["syncnet"].get("reference", True))
+        sync = cfg["syncnet"]
+        self.sync_reference = bool(sync.get("reference", True))
+        self.min_track = int(sync.get("min_track", 0))
+        self.min_face_size = float(sync.get("min_face_size", 0))
+        # per video: (real, fake) feature statistics of FID frames and FVD clips (bootstrap over videos)
+        self.stats: dict[str, dict[str, tuple[FeatureStats, FeatureStats]]] = {"fid": {}, "fvd": {}}
 
     def __call__(self, generated: Path, reference: Path) -> dict:
         """Per-video results: ssim, psnr, lpips, sync_c, sync_d, offset (+ *_reference) and notes."""
         n_gen, n_ref = probe(generated).num_frames, probe(reference).num_frames
         n = min(n_gen, n_ref)
-        boxes, note = self.region.track(reference, n)
+        self.s.reset()  # what a video that failed half-way left in the FID/FVD sums
+        boxes, note, detections = self.region.track(reference, n)
         out: dict = {"frames": n, "region": note}
         if n_gen != n_ref:
             out["length_mismatch"] = f"generated {n_gen} frames, reference {n_ref}: first {n} compared"
         out.update(self._frames(generated, reference, n, boxes))
+        self._keep_stats(generated.stem)
         if self.s.syncnet is not None:
+            rejected = sync_track_rejection(detections, self.min_track, self.min_face_size)
+            if rejected:
+                out["sync_note"] = rejected
+                return out
             out.update(self._sync(generated, n, boxes, ""))
             if self.sync_reference:
                 out.update(self._sync(reference, n, boxes, "_reference"))
         return out
+
+    def _keep_stats(self, video: str) -> None:
+        """Move this video's FID/FVD feature sums out of the metrics (those with no sample are left out)."""
+        for key, metric in (("fid", self.s.fid), ("fvd", self.s.fvd)):
+            if metric is not None:
+                real, fake = take_stats(metric)
+                if real.n:
+                    self.stats[key][video] = (real, fake)
+
+    def _is_clip_end(self, index: int) -> bool:
+        """Frame ``index`` closes a scored clip: from ``start + k stride``, at most ``clips_per_video``."""
+        first = index + 1 - self.clip_len - self.clip_start
+        if first < 0 or first % self.clip_stride:
+            return False
+        return self.clips_per_video is None or first // self.clip_stride < int(self.clips_per_video)
 
     def _frames(self, generated: Path, reference: Path, n: int, boxes: np.ndarray | None) -> dict:
         """SSIM/PSNR/LPIPS per frame (averaged here) and FID frames / FVD clips (accumulated)."""
@@ -157,7 +190,7 @@ class PairScorer:
             self._frame_metrics(gen, ref, per_frame, index)
             for pair in chunk:
                 window.append(pair)
-                if len(window) == self.clip_len and (index + 1 - self.clip_len) % self.clip_stride == 0:
+                if len(window) == self.clip_len and self._is_clip_end(index):
                     clips.append(np.stack(window))  # (T, 2, S, S, 3)
                 index += 1
                 if len(clips) == 4:
@@ -169,7 +202,7 @@ class PairScorer:
     def _frame_metrics(self, gen: torch.Tensor, ref: torch.Tensor, per_frame: dict, start: int) -> None:
         g, r = gen.float() / 255, ref.float() / 255
         if "ssim" in self.wanted:
-            per_frame["ssim"].append(frame_metrics.ssim(g, r).cpu())
+            per_frame["ssim"].append(frame_metrics.ssim(g, r, self.ssim_kind).cpu())
         if "psnr" in self.wanted:
             per_frame["psnr"].append(frame_metrics.psnr(g, r).cpu())
         if self.s.lpips is not None:
@@ -203,18 +236,14 @@ class PairScorer:
                 f"offset{suffix}": result.offset, f"sync_dists{suffix}": result.dists.tolist()}
 
 
-def _frechet(metric: FrechetInceptionDistance | None) -> float | str:
-    if metric is None:
-        return "not built"
-    try:
-        return float(metric.compute())
-    except RuntimeError:  # fewer than 2 samples on a side
-        return "fewer than 2 samples (frames or 16-frame clips): not computed"
-
-
 def score_dataset(pairs: list[tuple[Path, Path]], scorers: Scorers, region: Region, cfg: dict,
                   device: str = "cpu", name: str = "") -> dict:
-    """Score every pair of one dataset: ``{"num_videos", "metrics", "not_computed", "per_video"}``."""
+    """Score every pair of one dataset.
+
+    Returns:
+        ``{"num_videos", "metrics", "intervals", "not_computed", "failed", "per_video"}``; ``intervals``
+        maps each metric to its bootstrap interval ``[lo, hi]`` over videos (cfg ``bootstrap``).
+    """
     scorers.reset()
     pair_scorer = PairScorer(scorers, region, cfg, device)
     per_video, failed = {}, {}
@@ -224,27 +253,55 @@ def score_dataset(pairs: list[tuple[Path, Path]], scorers: Scorers, region: Regi
         except MediaError as err:  # one broken file must not end the evaluation
             failed[gen.stem] = str(err)
             log.warning("skipped %s: %s", gen.name, err)
-    metrics, not_computed = _aggregate(per_video, scorers, set(cfg.get("metrics", METRICS)))
-    return {"num_videos": len(per_video), "metrics": metrics, "not_computed": not_computed,
-            "failed": failed, "per_video": per_video}
+    wanted = set(cfg.get("metrics", METRICS))
+    boot = {**BOOTSTRAP, **(cfg.get("bootstrap") or {})}
+    metrics, intervals = _means(per_video, boot)
+    not_computed: dict[str, str] = {}
+    ddof = {"fid": int(cfg["fid"].get("ddof", 1)), "fvd": int(cfg["fvd"].get("ddof", 1))}
+    for key in ("fid", "fvd"):
+        if key not in wanted or key in scorers.skipped:
+            continue
+        value, interval = _frechet(pair_scorer.stats[key], ddof[key], boot, key)
+        if isinstance(value, str):
+            not_computed[key] = value
+        else:
+            metrics[key] = value
+            if interval is not None:
+                intervals[key] = list(interval)
+    not_computed = {**scorers.skipped, **not_computed}
+    if "sync" in wanted and "sync" not in not_computed and "sync_c" not in metrics:
+        not_computed["sync"] = "no video had a face track and audio that SyncNet could score"
+    return {"num_videos": len(per_video), "metrics": metrics, "intervals": intervals,
+            "not_computed": not_computed, "failed": failed, "per_video": per_video}
 
 
-def _aggregate(per_video: dict, scorers: Scorers, wanted: set[str]) -> tuple[dict, dict]:
-    metrics: dict[str, float] = {}
-    not_computed: dict[str, str] = dict(scorers.skipped)
-    for key, metric in (("fid", scorers.fid), ("fvd", scorers.fvd)):
-        if key in wanted and key not in not_computed:
-            value = _frechet(metric)
-            if isinstance(value, str):
-                not_computed[key] = value
-            else:
-                metrics[key] = value
-    keys = ("ssim", "psnr", "lpips", "sync_c", "sync_d", "offset", "sync_c_reference", "sync_d_reference",
-            "offset_reference")
-    for key in keys:
+BOOTSTRAP = {"resamples": 1000, "frechet_resamples": 100, "level": 0.95, "seed": 0}
+PER_VIDEO = ("ssim", "psnr", "lpips", "sync_c", "sync_d", "offset", "sync_c_reference", "sync_d_reference",
+             "offset_reference")
+
+
+def _means(per_video: dict, boot: dict) -> tuple[dict, dict]:
+    """Mean over videos of every per-video metric, and its bootstrap interval."""
+    metrics, intervals = {}, {}
+    for key in PER_VIDEO:
         values = [v[key] for v in per_video.values() if key in v]
         if values:
             metrics[key] = float(np.mean(values))
-    if "sync" in wanted and "sync" not in not_computed and "sync_c" not in metrics:
-        not_computed["sync"] = "no video had an audio track long enough for SyncNet"
-    return metrics, not_computed
+            interval = mean_interval(values, boot["resamples"], boot["level"], boot["seed"])
+            if interval is not None:
+                intervals[key] = list(interval)
+    return metrics, intervals
+
+
+def _frechet(stats: dict[str, tuple[FeatureStats, FeatureStats]], ddof: int, boot: dict,
+             key: str) -> tuple[float | str, tuple[float, float] | None]:
+    """The dataset's Fréchet distance from per-video statistics, and its interval over videos."""
+    real, fake = [s[0] for s in stats.values()], [s[1] for s in stats.values()]
+    if sum(s.n for s in real) < 2 or sum(s.n for s in fake) < 2:
+        unit = "frames" if key == "fid" else "clips"
+        return f"fewer than 2 {unit} to compare: not computed", None
+    value = frechet_distance(weighted_sum(real), weighted_sum(fake), ddof)
+    if not boot["frechet_resamples"]:
+        return value, None
+    log.info("%s: bootstrap over %d videos (%d resamples)", key, len(real), boot["frechet_resamples"])
+    return value, frechet_interval(real, fake, ddof, boot["frechet_resamples"], boot["level"], boot["seed"])

@@ -13,11 +13,9 @@ from pathlib import Path
 os.environ.setdefault("GLOG_minloglevel", "2")  # MediaPipe's C++ logging: warnings and up only
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import hydra  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
-from lipsync.assets import ROOT  # noqa: E402
-from lipsync.cli import user_errors  # noqa: E402
+from lipsync.cli import hydra_main  # noqa: E402
 from lipsync.media import MediaError, _open  # noqa: E402
 
 REQUIRED = ("video", "audio", "ckpt", "output")
@@ -72,15 +70,10 @@ def run(cfg: DictConfig) -> Path:
     return result.output
 
 
-@hydra.main(config_path=str(ROOT / "conf"), config_name="infer", version_base="1.3")
-def _main(cfg: DictConfig) -> None:
-    with user_errors("lipsync-infer"):
-        run(cfg)
-
-
-def main() -> None:
-    """Console script ``lipsync-infer``."""
-    _main()
+@hydra_main("infer", "lipsync-infer")
+def main(cfg: DictConfig) -> None:
+    """``python -m lipsync.infer`` and the console script ``lipsync-infer``."""
+    run(cfg)
 
 
 if __name__ == "__main__":

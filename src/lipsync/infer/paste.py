@@ -125,3 +125,19 @@ def paste_back(
     src = np.ascontiguousarray(frame[y0:y1, x0:x1])
     out[y0:y1, x0:x1] = cv2.blendLinear(warped, src, alpha, 1.0 - alpha)
     return PasteResult(out, np.array(rect, dtype=np.int64))
+
+
+def paste_boxes(
+    original: np.ndarray, generated: np.ndarray | None, crop: np.ndarray, size: int, dilate: float
+) -> list[np.ndarray]:
+    """The dilated boxes (frame pixels) whose union is pasted: the original frame's region, and the
+    region found in the generated crop (crop pixels of the ``size`` x ``size`` crop) when there is one."""
+    boxes = [dilate_box(original, dilate)]
+    if generated is not None:
+        boxes.append(dilate_box(crop_to_frame(generated, crop, size), dilate))
+    return boxes
+
+
+def feather_width(box: np.ndarray, fraction: float) -> float:
+    """The alpha ramp: ``fraction`` of the box's shorter side, in pixels."""
+    return fraction * float(min(box[2] - box[0], box[3] - box[1]))

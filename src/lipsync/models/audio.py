@@ -90,6 +90,29 @@ class WhisperAudioEncoder(nn.Module):
         model.encoder.load_state_dict(state)
         return model
 
+    @classmethod
+    def from_packaged(cls, sha256: str | None = None, **kwargs: Any) -> "WhisperAudioEncoder":
+        """Whisper tiny.en's encoder from the packaged asset (converted on first use, no download).
+
+        ``sha256`` (:meth:`weights_sha256` of the encoder a model was trained with) pins the weights: a
+        pipeline folder that references the asset instead of embedding 32 MB of Whisper refuses to run on
+        any other encoder.
+        """
+        model = cls.from_checkpoint(ensure_whisper_tiny_en(), **kwargs)
+        if sha256 is not None and model.weights_sha256() != sha256:
+            raise ValueError(f"the packaged Whisper tiny.en encoder has weights {model.weights_sha256()[:12]}..., "
+                             f"the model was trained with {sha256[:12]}...: rebuild assets/whisper-tiny.en.pt "
+                             "with `python -m lipsync.models.whisper_convert`")
+        return model
+
+    def weights_sha256(self) -> str:
+        """SHA-256 over the encoder's tensors (sorted names, float32 bytes): the identity of its weights."""
+        digest = hashlib.sha256()
+        for name, tensor in sorted(self.encoder.state_dict().items()):
+            digest.update(name.encode())
+            digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+        return digest.hexdigest()
+
     @property
     def dim(self) -> int:
         """Feature width ``D`` of the output (``n_audio_state``, times ``len(layers)`` for concat)."""
@@ -156,45 +179,57 @@ class WhisperAudioEncoder(nn.Module):
         return self._fingerprint
 
 
-def frame_windows(feats: Tensor, num_frames: int, m: int = 2, start_frame: int = 0,
-                  fps: float = MODEL_FPS) -> Tensor:
-    """Per-video-frame windows of audio steps (SPEC section 2: frame t gets frames t-m .. t+m).
+def audio_windows(feats: Tensor, frames: np.ndarray | Sequence[int], fps: float, m: int = 2,
+                  model_fps: float = MODEL_FPS) -> Tensor:
+    """Per-video-frame windows of audio steps, video at any rate (SPEC section 2: frame t hears t-m .. t+m).
 
-    Video frame ``f`` covers audio ``[f/fps, (f+1)/fps)`` = steps ``k*f .. k*f + k - 1`` with
-    ``k = 50/fps`` (2 at 25 fps). Output frame ``t`` is video frame ``f = start_frame + t`` and holds
-    steps ``k*(f - m) .. k*(f + m) + k - 1`` in order; steps outside ``[0, S)`` are zeros (the video's
-    ends when ``feats`` covers the whole video; the clip's ends when it covers only the clip).
+    The model was trained on ``model_fps`` frames that each see the ``k (2m+1)`` steps (``k = 50 /
+    model_fps``; 10 steps = 200 ms at 25 fps) starting at step ``k (f - m)``. A frame ``f`` of a
+    ``fps`` video, at time ``f / fps``, gets the same span starting at step ``round(50 f / fps) - k m``,
+    so 29.97 fps video reads exactly the audio under each of its frames; at ``fps = model_fps`` this is
+    ``k (f - m)``. Steps outside ``[0, S)`` are zeros (the video's ends when ``feats`` covers the whole
+    video; the clip's ends when it covers only the clip).
 
     Args:
-        feats: ``(S, D)`` or ``(B, S, D)`` encoder steps at 50 steps/s, step 0 = the video's first frame.
-        num_frames: number of frames ``T`` to return.
+        feats: ``(S, D)`` or ``(B, S, D)`` encoder steps at 50 steps/s, step 0 = the first frame's time.
+        frames: ``(T,)`` video frame indices.
+        fps: the video's frame rate.
         m: context frames on each side.
-        start_frame: index of the first returned frame within the audio that ``feats`` covers.
-        fps: video frame rate; ``50 / fps`` must be a whole number.
+        model_fps: the rate the model was trained at; ``50 / model_fps`` must be a whole number.
 
     Returns:
         ``(T, k*(2m+1), D)``, or ``(B, T, k*(2m+1), D)`` for batched input (``(T, 10, D)`` by default).
     """
-    k = STEPS_PER_SECOND / fps
+    k = STEPS_PER_SECOND / model_fps
     if k != int(k) or k < 1:
-        raise ValueError(f"fps={fps}: {STEPS_PER_SECOND} audio steps/s do not split into whole steps per "
-                         f"frame; resample the video to {MODEL_FPS} fps")
-    if m < 0 or num_frames < 0 or start_frame < 0:
-        raise ValueError(f"need m >= 0, num_frames >= 0, start_frame >= 0; "
-                         f"got {m}, {num_frames}, {start_frame}")
+        raise ValueError(f"fps={model_fps}: {STEPS_PER_SECOND} audio steps/s do not split into whole steps "
+                         f"per frame; resample the video to {MODEL_FPS} fps")
+    if m < 0:
+        raise ValueError(f"need m >= 0, got {m}")
     if feats.ndim not in (2, 3):
         raise ValueError(f"feats must be (S, D) or (B, S, D), got {tuple(feats.shape)}")
     k = int(k)
     x = feats if feats.ndim == 3 else feats[None]
     num_steps = x.shape[1]
-    frames = start_frame + torch.arange(num_frames, device=x.device)  # video frame index f
-    steps = k * (frames - m)[:, None] + torch.arange(k * (2 * m + 1), device=x.device)  # (T, A)
+    steps_at = np.asarray(frames, dtype=np.float64) * STEPS_PER_SECOND / float(fps)  # the frame's time, in steps
+    first = np.rint(steps_at).astype(np.int64) - k * m
+    steps = torch.as_tensor(first[:, None] + np.arange(k * (2 * m + 1))[None, :], device=x.device)  # (T, A)
     inside = (steps >= 0) & (steps < num_steps)
     if num_steps == 0:
-        out = x.new_zeros(x.shape[0], num_frames, steps.shape[1], x.shape[2])
+        out = x.new_zeros(x.shape[0], *steps.shape, x.shape[2])
     else:
         out = x[:, steps.clamp(0, num_steps - 1)] * inside[None, :, :, None].to(x.dtype)
     return out if feats.ndim == 3 else out[0]
+
+
+def frame_windows(feats: Tensor, num_frames: int, m: int = 2, start_frame: int = 0,
+                  fps: float = MODEL_FPS) -> Tensor:
+    """:func:`audio_windows` of ``num_frames`` consecutive frames from ``start_frame``, video at the model's
+    own rate (training clips): frame ``f`` holds steps ``k*(f - m) .. k*(f + m) + k - 1``, ``k = 50/fps``."""
+    if m < 0 or num_frames < 0 or start_frame < 0:
+        raise ValueError(f"need m >= 0, num_frames >= 0, start_frame >= 0; "
+                         f"got {m}, {num_frames}, {start_frame}")
+    return audio_windows(feats, np.arange(start_frame, start_frame + num_frames), fps, m, model_fps=fps)
 
 
 def cached_features(wave: np.ndarray, encoder: WhisperAudioEncoder,

@@ -26,6 +26,8 @@ from diffusers.models.downsampling import Downsample2D
 from diffusers.models.resnet import ResnetBlock2D
 from torch import Tensor, nn
 
+from lipsync.models.svd_xt import SVD_XT_WIDTHS
+
 
 def zero_module(module: nn.Module) -> nn.Module:
     """Zero every parameter of ``module`` so the pathway it closes is an exact no-op at init."""
@@ -67,7 +69,7 @@ class IDGuiderBase(nn.Module):
     ``forward``.
 
     Args:
-        block_out_channels: widths of the UNet down levels it feeds, SVD's (320, 640, 1280, 1280).
+        block_out_channels: widths of the UNet down levels it feeds, SVD-xt's (:data:`SVD_XT_WIDTHS`).
         res_levels: how many leading levels hold ResBlocks (SVD's three cross-attention levels); the
             remaining level (at most one) gets the last downsampler's output only.
         layers_per_block: 2D ResBlocks per level (SVD's 2).
@@ -125,7 +127,7 @@ class IDGuider(IDGuiderBase):
     """Identity encoder: ``(I_ref, M_ref) -> [(B, C_l, H / f / 2^l, W / f / 2^l) per UNet down level l]``.
 
     Args:
-        block_out_channels: widths of the UNet down levels it feeds, SVD's (320, 640, 1280, 1280).
+        block_out_channels: widths of the UNet down levels it feeds, SVD-xt's (:data:`SVD_XT_WIDTHS`).
         res_levels: how many leading levels hold ResBlocks (SVD's three cross-attention levels).
         layers_per_block: 2D ResBlocks per level (SVD's 2).
         downsample_factor: pixel -> latent factor f, the VAE's (8 for SVD).
@@ -135,7 +137,7 @@ class IDGuider(IDGuiderBase):
 
     def __init__(
         self,
-        block_out_channels: Sequence[int] = (320, 640, 1280, 1280),
+        block_out_channels: Sequence[int] = SVD_XT_WIDTHS,
         res_levels: int = 3,
         layers_per_block: int = 2,
         downsample_factor: int = 8,
@@ -187,7 +189,7 @@ class LatentIDGuider(IDGuiderBase):
 
     def __init__(
         self,
-        block_out_channels: Sequence[int] = (320, 640, 1280, 1280),
+        block_out_channels: Sequence[int] = SVD_XT_WIDTHS,
         res_levels: int = 3,
         layers_per_block: int = 2,
         latent_channels: int = 4,

@@ -35,8 +35,10 @@ from diffusers import UNetSpatioTemporalConditionModel
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from lipsync.media import MODEL_FPS
 from lipsync.models.audio_attention import AudioCrossAttention
 from lipsync.models.id_guider import IDGuider, IDGuiderBase, LatentIDGuider
+from lipsync.models.svd_xt import SVD_XT_HEADS, SVD_XT_WIDTHS  # the defaults of build_unet and build_net
 
 AudioMode = Literal["separate", "svd_crossattn"]
 #: the frozen VAE's encoder: video (B, T, 3, H, W) in [-1, 1] -> scaled latents (B, T, C, h, w)
@@ -96,7 +98,7 @@ class LipSyncNet(nn.Module):
         id_guider: IDGuiderBase | None,
         audio_dim: int = 384,
         audio_width: int = 1024,
-        fps: int = 25,
+        fps: int = MODEL_FPS,
         motion_bucket_id: int = 127,
         noise_aug_strength: float = 0.02,
         gradient_checkpointing: bool = False,
@@ -392,11 +394,6 @@ def _audio_layers(block: nn.Module, audio_width: int, enabled: bool) -> nn.Modul
     return nn.ModuleList(
         AudioCrossAttention(a.in_channels, audio_width, a.num_attention_heads) for a in attentions
     )
-
-
-# stable-video-diffusion-img2vid-xt's UNet: the defaults of build_unet and build_net (the paper's size)
-SVD_XT_WIDTHS = (320, 640, 1280, 1280)
-SVD_XT_HEADS = (5, 10, 20, 20)
 
 
 def default_block_types(n_levels: int, cross_attn_levels: int) -> tuple[tuple[str, ...], tuple[str, ...]]:

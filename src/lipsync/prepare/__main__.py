@@ -6,13 +6,12 @@ import json
 import os
 from pathlib import Path
 
-import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 os.environ.setdefault("GLOG_minloglevel", "2")  # before mediapipe loads: no C++ log lines per video
 
-from lipsync.assets import ROOT  # noqa: E402
+from lipsync.cli import hydra_main  # noqa: E402
 from lipsync.prepare.curate import Curator  # noqa: E402
 from lipsync.prepare.run import config_hash, list_inputs, prepare  # noqa: E402
 
@@ -23,7 +22,7 @@ def build_curator(cfg: DictConfig) -> Curator:
     f = cfg.filters
     settings = OmegaConf.to_container(cfg, resolve=True)
     curation = {k: settings[k] for k in ("fps", "sample_rate", "faces", "filters", "crop", "segment_frames",
-                                         "ref_pool", "jpeg_quality", "encoders")}
+                                         "ref_pool", "jpeg_quality", "encoders", "face_tracks")}
     return Curator(
         staging=output / "staging", faces=instantiate(cfg.faces),
         min_face=instantiate(f.min_face), min_duration=instantiate(f.min_duration),
@@ -31,6 +30,7 @@ def build_curator(cfg: DictConfig) -> Curator:
         max_gap=f.max_gap, max_shift=f.max_shift, max_scale=f.max_scale,
         segment_frames=cfg.segment_frames, ref_pool=cfg.ref_pool, fps=cfg.fps, sample_rate=cfg.sample_rate,
         jpeg_quality=cfg.jpeg_quality, patch_margin=cfg.patch_margin, patch_budget_mb=cfg.patch_budget_mb,
+        face_tracks=cfg.face_tracks,
         encoders=instantiate(cfg.encoders) if cfg.encoders else None,
         config_hash=config_hash(curation),
     )
@@ -43,7 +43,7 @@ def run(cfg: DictConfig) -> dict:
                    chunk_bytes=cfg.chunk_bytes, progress=cfg.progress)
 
 
-@hydra.main(config_path=str(ROOT / "conf"), config_name="prepare", version_base="1.3")
+@hydra_main("prepare", "lipsync-prepare")
 def main(cfg: DictConfig) -> None:
     print(json.dumps(run(cfg), indent=1))
 

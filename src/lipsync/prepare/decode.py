@@ -14,10 +14,12 @@ from typing import Iterator
 import av
 import numpy as np
 
-from lipsync.media import MediaError, _open
+from lipsync.media import MODEL_FPS, MediaError, _open
 
 
-def resampled_frames(path: str | os.PathLike, fps: float = 25.0) -> Iterator[tuple[int, float, np.ndarray]]:
+def resampled_frames(
+    path: str | os.PathLike, fps: float = MODEL_FPS
+) -> Iterator[tuple[int, float, np.ndarray]]:
     """Yield ``(source_index, source_time, rgb uint8 (H, W, 3))`` for each output frame at ``fps``.
 
     A source frame is repeated when the source is slower and skipped (never converted) when faster.

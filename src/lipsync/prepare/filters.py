@@ -20,6 +20,8 @@ import numpy as np
 
 from lipsync.data.faces import FaceTrack
 from lipsync.data.masks import fill_gaps
+from lipsync.media import MODEL_FPS
+from lipsync.models.syncnet import SyncNetScorer, load_syncnet, syncnet_crop
 
 
 @dataclass(frozen=True)
@@ -136,7 +138,7 @@ class MinDuration:
     """Drop clips shorter than ``seconds`` (the paper keeps clips of at least 2 s)."""
 
     seconds: float = 2.0
-    fps: float = 25.0
+    fps: float = MODEL_FPS
 
     def frames(self) -> int:
         return int(np.ceil(self.seconds * self.fps))
@@ -210,8 +212,6 @@ class SyncFilter:
         return _missing_weights(self.weights, self.config_key, "audio-visual sync")
 
     def __call__(self, clip: ClipData) -> str | None:
-        from lipsync.evaluate.syncnet import SyncNetScorer, load_syncnet, syncnet_crop
-
         if self._scorer is None:
             self._scorer = SyncNetScorer(load_syncnet(os.path.expanduser(str(self.weights)), self.config_key))
         crops = (syncnet_crop(frame, box) for frame, box in zip(clip.crops, clip.boxes))

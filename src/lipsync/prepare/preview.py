@@ -9,12 +9,14 @@ Given a shard folder it draws the masks of stored segments exactly as the datamo
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from hydra.utils import instantiate
+
+from lipsync.cli import ArgumentParser, config_dir, config_file, user_errors
 from lipsync.data import shards
 from lipsync.data.faces import FaceBackend, LandmarkLayout, MediaPipeFaces
 from lipsync.data.masks import MaskSpec, fill_gaps
@@ -25,16 +27,11 @@ from lipsync.prepare.decode import resampled_frames
 
 def load_mask(name: str) -> MaskSpec:
     """Instantiate ``conf/mask/<name>.yaml`` (a plain file load: works inside another Hydra app too)."""
-    from hydra.utils import instantiate
-    from omegaconf import OmegaConf
-
-    from lipsync.train import config_dir
-
     path = config_dir() / "mask" / f"{name}.yaml"
     if not path.is_file():
         raise ValueError(f"no mask variant '{name}': choose one of "
                          f"{sorted(p.stem for p in path.parent.glob('*.yaml'))}")
-    return instantiate(OmegaConf.load(path))
+    return instantiate(config_file(f"mask/{name}"))
 
 
 def draw(frame: np.ndarray, box: np.ndarray, landmarks: np.ndarray, layout: LandmarkLayout) -> np.ndarray:
@@ -113,14 +110,15 @@ def preview(source: str | Path, out: str | Path, mask: str = "adaptive", frames:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = ArgumentParser(prog="lipsync-preview", description=__doc__.split("\n")[0])
     parser.add_argument("source", help="a video file, or a shard folder written by lipsync.prepare")
     parser.add_argument("out", help="PNG to write")
     parser.add_argument("--mask", default="adaptive", help="conf/mask/<name>.yaml (adaptive, unsmoothed, lips, fixed)")
     parser.add_argument("--frames", type=int, default=8, help="number of tiles")
     parser.add_argument("--resolution", type=int, default=160, help="crop size of each tile (video input)")
     args = parser.parse_args(argv)
-    print(preview(args.source, args.out, args.mask, args.frames, args.resolution))
+    with user_errors("lipsync-preview"):
+        print(preview(args.source, args.out, args.mask, args.frames, args.resolution))
 
 
 if __name__ == "__main__":

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 
-import hydra
 from omegaconf import DictConfig
 
-from lipsync.assets import ROOT
+from lipsync.cli import hydra_main
 from lipsync.synth.corpus import render_corpus
 
 
-@hydra.main(config_path=str(ROOT / "conf"), config_name="synth", version_base="1.3")
+@hydra_main("synth", "lipsync-synth")
 def main(cfg: DictConfig) -> None:
     summary = render_corpus(cfg.output, num_videos=cfg.num_videos, seconds=cfg.seconds, size=cfg.size,
                             seed=cfg.seed, workers=cfg.workers, videos_per_identity=cfg.videos_per_identity,

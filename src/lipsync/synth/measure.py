@@ -32,6 +32,7 @@ import os
 
 import numpy as np
 
+from lipsync.media import MODEL_FPS, atomic_path
 from lipsync.synth.render import MOUTH_INTERIOR, TEETH
 from lipsync.synth.speech import mouth_opening_from_audio
 
@@ -203,7 +204,7 @@ def seam_ratio(frames: np.ndarray, regions: np.ndarray, boundary: np.ndarray, si
 
 
 def plot_openings(target: np.ndarray, result: np.ndarray, source: np.ndarray | None,
-                  path: str | os.PathLike, fps: float = 25.0, title: str = "mouth opening") -> None:
+                  path: str | os.PathLike, fps: float = MODEL_FPS, title: str = "mouth opening") -> None:
     """Write a PNG of opening over time: target (from the driving audio), result, and source.
 
     Args:
@@ -217,7 +218,6 @@ def plot_openings(target: np.ndarray, result: np.ndarray, source: np.ndarray | N
     matplotlib.use("Agg")  # headless: no display on training machines
     import matplotlib.pyplot as plt
 
-    from lipsync.media import atomic_path
 
     fig, ax = plt.subplots(figsize=(8, 3), dpi=100)
     curves = [("target (driving audio)", target, "tab:green"), ("result (measured)", result, "tab:blue")]

@@ -28,8 +28,8 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from PIL import Image
 from torch import Tensor
 
-from lipsync.data.batch import KEY, MASK, VIDEO
-from lipsync.media import write_video
+from lipsync.data.batch import KEY, MASK, VIDEO, to_pixel_range
+from lipsync.media import MODEL_FPS, write_video
 from lipsync.sampling.samplers import SVD_SIGMA_MAX, SVD_SIGMA_MIN
 
 log = logging.getLogger(__name__)
@@ -137,7 +137,7 @@ class StopCheckpoint(Callback):
 # --- validation videos ------------------------------------------------------------------------------
 def to_uint8(video: Tensor) -> np.ndarray:
     """(..., 3, H, W) in [-1, 1] -> (..., H, W, 3) uint8."""
-    frames = ((video.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    frames = to_pixel_range(video.detach().float()).round().to(torch.uint8)
     return frames.movedim(-3, -1).cpu().numpy()
 
 
@@ -194,9 +194,9 @@ class ValidationVideoLogger(Callback):
         every_n_validations: sample only every n-th validation (sampling costs num_steps x passes).
     """
 
-    def __init__(self, num_steps: int = 15, cfg_scale: float = 3.0, max_clips: int = 2, fps: float = 25.0,
-                 seed: int = 0, every_n_validations: int = 1, sigma_min: float = SVD_SIGMA_MIN,
-                 sigma_max: float = SVD_SIGMA_MAX) -> None:
+    def __init__(self, num_steps: int = 15, cfg_scale: float = 3.0, max_clips: int = 2,
+                 fps: float = MODEL_FPS, seed: int = 0, every_n_validations: int = 1,
+                 sigma_min: float = SVD_SIGMA_MIN, sigma_max: float = SVD_SIGMA_MAX) -> None:
         self.num_steps, self.cfg_scale, self.max_clips = num_steps, cfg_scale, max_clips
         self.sigma_min, self.sigma_max = sigma_min, sigma_max
         self.fps, self.seed, self.every_n_validations = fps, seed, every_n_validations

@@ -9,12 +9,14 @@ step logged twice keeps its last value.
 
 from __future__ import annotations
 
-import argparse
 import os
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
+
+from lipsync.cli import ArgumentParser, user_errors
+from lipsync.media import atomic_path
 
 LOSS_TAG = "train/loss"
 
@@ -57,7 +59,6 @@ def plot_loss_curves(runs: Mapping[str, str | os.PathLike], path: str | os.PathL
     matplotlib.use("Agg")  # headless
     import matplotlib.pyplot as plt
 
-    from lipsync.media import atomic_path
 
     fig, ax = plt.subplots(figsize=(8, 3.5), dpi=100)
     for i, (name, run_dir) in enumerate(runs.items()):
@@ -76,16 +77,14 @@ def plot_loss_curves(runs: Mapping[str, str | os.PathLike], path: str | os.PathL
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Plot training loss curves from TensorBoard event files.")
+    parser = ArgumentParser(prog="lipsync-curves",
+                            description="Plot training loss curves from TensorBoard event files.")
     parser.add_argument("runs", nargs="+", help="run folders (each holds events.out.tfevents.*)")
     parser.add_argument("--out", default="loss_curves.png")
     parser.add_argument("--tag", default=LOSS_TAG)
     args = parser.parse_args(argv)
-    try:
-        path = plot_loss_curves({Path(r).name: r for r in args.runs}, args.out, args.tag)
-    except (FileNotFoundError, ValueError) as err:
-        raise SystemExit(f"lipsync-curves: error: {err}") from None
-    print(path)
+    with user_errors("lipsync-curves"):
+        print(plot_loss_curves({Path(r).name: r for r in args.runs}, args.out, args.tag))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Sync-C and Sync-D: SyncNet v2 (Chung & Zisserman 2016, joonson/syncnet_python) and its offset search.
+"""SyncNet v2 (Chung & Zisserman 2016, joonson/syncnet_python) and its offset search: Sync-C and Sync-D
+for ``evaluate``, the audio-visual sync filter for ``prepare``.
 
 Conventions kept from syncnet_python so that our numbers are comparable with published ones:
 
@@ -29,7 +30,7 @@ import torch
 from scipy.signal import medfilt
 from torch import nn
 
-from lipsync.evaluate.weights import require_file
+from lipsync.models.weights import require_file
 
 SYNCNET_FPS = 25
 SYNCNET_RATE = 16_000

@@ -1,7 +1,8 @@
-"""Local weight files for the evaluation networks, and the one-line error when one is missing.
+"""Local weight files for the scoring networks, and the one-line error when one is missing.
 
 Nothing here downloads: every network that scores (Inception, I3D, AlexNet for LPIPS, SyncNet) is read
-from a path in ``conf/evaluate.yaml``. When the file is absent the metric is reported as
+from a path in config (``conf/evaluate.yaml``; SyncNet also in ``conf/prepare.yaml``'s sync filter).
+When the file is absent the metric is reported as
 "not computed" with :class:`MissingWeights`' message, and the other metrics still run.
 """
 

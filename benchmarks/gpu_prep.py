@@ -1,0 +1,90 @@
+"""Everything ``make gpu-check`` needs on a GPU machine that cannot download: ``.gpu/`` (git-ignored).
+
+    python benchmarks/gpu_prep.py [--wheels-only]      # make gpu-prep / make gpu-wheels
+
+- ``.gpu/wheels``: the packages lipsync imports that a plain CUDA image lacks (diffusers, hydra-core,
+  omegaconf, av, openai-whisper, litdata and what they import), as manylinux x86_64 / CPython 3.12
+  wheels, built here from sdists where PyPI has no wheel. botocore is kept without its AWS service
+  models (litdata imports it; local shards never call S3), which keeps the folder under 60 MB.
+- ``.gpu/video``: a 10 s synthetic-world video at 256 px with its true landmarks file, so the full-size
+  dub needs no face model.
+
+The machine then installs the folder offline (``benchmarks/gpu_check.sh``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+GPU_DIR = ROOT / ".gpu"
+MAX_MB = 60
+# Wheels on PyPI for manylinux x86_64 / cp312 (or pure Python).
+BINARY = ["diffusers==0.42.1", "hydra-core==1.3.8", "omegaconf==2.3.0", "av==18.1.0", "more-itertools",
+          "importlib-metadata", "litdata==0.2.76", "boto3", "botocore", "s3transfer", "jmespath", "obstore"]
+# Only an sdist on PyPI: built here into pure-Python wheels.
+SOURCE = ["antlr4-python3-runtime==4.9.3", "openai-whisper==20250625"]
+PLATFORMS = ["manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64",
+             "manylinux1_x86_64"]
+
+
+def pip(*args: str) -> None:
+    subprocess.run([sys.executable, "-m", "pip", *args, "-q", "--disable-pip-version-check"], check=True)
+
+
+def trim_botocore(folder: Path) -> None:
+    """Rewrite the botocore wheel without ``botocore/data/<service>/`` except s3 and sts."""
+    (wheel,) = folder.glob("botocore-*.whl")
+    with tempfile.TemporaryDirectory() as tmp:
+        trimmed = Path(tmp) / wheel.name
+        with zipfile.ZipFile(wheel) as src, zipfile.ZipFile(trimmed, "w", zipfile.ZIP_DEFLATED) as dst:
+            for item in src.infolist():
+                parts = item.filename.split("/")
+                if parts[:2] == ["botocore", "data"] and len(parts) > 3 and parts[2] not in ("s3", "sts"):
+                    continue
+                dst.writestr(item, src.read(item))
+        shutil.move(trimmed, wheel)
+
+
+def wheels(folder: Path) -> float:
+    """Download and build the wheels into ``folder``; returns its size in MB."""
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    platforms = [arg for p in PLATFORMS for arg in ("--platform", p)]
+    pip("download", "--no-deps", "--only-binary=:all:", "--python-version", "3.12", "--implementation", "cp",
+        *platforms, "-d", str(folder), *BINARY)
+    pip("wheel", "--no-deps", "-w", str(folder), *SOURCE)
+    trim_botocore(folder)
+    mb = sum(f.stat().st_size for f in folder.glob("*.whl")) / 1e6
+    if mb > MAX_MB:
+        raise SystemExit(f"gpu_prep: error: {folder} holds {mb:.0f} MB of wheels, over the {MAX_MB} MB limit")
+    return mb
+
+
+def video(folder: Path, seconds: float = 10.0, size: int = 256) -> Path:
+    """A synthetic-world talking face with its landmarks file (lipsync.synth)."""
+    from lipsync.synth.corpus import synth_sample, write_sample
+
+    folder.mkdir(parents=True, exist_ok=True)
+    return write_sample(synth_sample(seed=7, index=0, seconds=seconds, size=size), folder, seed=7)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--wheels-only", action="store_true")
+    args = parser.parse_args()
+    mb = wheels(GPU_DIR / "wheels")
+    print(f"gpu_prep: {len(list((GPU_DIR / 'wheels').glob('*.whl')))} wheels, {mb:.1f} MB in {GPU_DIR / 'wheels'}")
+    if not args.wheels_only:
+        print(f"gpu_prep: input video {video(GPU_DIR / 'video')}")
+
+
+if __name__ == "__main__":
+    main()

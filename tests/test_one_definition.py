@@ -1,0 +1,95 @@
+"""One definition of each model size and crop: every place that states one must agree with ``conf/``.
+
+The inference presets are composed from ``conf/`` (so they cannot drift); what is checked here are the
+places that cannot be composed: Python defaults (``build_net``, ``IDGuider``, ``CropSpec``,
+``AdaptiveMask``, ``LipSyncNet``), SVD-xt's widths and VAE in :mod:`lipsync.models.svd_xt`, and what a
+converted training run of the same experiment records.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf, open_dict
+
+from lipsync.cli import config_dir, config_file
+from lipsync.data.masks import AdaptiveMask
+from lipsync.infer.loading import pipeline_config_from_training
+from lipsync.infer.presets import full_config, tiny_config
+from lipsync.media import MODEL_FPS
+from lipsync.models.audio import WHISPER_DIMS
+from lipsync.models.id_guider import IDGuider
+from lipsync.models.net import LipSyncNet, build_net, build_unet
+from lipsync.models.svd_xt import SVD_XT_HEADS, SVD_XT_VAE, SVD_XT_WIDTHS
+from lipsync.prepare.crop import CropSpec
+from lipsync.summary import svd_vae_full
+
+TRAINING_ONLY = {"gradient_checkpointing"}  # a memory switch of the training run, not the architecture
+
+
+def defaults(fn: Any) -> dict[str, Any]:
+    return {k: p.default for k, p in inspect.signature(fn).parameters.items() if p.default is not p.empty}
+
+
+def converted(*overrides: str) -> dict[str, Any]:
+    """The pipeline config ``convert`` makes from a training run of ``conf/train.yaml`` + ``overrides``."""
+    with initialize_config_dir(str(config_dir()), version_base="1.3"):
+        cfg = compose("train", overrides=list(overrides))
+    with open_dict(cfg):
+        cfg.paths.output_dir = "unused"  # a Hydra run-time value
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    return pipeline_config_from_training("run.ckpt", checkpoint={"config": resolved})
+
+
+def architecture(net: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in net.items() if k not in TRAINING_ONLY}
+
+
+def test_svd_xt_sizes_agree_everywhere() -> None:
+    net = config_file("model/sayanything").net.net
+    assert tuple(net.block_out_channels) == SVD_XT_WIDTHS
+    assert tuple(net.num_attention_heads) == SVD_XT_HEADS
+    assert defaults(build_net)["block_out_channels"] == SVD_XT_WIDTHS
+    assert defaults(build_net)["num_attention_heads"] == SVD_XT_HEADS
+    assert defaults(build_unet)["block_out_channels"] == SVD_XT_WIDTHS
+    assert defaults(IDGuider)["block_out_channels"] == SVD_XT_WIDTHS
+    vae = full_config()["components"]["vae"]["vae"]
+    assert {k: v for k, v in vae.items() if k != "_target_"} == SVD_XT_VAE
+    built = dict(svd_vae_full().vae.config)  # the summary's SVD VAE, built from the same dict
+    assert {k: list(v) if isinstance(v, tuple) else v for k, v in built.items() if k in SVD_XT_VAE} == SVD_XT_VAE
+
+
+@pytest.mark.parametrize("name", ["full", "tiny"])
+def test_presets_equal_what_convert_records_for_the_same_experiment(name: str) -> None:
+    preset = full_config() if name == "full" else tiny_config()
+    run = converted(f"experiment={name}")["components"]
+    net = dict(preset["components"]["net"])
+    if name == "tiny":
+        net["audio_dim"] = run["net"]["audio_dim"]  # the preset's 1-layer Whisper is narrower, by design
+    assert architecture(net) == architecture(run["net"])
+    for part in ("precond", "mask"):
+        assert preset["components"][part] == run[part], part
+    crop = dict(preset["components"]["crop"], resolution=run["crop"]["resolution"])
+    assert crop == run["crop"]  # the training size decides the resolution, prepare the rest
+    assert preset["preprocess"] == converted(f"experiment={name}")["preprocess"]
+
+
+def test_python_defaults_equal_conf() -> None:
+    crop = OmegaConf.to_container(config_file("prepare").crop)
+    assert {k: v for k, v in crop.items() if k != "_target_"} == defaults(CropSpec)
+    mask = OmegaConf.to_container(config_file("mask/adaptive"))
+    assert {k: v for k, v in mask.items() if k != "_target_"} == defaults(AdaptiveMask)
+    net = config_file("model/sayanything").net.net
+    for key, value in defaults(LipSyncNet).items():
+        if key in net:
+            assert net[key] == value, key
+
+
+def test_one_clock_and_one_whisper() -> None:
+    assert config_file("prepare").fps == MODEL_FPS
+    assert config_file("model/sayanything").net.net.fps == MODEL_FPS == defaults(LipSyncNet)["fps"]
+    assert full_config()["preprocess"]["model_fps"] == MODEL_FPS
+    assert full_config()["components"]["audio_encoder"]["dims"] == vars(WHISPER_DIMS["tiny.en"])
