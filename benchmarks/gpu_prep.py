@@ -8,6 +8,10 @@
   models (litdata imports it; local shards never call S3), which keeps the folder under 60 MB.
 - ``.gpu/video``: a 10 s synthetic-world video at 256 px with its true landmarks file, so the full-size
   dub needs no face model.
+- ``.gpu/showcase``: the showcase model's training shards (``experiment=showcase``, issue 18): 28 synthetic
+  identities x 8 s (seed 0, the first of ``make demo``'s training identities) curated as ``make demo`` does
+  but at 32 px crops; 42 MB, so with the wheels the GPU needs for training (no av: 15 MB) it fits one
+  64 MiB device call.
 
 The machine then installs the folder offline (``benchmarks/gpu_check.sh``).
 """
@@ -76,6 +80,29 @@ def video(folder: Path, seconds: float = 10.0, size: int = 256) -> Path:
     return write_sample(synth_sample(seed=7, index=0, seconds=seconds, size=size), folder, seed=7)
 
 
+SHOWCASE_IDENTITIES = 28
+
+
+def showcase_shards(folder: Path) -> Path:
+    """Render the identities and curate them like ``make demo`` (conf/demo.yaml), at 32 px crops."""
+    from omegaconf import OmegaConf
+
+    from lipsync.synth.corpus import render_corpus
+
+    corpus = folder / "corpus"
+    render_corpus(corpus, SHOWCASE_IDENTITIES, 8.0, 128, seed=0, workers=2)
+    demo = OmegaConf.load(ROOT / "conf" / "demo.yaml")
+    overrides = [o for o in OmegaConf.to_container(demo.prepare_overrides, resolve=False)
+                 if not o.startswith(("crop.resolution=", "+encoders="))]
+    whisper = ROOT / "assets" / "whisper-tiny.en.pt"
+    encoders = ("+encoders={_target_: lipsync.prepare.curate.Encoders, _partial_: true, audio: {_target_: "
+                f"lipsync.models.audio.WhisperAudioEncoder.from_checkpoint, path: {whisper}}}}}")
+    subprocess.run([sys.executable, "-m", "lipsync.prepare", f"input={corpus}", f"output={folder}", "progress=false",
+                    "crop.resolution=32", *overrides, encoders], check=True)
+    shutil.rmtree(folder / "staging", ignore_errors=True)
+    return folder / "shards"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--wheels-only", action="store_true")
@@ -84,6 +111,7 @@ def main() -> None:
     print(f"gpu_prep: {len(list((GPU_DIR / 'wheels').glob('*.whl')))} wheels, {mb:.1f} MB in {GPU_DIR / 'wheels'}")
     if not args.wheels_only:
         print(f"gpu_prep: input video {video(GPU_DIR / 'video')}")
+        print(f"gpu_prep: showcase shards {showcase_shards(GPU_DIR / 'showcase')}")
 
 
 if __name__ == "__main__":
