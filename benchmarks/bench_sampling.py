@@ -189,12 +189,26 @@ def _dub(task: tuple) -> tuple[str, str, dict]:
     return name, f"{a.stem}/{seed}", score_dub(_WORKER["pipe"], opts, a, b, wav, folder / f"{a.stem}__{b.stem}.mp4")
 
 
-def run_rows(names: list[str], model: Path, pairs, seeds: list[int], out: Path, jobs: int, log, done) -> None:
-    """Dub every (row, seed, pair) on ``jobs`` processes; ``done(name, scores)`` as each row completes."""
+def _cached(task: tuple) -> bool:
+    from lipsync.infer.pipeline import InferenceOptions
+
+    name, overrides, seed, a, b, wav, out = task
+    opts = InferenceOptions(**overrides).resolved()
+    return (out / "rows" / option_key(opts) / f"seed{seed}" / f"{a.stem}__{b.stem}.json").exists()
+
+
+def run_rows(names: list[str], model: Path, pairs, seeds: list[int], out: Path, jobs: int, log, done,
+             report_only: bool = False) -> None:
+    """Dub every (row, seed, pair) on ``jobs`` processes; ``done(name, scores)`` as each row completes.
+    ``report_only``: only rows whose every dub is cached, nothing dubbed."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     tasks = [(name, ROWS[name], seed, a, b, wav, out) for name in names for seed in seeds for a, b, wav in pairs]
+    if report_only:
+        incomplete = {t[0] for t in tasks if not _cached(t)}
+        tasks, jobs = [t for t in tasks if t[0] not in incomplete], 1
+        log(f"report only; rows with uncached dubs left out: {sorted(incomplete)}")
     scores: dict[str, dict] = {name: {} for name in names}
 
     def collect(name: str, key: str, row: dict) -> None:
@@ -273,9 +287,9 @@ def plot(summary: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def write_report(summary: dict, meta: dict) -> None:
+def write_report(summary: dict, meta: dict, name: str = "sampling") -> None:
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "sampling.json").write_text(json.dumps({"meta": meta, "rows": summary}, indent=1))
+    (RESULTS / f"{name}.json").write_text(json.dumps({"meta": meta, "rows": summary}, indent=1))
     rows = {k: v for k, v in summary.items() if not k.startswith("_")}
     lines = ["# Sampling sweep (`python benchmarks/bench_sampling.py`)", "",
              f"Model `{meta['model']}` (guidance scale {meta['guidance']}, sigma {meta['sigma_range'][0]:g} to "
@@ -285,12 +299,12 @@ def write_report(summary: dict, meta: dict) -> None:
              "| row | sampler | steps | guidance interval | overlap | NFE | passes / segment | TFLOP/s net "
              "(total) | sync | Δ sync vs paper (± SE) | keeps sync (paired) / within seed spread | leak | SSIM (edit region) | seam ratio "
              "(truth) | CPU s per s |", "|" + "---|" * 15]
-    for name, r in sorted(rows.items(), key=lambda kv: -kv[1]["tflop_net"]):
+    for row, r in sorted(rows.items(), key=lambda kv: -kv[1]["tflop_net"]):
         o, m = r["options"], r["metrics"]
         lo, hi = o["guidance_interval"]
         interval = "all" if lo == 0 and math.isinf(hi) else f"({lo:g}, {hi:g}]"
         lines.append(
-            f"| {'**' + name + '**' if name in ('paper', 'fast') else name} | {o['sampler']} | {o['num_steps']} | "
+            f"| {'**' + row + '**' if row in ('paper', 'fast') else row} | {o['sampler']} | {o['num_steps']} | "
             f"{interval} | {o['overlap']} | {r['nfe']} | {r['passes_per_segment']} | {r['tflop_net']:.0f} "
             f"({r['tflop_total']:.0f}) | {m['sync'][0]:.3f} ± {m['sync'][1]:.2f} | "
             f"{r['sync_delta_vs_paper']:+.3f} ± {r['sync_delta_se']:.3f} | {'yes' if r['keeps_sync'] else 'no'} / "
@@ -299,11 +313,11 @@ def write_report(summary: dict, meta: dict) -> None:
             f"{m['generate_s_per_s'][0]:.1f} |")
     noise = summary["_noise"]
     cheapest = min((r for r in rows.values() if r["keeps_sync"]), key=lambda r: r["tflop_net"])
-    name = next(k for k, v in rows.items() if v is cheapest)
+    cheapest_name = next(k for k, v in rows.items() if v is cheapest)
     in_budget = [k for k, v in rows.items() if v["tflop_net"] <= BUDGET]
     best = max(in_budget, key=lambda k: rows[k]["metrics"]["sync"][0]) if in_budget else None
     lines += ["", f"Run-to-run spread: the paper row's mean sync differs by {noise['paper_seed_spread']:.3f} "
-              f"between its two sampling seeds. {noise['criterion']}. Cheapest row that keeps sync: **{name}** "
+              f"between its two sampling seeds. {noise['criterion']}. Cheapest row that keeps sync: **{cheapest_name}** "
               f"at {cheapest['tflop_net']:.0f} TFLOP per output second (net; {cheapest['tflop_total']:.0f} "
               f"with VAE and Whisper)."
               + (f" Best sync within {BUDGET} TFLOP/s: **{best}** ({rows[best]['metrics']['sync'][0]:.3f}, "
@@ -313,19 +327,23 @@ def write_report(summary: dict, meta: dict) -> None:
               "own; SSIM: against the true cross-driven render inside the paste region; seam ratio: temporal "
               "change across segment boundaries / inside segments in the edit region (1 = no seam), the "
               "true render's own ratio in brackets; CPU s per s: the tiny model's generate phase on this "
-              "machine (shared cores; indicative only).", "", "![sampling sweep](sampling.png)", ""]
-    (RESULTS / "sampling.md").write_text("\n".join(lines))
+              "machine (shared cores; indicative only).", "", f"![sampling sweep]({name}.png)", ""]
+    (RESULTS / f"{name}.md").write_text("\n".join(lines))
     print("\n".join(lines))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=None)
-    parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "sampling_sweep")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="dubs and their scores, cached (default outputs/sampling_sweep/<model>)")
     parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     parser.add_argument("--pairs", type=int, default=4, help="held-out identities (each is one pair)")
     parser.add_argument("--jobs", type=int, default=1, help="dubbing processes (one thread each)")
+    parser.add_argument("--name", default="sampling", help="results: bench_results/NAME.{json,md,png}")
+    parser.add_argument("--report-only", action="store_true",
+                        help="dub nothing: report the rows whose dubs are all cached in --out")
     args = parser.parse_args()
     if "paper" not in args.rows:
         args.rows.insert(0, "paper")
@@ -335,6 +353,7 @@ def main() -> None:
     from lipsync.infer.pipeline import InferenceOptions
 
     model = args.model or default_model()
+    args.out = args.out or ROOT / "outputs" / "sampling_sweep" / f"{model.resolve().parent.name}_{model.name}"
     t0 = time.time()
     args.out.mkdir(parents=True, exist_ok=True)
     logfile = (args.out / "sweep.log").open("a")
@@ -364,11 +383,11 @@ def main() -> None:
                       "cost": cost(opts, sigma_range, 2 if guidance != 1 else 1, calls), "scores": scores}
         if "paper" in rows:
             summary = summarize({k: rows[k] for k in args.rows if k in rows}, args.seeds)
-            plot(summary, RESULTS / "sampling.png")
-            write_report(summary, {**meta, "wall_minutes": (time.time() - t0) / 60})
+            plot(summary, RESULTS / f"{args.name}.png")
+            write_report(summary, {**meta, "wall_minutes": (time.time() - t0) / 60}, args.name)
 
     RESULTS.mkdir(exist_ok=True)
-    run_rows(args.rows, model, pairs, args.seeds, args.out, args.jobs, log, done)
+    run_rows(args.rows, model, pairs, args.seeds, args.out, args.jobs, log, done, args.report_only)
 
 
 if __name__ == "__main__":

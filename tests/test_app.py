@@ -381,4 +381,4 @@ def test_the_preset_reaches_the_pipeline_options_and_a_bad_one_is_one_line(tmp_p
     assert (o.preset, o.num_steps, o.sampler, o.overlap) == ("fast", 4, PRESETS["fast"]["sampler"],
                                                              PRESETS["fast"]["overlap"])
     with pytest.raises(ValueError, match="unknown preset 'turbo'"):
-        DubRequest(tmp_path, tmp_path, tmp_path, 4, 2.0, 0, "none", "turbo").validate()
+        DubRequest(tmp_path, tmp_path, tmp_path, 4, 2.0, 0, "none", preset="turbo").validate()
