@@ -1,7 +1,9 @@
 """Fast sampling against lip sync: steps x solver x guidance interval x overlap on a trained model (issue 14).
 
-    python benchmarks/bench_sampling.py                       # ~40 min on 2 shared cores; resumes
-    python benchmarks/bench_sampling.py --model DIR --rows paper fast --seeds 0
+    python benchmarks/bench_sampling.py                     # shipped model, 5 rows (make bench); resumes
+    python benchmarks/bench_sampling.py --rows all --jobs 2 # every row of ROWS
+    python benchmarks/bench_sampling.py --model outputs/demo/model --name sampling_demo --rows all
+    python benchmarks/bench_sampling.py --report-only ...   # the table from the cached dubs only
 
 Every row dubs the same held-out pairs of the synthetic world (each held-out identity A driven by the next
 one's speech B; rendered with the demo's held-out seed) with each sampling seed (``options.seed``: the
@@ -69,6 +71,9 @@ ROWS: dict[str, dict] = {
     "euler_8_core_ov2": {"num_steps": 8, "guidance_interval": CORE, "overlap": 2},
     "euler_6": {"num_steps": 6},
 }
+
+# `make bench`: paper, fast, and one factor away from fast each (guidance everywhere + overlap 4; the solver).
+DEFAULT_ROWS = ["paper", "fast", "euler_6", "dpmpp_2m_6_mid_ov2", "heun_5"]
 
 
 # --- inputs -----------------------------------------------------------------------------------------
@@ -337,7 +342,8 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=None,
                         help="dubs and their scores, cached (default outputs/sampling_sweep/<model>)")
-    parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
+    parser.add_argument("--rows", nargs="+", default=DEFAULT_ROWS, choices=[*ROWS, "all"],
+                        help="rows of ROWS to run (default: one factor each away from fast; 'all': every row)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     parser.add_argument("--pairs", type=int, default=4, help="held-out identities (each is one pair)")
     parser.add_argument("--jobs", type=int, default=1, help="dubbing processes (one thread each)")
@@ -345,6 +351,8 @@ def main() -> None:
     parser.add_argument("--report-only", action="store_true",
                         help="dub nothing: report the rows whose dubs are all cached in --out")
     args = parser.parse_args()
+    if "all" in args.rows:
+        args.rows = list(ROWS)
     if "paper" not in args.rows:
         args.rows.insert(0, "paper")
     import torch
