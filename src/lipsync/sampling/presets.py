@@ -2,9 +2,10 @@
 
 ``paper`` is SayAnything's Appendix B (15 Euler steps on Karras sigmas, CFG at every step, 16-frame segments
 sharing 4 frames). ``fast`` is the cheapest point of ``benchmarks/bench_sampling.py``'s sweep whose held-out
-sync stayed within the measured noise of ``paper`` (``bench_results/sampling.md``): 109 instead of 477 full-size
-TFLOP per output second (155 instead of 531 with the VAE and Whisper). In that sweep DPM-Solver++(2M) at 6 and 8
-steps lost 0.05-0.08 of sync against Euler at the same step count, so the fast preset stays with Euler.
+sync stayed within the measured noise of ``paper`` on the demo model (``bench_results/sampling_demo.md``): 109
+instead of 477 full-size TFLOP per output second (155 instead of 531 with the VAE and Whisper). In that sweep
+DPM-Solver++(2M) at 6 and 8 steps and Heun at 5 lost 0.05-0.08 of sync against Euler at the same step count,
+so the fast preset stays with Euler.
 
 A preset only fills the options a caller left unset (None): ``preset=fast, num_steps=10`` is the fast
 preset with 10 steps.
