@@ -24,7 +24,7 @@ class InferenceOptions:
         preset: fills every sampling option left at None (``sampler``, ``num_steps``,
             ``guidance_interval``, ``overlap``): "paper" (SayAnything's settings) or "fast" (under a
             quarter of the network's compute; ``lipsync.sampling.presets``, measured in
-            ``bench_results/sampling.md``).
+            ``bench_results/sampling_demo.md``).
         sampler: ODE solver on Karras sigmas: "euler" (paper), "heun" (EDM's 2nd order) or "dpmpp_2m"
             (DPM-Solver++(2M)). None = the preset's.
         num_steps: solver steps (paper: 15). None = the preset's.

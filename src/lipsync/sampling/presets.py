@@ -21,7 +21,7 @@ from lipsync.sampling.samplers import get_sampler
 PRESETS: dict[str, dict[str, Any]] = {
     # SayAnything Appendix B: 15 Euler steps, guidance at every step, 16-frame segments sharing 4 frames.
     "paper": {"sampler": "euler", "num_steps": 15, "guidance_interval": (0.0, math.inf), "overlap": 4},
-    # bench_results/sampling.md: 6 Euler steps, the unconditional pass only for sigma in (0.25, 5] (2 of the 6
+    # bench_results/sampling_demo.md: 6 Euler steps, the unconditional pass only for sigma in (0.25, 5] (2 of the 6
     # on the demo model's 20 -> 0.002 schedule), segments sharing 2 frames (seams stay at the truth's level).
     "fast": {"sampler": "euler", "num_steps": 6, "guidance_interval": (0.25, 5.0), "overlap": 2},
 }
