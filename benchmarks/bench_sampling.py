@@ -302,7 +302,8 @@ def write_report(summary: dict, meta: dict, name: str = "sampling") -> None:
              f"{meta['pairs'] * len(meta['seeds'])} dubs per row, the same in every row. "
              f"{meta['machine']}; {meta['wall_minutes']:.0f} min.", "",
              "| row | sampler | steps | guidance interval | overlap | NFE | passes / segment | TFLOP/s net "
-             "(total) | sync | Δ sync vs paper (± SE) | keeps sync (paired) / within seed spread | leak | SSIM (edit region) | seam ratio "
+             "(total) | sync | Δ sync vs paper (± SE) | keeps sync (paired) / within seed spread | leak | "
+             "SSIM (edit region) | seam ratio "
              "(truth) | CPU s per s |", "|" + "---|" * 15]
     for row, r in sorted(rows.items(), key=lambda kv: -kv[1]["tflop_net"]):
         o, m = r["options"], r["metrics"]
@@ -322,7 +323,8 @@ def write_report(summary: dict, meta: dict, name: str = "sampling") -> None:
     in_budget = [k for k, v in rows.items() if v["tflop_net"] <= BUDGET]
     best = max(in_budget, key=lambda k: rows[k]["metrics"]["sync"][0]) if in_budget else None
     lines += ["", f"Run-to-run spread: the paper row's mean sync differs by {noise['paper_seed_spread']:.3f} "
-              f"between its two sampling seeds. {noise['criterion']}. Cheapest row that keeps sync: **{cheapest_name}** "
+              f"between its two sampling seeds. {noise['criterion']}. Cheapest row that keeps sync: "
+              f"**{cheapest_name}** "
               f"at {cheapest['tflop_net']:.0f} TFLOP per output second (net; {cheapest['tflop_total']:.0f} "
               f"with VAE and Whisper)."
               + (f" Best sync within {BUDGET} TFLOP/s: **{best}** ({rows[best]['metrics']['sync'][0]:.3f}, "

@@ -11,8 +11,8 @@ One call runs six numbered phases, each a function that takes what it needs and 
 4. audio (:func:`.generate.audio_features`): Whisper features once for the whole track;
 5. reference (:func:`.generate.reference_condition`): the ID-Guider once per video;
 6. generate (:func:`.generate.render`): per 16-frame segment, crops -> masked-video latents (the net's
-   ``clip_conditions``, as in training) -> the guided solver (Euler by default) on Karras sigmas -> decode -> cross-fade with the
-   previous segment -> paste back -> write.
+   ``clip_conditions``, as in training) -> the guided solver (Euler by default) on Karras sigmas -> decode
+   -> cross-fade with the previous segment -> paste back -> write.
 
 Loading and saving live in :mod:`.loading` (on the safe formats of :mod:`.checkpoint`).
 """
