@@ -14,7 +14,7 @@ initial noise and the reference frame), and scores on the output pixels:
   re-rendered with the mouth B's speech opens, :func:`lipsync.synth.corpus.redubbed_truth`), inside the
   pipeline's paste region per frame;
 - **seam ratio**: temporal change in the edit region across segment boundaries over that inside segments
-  (:func:`lipsync.synth.measure.seam_ratio`; about 1 = invisible seams), with the truth's own ratio beside.
+  (:func:`lipsync.evaluate.frame_metrics.seam_ratio`; about 1 = invisible seams), with the truth's own ratio beside.
 
 Cost per row, counted at **full size** the way ``bench_infer.py`` counts the paper's 477 TFLOP per second:
 network passes per 16-frame segment (NFE, with the unconditional pass only where guidance runs) x
@@ -114,7 +114,8 @@ def score_dub(pipe, opts, a: Path, b: Path, wav: Path, output: Path) -> dict:
     from lipsync import media
     from lipsync.infer.segments import plan_segments, segment_boundaries
     from lipsync.synth.corpus import load_truth
-    from lipsync.synth.measure import leak_score, region_ssim, seam_ratio, sync_score
+    from lipsync.evaluate.frame_metrics import region_ssim, seam_ratio
+    from lipsync.synth.measure import leak_score, sync_score
 
     cached = output.with_suffix(".json")
     if cached.exists():

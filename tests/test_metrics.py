@@ -19,7 +19,7 @@ from torch import nn
 
 from lipsync.assets import asset_path, ensure_assets
 from lipsync.evaluate.fid import TorchScriptInception, build_fid, is_torchscript
-from lipsync.evaluate.frame_metrics import PSNR_CAP_DB, build_lpips, lpips, psnr, ssim
+from lipsync.evaluate.frame_metrics import PSNR_CAP_DB, build_lpips, lpips, psnr, region_ssim, seam_ratio, ssim
 from lipsync.evaluate.fvd import TorchScriptI3D, build_fvd
 from lipsync.models.weights import MissingWeights
 
@@ -251,3 +251,23 @@ def test_fvd_calls_the_detector_like_stylegan_v_and_matches_the_closed_form(i3d_
 def test_fvd_missing_file_names_the_key(tmp_path) -> None:
     with pytest.raises(MissingWeights, match=r"fvd\.weights=PATH"):
         build_fvd(tmp_path / "i3d_torchscript.pt")
+
+
+def test_edit_region_ssim_and_seam_ratio_closed_form() -> None:
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 256, (1, 48, 48, 3)).astype(np.uint8)
+    frames = np.repeat(base, 12, axis=0)
+    regions = np.tile([8, 8, 40, 40], (12, 1))
+    assert region_ssim(frames, frames, regions) == pytest.approx(np.ones(12), abs=1e-6)
+    other = frames.copy()
+    other[:, :, :4] = 0  # outside the region: not compared
+    assert region_ssim(other, frames, regions) == pytest.approx(np.ones(12), abs=1e-6)
+    assert region_ssim(255 - frames, frames, regions).max() < 0.1
+    # a slow drift everywhere plus a jump at one boundary: the ratio is the jump over the drift
+    drift = np.clip(frames.astype(np.int64) + 2 * np.arange(12)[:, None, None, None], 0, 255)
+    jump = drift.copy()
+    jump[6:] = np.clip(jump[6:] + 20, 0, 255)
+    boundary = np.zeros(11, bool)
+    boundary[5] = True
+    assert seam_ratio(drift.astype(np.uint8), regions, boundary) == pytest.approx(1.0, abs=0.05)
+    assert seam_ratio(jump.astype(np.uint8), regions, boundary) > 5

@@ -16,6 +16,8 @@ import os
 import re
 from pathlib import Path
 
+import cv2
+import numpy as np
 import torch
 import torchmetrics.functional.image.lpips
 import torchvision
@@ -107,3 +109,42 @@ def _alexnet_features(path: os.PathLike) -> torch.nn.Sequential:
 def lpips(net: torch.nn.Module, generated: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
     """LPIPS distance per frame: (N, 3, H, W) in [0, 1] -> (N,)."""
     return net(generated, reference, normalize=True).flatten()
+
+
+# --- edit-region metrics on uint8 frames (the sampling sweep, benchmarks/bench_sampling.py) ------------
+def _region_crops(frames: np.ndarray, regions: np.ndarray, size: int) -> np.ndarray:
+    """(T, size, size, 3) float [0, 1]: each frame's ``regions[t]`` box (x0, y0, x1, y1, exclusive) resized."""
+    out = []
+    for f, (x0, y0, x1, y1) in zip(frames, np.asarray(regions, np.int64)):
+        crop = f[max(y0, 0):max(y1, y0 + 1), max(x0, 0):max(x1, x0 + 1)]
+        out.append(cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA))
+    return np.stack(out).astype(np.float32) / 255.0
+
+
+def region_ssim(generated: np.ndarray, truth: np.ndarray, regions: np.ndarray, size: int = 32) -> np.ndarray:
+    """SSIM (Wang et al. 2004) per frame inside each frame's edit region, resized to ``size``: (T,).
+
+    Args:
+        generated, truth: (T, H, W, 3) uint8 frames (the dub and what it should have drawn).
+        regions: (T, 4) int boxes x0, y0, x1, y1 (exclusive) in frame pixels, e.g. the pipeline's
+            ``paste_region``: only the pixels the edit may change are compared.
+    """
+    g, t = (torch.from_numpy(_region_crops(v, regions, size)).permute(0, 3, 1, 2) for v in (generated, truth))
+    return ssim(g, t).numpy()
+
+
+def seam_ratio(frames: np.ndarray, regions: np.ndarray, boundary: np.ndarray, size: int = 32) -> float:
+    """Temporal change across segment boundaries relative to inside segments, in the edit region.
+
+    ``d_t`` = mean |frame t+1 - frame t| over frame t's region (both frames cut with the same box);
+    returns mean d over transitions with ``boundary[t]`` true (t -> t+1 changes which segments made the
+    frame) divided by the mean over the others. About 1: seams are invisible; a visible seam is a jump
+    that only the boundary transitions have.
+    """
+    crops = np.stack([_region_crops(frames[t:t + 2], np.repeat(regions[t:t + 1], 2, 0), size)
+                      for t in range(len(frames) - 1)])
+    d = np.abs(crops[:, 1] - crops[:, 0]).mean(axis=(1, 2, 3))
+    boundary = np.asarray(boundary, bool)[: len(d)]
+    if not boundary.any() or boundary.all():
+        return float("nan")
+    return float(d[boundary].mean() / max(d[~boundary].mean(), 1e-12))
