@@ -119,7 +119,7 @@ def server(ckpt_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         pipe = pipeline_from_pretrained(folder, overrides=["device=cpu", "generated_faces=null"])
         return TimedDubber(pipe, calls)
 
-    settings = AppSettings(ckpt_dir=ckpt_dir, demo_dir=root / "demo", work_root=root / "work")
+    settings = AppSettings(ckpt_dir=ckpt_dir, demo_dir=root / "demo", work_root=root / "work", shipped=None)
     app = build_app(settings, factory)
     url = app.launch(host="127.0.0.1", port=_free_port(), block=False)
     try:
