@@ -39,6 +39,7 @@ CONF_ENV = "LIPSYNC_CONF"
 FULL_ERROR = "HYDRA_FULL_ERROR"
 THREADS_ENV = "OMP_NUM_THREADS"  # the user's explicit thread count (OpenMP's own variable) wins
 WAIT_POLICY_ENV = "OMP_WAIT_POLICY"
+CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")  # cgroup v2: "<quota> <period>" or "max <period>"
 
 
 def config_dir() -> Path:
@@ -60,7 +61,7 @@ def usable_cores() -> int:
     CPU quota (``docker --cpus``) when there is one; at least 1."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     try:
-        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        quota, period = CGROUP_CPU_MAX.read_text().split()[:2]
         if quota != "max":
             cores = min(cores, max(1, int(int(quota) // int(period))))
     except (OSError, ValueError):
