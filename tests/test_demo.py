@@ -96,3 +96,36 @@ def test_bench_sync_command_runs_every_stage_and_resumes(tmp_path: Path) -> None
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # nothing retrained
     assert {p: p.stat().st_mtime_ns for p in results} == results  # nothing dubbed again
     assert again["variants"]["full"]["summary"] == variants["full"]["summary"]
+
+
+def test_the_demo_trains_to_a_step_budget_whatever_the_load() -> None:
+    """conf/demo.yaml's train_steps reaches the trainer as max_steps; no wall-clock budget is left."""
+    from lipsync.cli import config_file
+    from lipsync.demo import train_command
+
+    cfg = config_file("demo")
+    assert cfg.train_steps == 1200 and "train_minutes" not in cfg
+    cmd = train_command(cfg, Path("shards"), Path("/runs/full"), ["seed=1"])
+    assert "trainer.max_steps=1200" in cmd and cmd[-1] == "seed=1"
+    assert not any("max_time" in part for part in cmd)
+    cfg.train_steps = 0
+    with pytest.raises(ValueError, match="train_steps=0"):
+        train_command(cfg, Path("shards"), Path("/runs/full"), [])
+
+
+def test_the_report_table_puts_shipped_own_and_ceilings_in_one_table() -> None:
+    from lipsync.demo import report_rows
+
+    sync = {"sync_mean": 0.71, "sync_std": 0.05, "leak_mean": 0.02, "leak_std": 0.01, "copy_sync_mean": -0.02}
+    quality = {"ssim": 0.8123, "psnr": 27.456, "fid": 33.21}
+    report = {"heldout_pairs": 4, "ceilings": {"16": {"ssim": 0.75, "psnr": 24.06, "fid": 80.0}},
+              "shipped": {"model": "/x/models/showcase", "resolution": 32, "pairs_scored": 2, "seconds": 4.0,
+                          "summary": sync, "quality": quality},
+              "variants": {"full": {"steps": 1200, "guidance": 2.0, "trained_as": "full", "summary": sync,
+                                    "on_shipped_pairs": sync, "quality": quality}}}
+    rows = report_rows(report)
+    assert rows[2] == ("| shipped (showcase, 32 px) | committed | first 2 pairs, first 4 s | 0.71 ± 0.05 | "
+                       "0.02 ± 0.01 | -0.02 | 0.812 | 27.46 | 33.2 |")
+    assert rows[3].startswith("| own (full), same pairs as shipped | 1,200 steps | first 2 pairs, first 4 s |")
+    assert rows[4].startswith("| own (full), CFG 2 | 1,200 steps | 4 pairs, whole clips | 0.71 ± 0.05 |")
+    assert rows[5] == "| ceiling of a 16 px model | source crop resized | — | — | — | — | 0.750 | 24.06 | 80.0 |"
