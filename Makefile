@@ -16,10 +16,11 @@ system-deps: ## Debian packages (espeak-ng for synthetic speech)
 	if [ -n "$$missing" ]; then echo "installing Debian packages:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
 
-.venv/.installed: requirements.txt constraints.txt setup.cfg
+.venv/.installed: requirements.txt requirements-nodeps.txt constraints.txt setup.cfg
 	@test -x $(PY) || python3 -m venv .venv
 	$(PIP) --upgrade pip
 	$(PIP) -r requirements.txt
+	$(PIP) --no-deps -r requirements-nodeps.txt
 	$(PIP) -e . --no-deps
 	@touch $@
 

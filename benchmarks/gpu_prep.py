@@ -3,11 +3,15 @@
     python benchmarks/gpu_prep.py [--wheels-only]      # make gpu-prep / make gpu-wheels
 
 - ``.gpu/wheels``: the packages lipsync imports that a plain CUDA image lacks (diffusers, hydra-core,
-  omegaconf, av, openai-whisper, litdata and what they import), as manylinux x86_64 / CPython 3.12
+  omegaconf, av, openai-whisper, litdata and what they import; DeepSpeed with --deepspeed), as manylinux x86_64 / CPython 3.12
   wheels, built here from sdists where PyPI has no wheel. botocore is kept without its AWS service
   models (litdata imports it; local shards never call S3), which keeps the folder under 60 MB.
 - ``.gpu/video``: a 10 s synthetic-world video at 256 px with its true landmarks file, so the full-size
   dub needs no face model.
+- ``.gpu/showcase``: the showcase model's training shards (``experiment=showcase``, issue 18): 28 synthetic
+  identities x 8 s (seed 0, the first of ``make demo``'s training identities) curated as ``make demo`` does
+  but at 32 px crops; 42 MB, so with the wheels the GPU needs for training (no av: 15 MB) it fits one
+  64 MiB device call.
 
 The machine then installs the folder offline (``benchmarks/gpu_check.sh``).
 """
@@ -15,6 +19,7 @@ The machine then installs the folder offline (``benchmarks/gpu_check.sh``).
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -27,9 +32,13 @@ GPU_DIR = ROOT / ".gpu"
 MAX_MB = 60
 # Wheels on PyPI for manylinux x86_64 / cp312 (or pure Python).
 BINARY = ["diffusers==0.42.1", "hydra-core==1.3.8", "omegaconf==2.3.0", "av==18.1.0", "more-itertools",
-          "importlib-metadata", "litdata==0.2.76", "boto3", "botocore", "s3transfer", "jmespath", "obstore"]
+          "importlib-metadata", "litdata==0.2.76", "boto3", "botocore", "s3transfer", "jmespath"]  # obstore: optional in litdata
 # Only an sdist on PyPI: built here into pure-Python wheels.
 SOURCE = ["antlr4-python3-runtime==4.9.3", "openai-whisper==20250625"]
+# --deepspeed (4.8 MB more): DeepSpeed without its JIT ops (DS_BUILD_OPS=0) and its imports, pydantic with
+# the exact compiled core it pins. Off by default: with the 14 MB showcase model in the tree, a device call
+# (64 MiB with the tree) has room for one or the other.
+DEEPSPEED_WITH_DEPS = ["pydantic>=2", "hjson"]
 PLATFORMS = ["manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64",
              "manylinux1_x86_64"]
 
@@ -52,7 +61,7 @@ def trim_botocore(folder: Path) -> None:
         shutil.move(trimmed, wheel)
 
 
-def wheels(folder: Path) -> float:
+def wheels(folder: Path, deepspeed: bool = False) -> float:
     """Download and build the wheels into ``folder``; returns its size in MB."""
     if folder.exists():
         shutil.rmtree(folder)
@@ -61,6 +70,13 @@ def wheels(folder: Path) -> float:
     pip("download", "--no-deps", "--only-binary=:all:", "--python-version", "3.12", "--implementation", "cp",
         *platforms, "-d", str(folder), *BINARY)
     pip("wheel", "--no-deps", "-w", str(folder), *SOURCE)
+    if deepspeed:
+        pip("download", "--only-binary=:all:", "--python-version", "3.12", "--implementation", "cp", *platforms,
+            "-d", str(folder), *DEEPSPEED_WITH_DEPS)
+        for extra in folder.glob("typing_extensions-*.whl"):  # the CUDA image has it; one version only
+            extra.unlink()
+        os.environ["DS_BUILD_OPS"] = "0"
+        pip("wheel", "--no-deps", "--no-build-isolation", "-w", str(folder), "deepspeed")
     trim_botocore(folder)
     mb = sum(f.stat().st_size for f in folder.glob("*.whl")) / 1e6
     if mb > MAX_MB:
@@ -76,14 +92,39 @@ def video(folder: Path, seconds: float = 10.0, size: int = 256) -> Path:
     return write_sample(synth_sample(seed=7, index=0, seconds=seconds, size=size), folder, seed=7)
 
 
+SHOWCASE_IDENTITIES = 28
+
+
+def showcase_shards(folder: Path) -> Path:
+    """Render the identities and curate them like ``make demo`` (conf/demo.yaml), at 32 px crops."""
+    from omegaconf import OmegaConf
+
+    from lipsync.synth.corpus import render_corpus
+
+    corpus = folder / "corpus"
+    render_corpus(corpus, SHOWCASE_IDENTITIES, 8.0, 128, seed=0, workers=2)
+    demo = OmegaConf.load(ROOT / "conf" / "demo.yaml")
+    overrides = [o for o in OmegaConf.to_container(demo.prepare_overrides, resolve=False)
+                 if not o.startswith(("crop.resolution=", "+encoders="))]
+    whisper = ROOT / "assets" / "whisper-tiny.en.pt"
+    encoders = ("+encoders={_target_: lipsync.prepare.curate.Encoders, _partial_: true, audio: {_target_: "
+                f"lipsync.models.audio.WhisperAudioEncoder.from_checkpoint, path: {whisper}}}}}")
+    subprocess.run([sys.executable, "-m", "lipsync.prepare", f"input={corpus}", f"output={folder}", "progress=false",
+                    "crop.resolution=32", *overrides, encoders], check=True)
+    shutil.rmtree(folder / "staging", ignore_errors=True)
+    return folder / "shards"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--wheels-only", action="store_true")
+    parser.add_argument("--deepspeed", action="store_true", help="also DeepSpeed (trainer=deepspeed), 4.8 MB")
     args = parser.parse_args()
-    mb = wheels(GPU_DIR / "wheels")
+    mb = wheels(GPU_DIR / "wheels", args.deepspeed)
     print(f"gpu_prep: {len(list((GPU_DIR / 'wheels').glob('*.whl')))} wheels, {mb:.1f} MB in {GPU_DIR / 'wheels'}")
     if not args.wheels_only:
         print(f"gpu_prep: input video {video(GPU_DIR / 'video')}")
+        print(f"gpu_prep: showcase shards {showcase_shards(GPU_DIR / 'showcase')}")
 
 
 if __name__ == "__main__":

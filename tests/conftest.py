@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from lipsync.synth import speech
@@ -12,3 +14,12 @@ def espeak() -> None:
     """espeak-ng (real synthetic speech): never a silent skip of a whole module when it is missing."""
     if not speech.espeak_available():
         pytest.fail("espeak-ng is not installed: run `make system-deps` (apt-get install espeak-ng)")
+
+
+@pytest.fixture(autouse=True)
+def lipsync_loggers_enabled() -> None:
+    """Hydra's job logging (the CLIs run in-process by some tests) disables every logger that exists at
+    that moment, for the rest of the process: re-enable lipsync's, so a later test's caplog sees them."""
+    for name, logger in list(logging.Logger.manager.loggerDict.items()):
+        if name.startswith("lipsync") and isinstance(logger, logging.Logger):
+            logger.disabled = False

@@ -44,6 +44,7 @@ ENTRY_POINTS = {
     "summary": ("lipsync.summary", ["--frames", "sixteen"]),
     "convert": ("lipsync.infer.convert", ["no_such.ckpt", "out"]),
     "curves": ("lipsync.training.curves", ["no_such_run"]),
+    "scenes": ("lipsync.evaluate.scenes", ["--out", "x", "--scenes", "0"]),
 }
 
 
@@ -63,7 +64,7 @@ def test_every_entry_point_turns_a_bad_argument_into_one_line_and_status_1(name,
     torch.set_num_threads(1)
     try:
         with pytest.raises(SystemExit) as info:
-            if name in ("app", "summary", "convert", "curves"):
+            if name in ("app", "summary", "convert", "curves", "scenes"):
                 main(args)
             else:
                 monkeypatch.setattr("sys.argv", [f"lipsync-{name}", *args])

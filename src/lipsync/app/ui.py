@@ -99,6 +99,9 @@ def _inputs_column(settings: AppSettings, examples: list[Example], d: InferenceO
         w["seed"] = gr.Number(value=d.seed, precision=0, label="Seed")
         w["silence"] = gr.Radio([(f"{p}: {SILENCE_HELP[p]}", p) for p in POLICIES], value=d.silence,
                                 label="Silence in the audio", elem_id="silence")
+        w["face"] = gr.Textbox(value=str(d.face), label="Face to dub", elem_id="face",
+                               info="largest | speaker (moves with the video's own sound) | index:N (from the "
+                                    "left, from 0) | point:X,Y | box:X0,Y0,X1,Y1 (video pixels); per shot")
     w["run"] = gr.Button("Lip-sync", variant="primary", elem_id="run")
     return w
 
@@ -113,13 +116,14 @@ def _outputs_column() -> dict[str, gr.components.Component]:
 
 
 def _request(settings: AppSettings, video: str | None, audio: str | None, ckpt: str | None, steps: float,
-             guidance: float, seed: float | None, silence: str) -> DubRequest:
+             guidance: float, seed: float | None, silence: str, face: str = "largest") -> DubRequest:
     """The job a page submitted, its checkpoint label resolved to the folder (rescanned: it may be gone)."""
     choices = _checkpoint_choices(settings)
     if ckpt and ckpt not in choices:
         raise ValueError(f"checkpoint {ckpt!r} is no longer under {settings.ckpt_dir}; press Rescan")
     return DubRequest(Path(video) if video else None, Path(audio) if audio else None,
-                      choices[ckpt] if ckpt else None, int(steps), float(guidance), int(seed or 0), silence)
+                      choices[ckpt] if ckpt else None, int(steps), float(guidance), int(seed or 0), silence,
+                      (face or "largest").strip())
 
 
 def build_app(settings: AppSettings, factory: PipelineFactory | None = None) -> "LipSyncApp":
@@ -136,10 +140,11 @@ def build_app(settings: AppSettings, factory: PipelineFactory | None = None) -> 
 
     # track_tqdm: the pipeline's own bars (faces, segments) drive the page's progress bar.
     def dub(video: str | None, audio: str | None, ckpt: str | None, steps: float, guidance: float,
-            seed: float | None, silence: str, progress: gr.Progress = gr.Progress(track_tqdm=True)) -> tuple:
+            seed: float | None, silence: str, face: str,
+            progress: gr.Progress = gr.Progress(track_tqdm=True)) -> tuple:
         folder = workdirs.new()
         try:
-            request = _request(settings, video, audio, ckpt, steps, guidance, seed, silence)
+            request = _request(settings, video, audio, ckpt, steps, guidance, seed, silence, face)
             out = run_dub(request, pipelines, folder, lambda fraction, desc: progress(fraction, desc=desc))
         except Exception as err:  # every failure becomes a message on the page; the app keeps serving
             workdirs.remove(folder)
@@ -163,7 +168,7 @@ def build_app(settings: AppSettings, factory: PipelineFactory | None = None) -> 
                 w = _inputs_column(settings, find_examples(settings.demo_dir, settings.assets_dir), defaults)
             with gr.Column():
                 o = _outputs_column()
-        inputs = [w[k] for k in ("video", "audio", "ckpt", "steps", "guidance", "seed", "silence")]
+        inputs = [w[k] for k in ("video", "audio", "ckpt", "steps", "guidance", "seed", "silence", "face")]
         outputs = [o["result"], o["compare"], o["download"], o["status"], job_folder]
         run = w["run"].click(dub, inputs, outputs, concurrency_limit=1, concurrency_id="dub",
                              show_progress="full")

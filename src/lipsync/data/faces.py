@@ -1,8 +1,10 @@
 """Face tracks: one box and one landmark set per frame, from a detector or from a file.
 
-Every backend answers the same question, ``track(source, frames) -> FaceTrack``: for each (source
-frame index, RGB frame) it is given, the largest face's box and landmarks, or NaN when there is none;
-an optional ``on_face`` callback hears each face as soon as the backend knows it.
+Every backend answers two questions: ``track(source, frames) -> FaceTrack``, for each (source frame
+index, RGB frame) it is given, the largest face's box and landmarks, or NaN when there is none (an
+optional ``on_face`` callback hears each face as soon as the backend knows it); and
+``detect_all(source, frames) -> list[list[Face]]``, every face of every frame, which
+:mod:`lipsync.data.face_tracks` links into one track per person.
 
 Backends (picked by ``_target_`` in ``conf/prepare.yaml``, key ``faces``):
 
@@ -10,8 +12,9 @@ Backends (picked by ``_target_`` in ``conf/prepare.yaml``, key ``faces``):
   BlazeFace detector (``model_selection=1``, finds small faces) on the whole frame, then the 478-point
   face mesh on a square crop around that face. Between detections the crop follows the previous frame's
   landmarks, so the detector runs only every ``detect_every`` frames or after the face was lost.
-- :class:`InsightFaceFaces`: InsightFace's detector and 68-point landmarks from a model pack on disk
-  (``buffalo_l``); a missing pack is one clear error naming the folder and the config key.
+- :class:`InsightFaceFaces`: InsightFace's ``FaceAnalysis`` (SCRFD detector and the 106-point 2-D
+  landmarks, or the 68-point 3-D ones) from a model pack on disk (``buffalo_l``); a missing pack is one
+  clear error naming the folder and the config key.
 - :class:`LandmarksFileFaces`: true landmarks stored beside a video (the synthetic world writes them).
 
 Landmarks file format (``<video>.landmarks.npz``, e.g. ``talk.mp4.landmarks.npz`` beside ``talk.mp4``):
@@ -21,15 +24,19 @@ key            shape / type  meaning
 ============== ============= ==================================================================
 landmarks      (N, K, 2) f4  pixel coordinates (x right, y down, origin at the top-left corner of
                              the video's own frame, its stored resolution); N = number of frames
-                             the file decodes to, in decode order; a NaN row = no face in that frame
+                             the file decodes to, in decode order; a NaN row = no face in that frame;
+               (N, F, K, 2)  or several people: F face slots per frame (a slot is one person
+                             throughout the file; NaN where that person is not in the frame)
 boxes          (N, 4) f4     face box x0, y0, x1, y1 in the same pixels; NaN where no face
+               (N, F, 4)     (several people: one box per slot)
 kind           str           a layout named in :data:`LAYOUTS` (``"mediapipe478"``, ``"ibug68"``) ...
 mouth_idx      (M,) int      ... or, instead of ``kind``, the indices of the lip points, and
 lower_face_idx (L,) int      the points whose bounding box is the lower face (nose base, chin,
                              both cheeks); the mask rectangle is the box of mouth and lower face
 ============== ============= ==================================================================
 
-:meth:`FaceTrack.save` writes exactly this format and :meth:`FaceTrack.load` reads it.
+:meth:`FaceTrack.save` writes exactly the one-face format and :meth:`FaceTrack.load` reads it (the
+largest face of each frame when the file holds several); :func:`load_all_faces` reads every slot.
 """
 
 from __future__ import annotations
@@ -94,7 +101,18 @@ IBUG_68 = LandmarkLayout(
     lower_face_idx=np.array([3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 31, 32, 33, 34, 35]),
 )
 
-LAYOUTS: dict[str, LandmarkLayout] = {layout.kind: layout for layout in (MEDIAPIPE_478, IBUG_68)}
+# InsightFace 2d106det (``landmark_2d_106``; 2d106det.onnx in buffalo_l), by its point mark-up: face
+# contour 0-32 (0 the chin, 1-16 and 17-32 up the two sides), lips 52-71. The lower face here is the chin
+# and the lower half of each side; the mark-up names no nose-base points, so the mask's top is the upper
+# lip plus the mask's own padding (the iBUG and MediaPipe layouts reach up to the nose base). No buffalo_l
+# weights ship with this project: the indices are the mark-up's, not checked on that model's output.
+INSIGHTFACE_106 = LandmarkLayout(
+    "insightface106",
+    mouth_idx=np.arange(52, 72),
+    lower_face_idx=np.concatenate([np.arange(0, 10), np.arange(17, 26)]),
+)
+
+LAYOUTS: dict[str, LandmarkLayout] = {layout.kind: layout for layout in (MEDIAPIPE_478, IBUG_68, INSIGHTFACE_106)}
 
 
 def get_layout(kind: str) -> LandmarkLayout:
@@ -176,15 +194,12 @@ class FaceTrack:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "FaceTrack":
-        """Read a landmarks file (format in the module docstring)."""
-        with np.load(path, allow_pickle=False) as data:
-            if "kind" in data:
-                layout = get_layout(str(data["kind"]))
-            elif "mouth_idx" in data and "lower_face_idx" in data:
-                layout = LandmarkLayout("custom", data["mouth_idx"], data["lower_face_idx"])
-            else:
-                raise ValueError(f"{path}: landmarks file needs 'kind' or both 'mouth_idx' and 'lower_face_idx'")
-            return cls(data["boxes"], data["landmarks"], layout)
+        """Read a landmarks file (format in the module docstring); of several faces, the largest per frame."""
+        boxes, landmarks, layout = load_all_faces(path)
+        area = np.nan_to_num((boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1]), nan=-1.0)
+        pick = np.argmax(area, axis=1)
+        rows = np.arange(len(boxes))
+        return cls(boxes[rows, pick], landmarks[rows, pick], layout)
 
 
 def landmarks_file(video: str | os.PathLike) -> Path:
@@ -198,7 +213,11 @@ FaceCallback = Callable[[Face | None], None]  # told each frame's face as soon a
 
 
 class FaceBackend(ABC):
-    """Finds the largest face per frame; subclasses implement :meth:`track`."""
+    """Finds faces per frame; subclasses implement :meth:`track` (largest) and :meth:`detect_all`."""
+
+    @abstractmethod
+    def detect_all(self, source: Path, frames: Iterable[tuple[int, np.ndarray]]) -> list[list[Face]]:
+        """Every face of every given frame (same arguments as :meth:`track`), in no particular order."""
 
     @abstractmethod
     def track(self, source: Path, frames: Iterable[tuple[int, np.ndarray]],
@@ -290,6 +309,25 @@ class MediaPipeFaces(FaceBackend):
             faces = _announced(_interpolate_skipped(self._faces(detector, mesh, frames)), on_face)
         return FaceTrack.from_faces(faces, self.layout, 478)
 
+    def detect_all(self, source: Path, frames: Iterable[tuple[int, np.ndarray]]) -> list[list[Face]]:
+        """The detector on every frame, then the mesh on a crop around each face it found.
+
+        The mesh graph runs in still-image mode: with several faces per frame there is no single face
+        for its own tracker to follow. A detection the mesh rejects (not a face) is dropped.
+        """
+        os.environ.setdefault("GLOG_minloglevel", "2")
+        from mediapipe.python.solutions import face_detection, face_mesh
+
+        with face_detection.FaceDetection(model_selection=1, min_detection_confidence=self.min_detection_confidence
+                                          ) as detector, \
+                face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1, refine_landmarks=True,
+                                   min_detection_confidence=self.min_detection_confidence) as mesh:
+            out = []
+            for _, frame in frames:
+                meshed = (self._mesh(mesh, frame, box) for box in self._detect_all(detector, frame))
+                out.append([face for face in meshed if face is not None])
+            return out
+
     def _faces(self, detector, mesh, frames: Iterable[tuple[int, np.ndarray]]) -> Iterator[Face | None | object]:
         previous: np.ndarray | None = None  # the last face box, where the mesh crop goes next
         for i, (_, frame) in enumerate(frames):
@@ -304,13 +342,17 @@ class MediaPipeFaces(FaceBackend):
             yield face
 
     def _detect(self, detector, frame: np.ndarray) -> np.ndarray | None:
+        return _largest(self._detect_all(detector, frame))
+
+    @staticmethod
+    def _detect_all(detector, frame: np.ndarray) -> list[np.ndarray]:
         result = detector.process(frame)
         h, w = frame.shape[:2]
         boxes = []
         for det in result.detections or []:
             r = det.location_data.relative_bounding_box
             boxes.append(np.array([r.xmin * w, r.ymin * h, (r.xmin + r.width) * w, (r.ymin + r.height) * h]))
-        return _largest(boxes)
+        return boxes
 
     def _mesh(self, mesh, frame: np.ndarray, box: np.ndarray) -> Face | None:
         region = square_around(box, self.crop_scale)
@@ -355,20 +397,29 @@ def _interpolate_skipped(faces: Iterable) -> Iterator[Face | None]:
 
 
 class InsightFaceFaces(FaceBackend):
-    """InsightFace detector + 68-point landmarks (iBUG layout) from a model pack on disk.
+    """InsightFace's ``FaceAnalysis``: its detector and one landmark model, from a model pack on disk.
 
     Args:
         root: the InsightFace home holding ``models/<model_pack>/`` (its default is ``~/.insightface``).
-        model_pack: pack name, e.g. ``buffalo_l`` (holds ``det_10g.onnx`` and ``1k3d68.onnx``).
+        model_pack: pack name, e.g. ``buffalo_l`` (holds ``det_10g.onnx``, ``2d106det.onnx`` and
+            ``1k3d68.onnx``); any folder of ONNX files that ``FaceAnalysis`` recognises by their
+            input and output shapes works the same.
         det_size: detector input size in pixels.
+        landmarks: ``landmark_2d_106`` (layout :data:`INSIGHTFACE_106`) or ``landmark_3d_68``
+            (:data:`IBUG_68`, x and y of the 3-D points).
     """
 
-    layout = IBUG_68
+    LANDMARK_LAYOUTS = {"landmark_2d_106": INSIGHTFACE_106, "landmark_3d_68": IBUG_68}
 
-    def __init__(self, root: str = "~/.insightface", model_pack: str = "buffalo_l", det_size: int = 640) -> None:
+    def __init__(self, root: str = "~/.insightface", model_pack: str = "buffalo_l", det_size: int = 640,
+                 landmarks: str = "landmark_2d_106") -> None:
+        if landmarks not in self.LANDMARK_LAYOUTS:
+            raise ValueError(f"landmarks must be one of {sorted(self.LANDMARK_LAYOUTS)}, got {landmarks!r}")
         self.root = Path(root).expanduser()
         self.model_pack = model_pack
         self.det_size = det_size
+        self.landmarks = landmarks
+        self.layout = self.LANDMARK_LAYOUTS[landmarks]
         pack = self.root / "models" / model_pack
         if not pack.is_dir() or not any(pack.glob("*.onnx")):
             raise FileNotFoundError(f"InsightFace model pack not found at {pack} (no *.onnx); put the "
@@ -377,39 +428,85 @@ class InsightFaceFaces(FaceBackend):
         try:
             from insightface.app import FaceAnalysis
         except ImportError:
-            raise ImportError("the InsightFace backend needs `pip install -c constraints.txt insightface "
-                              "onnxruntime` (or use faces=mediapipe)") from None
-        self._app = FaceAnalysis(name=model_pack, root=str(self.root),
-                                 allowed_modules=["detection", "landmark_3d_68"])
+            raise ImportError("the InsightFace backend needs `pip install -c constraints.txt onnx onnxruntime` "
+                              "and `pip install --no-deps insightface` (or use faces=mediapipe)") from None
+        self._app = FaceAnalysis(name=model_pack, root=str(self.root), allowed_modules=["detection", landmarks],
+                                 providers=["CPUExecutionProvider"])
+        if landmarks not in self._app.models:
+            raise FileNotFoundError(f"{pack}: no {landmarks} model among {sorted(self._app.models)}; set "
+                                    f"faces.landmarks to one the pack holds")
         self._app.prepare(ctx_id=-1, det_size=(det_size, det_size))
 
     def track(self, source: Path, frames: Iterable[tuple[int, np.ndarray]],
               on_face: FaceCallback | None = None) -> FaceTrack:
-        faces = _announced((self._face(frame) for _, frame in frames), on_face)
-        return FaceTrack.from_faces(faces, self.layout, 68)
+        faces = _announced((self._largest_face(frame) for _, frame in frames), on_face)
+        return FaceTrack.from_faces(faces, self.layout, self.layout.num_points)
 
-    def _face(self, frame: np.ndarray) -> Face | None:
+    def detect_all(self, source: Path, frames: Iterable[tuple[int, np.ndarray]]) -> list[list[Face]]:
+        return [self._faces(frame) for _, frame in frames]
+
+    def _largest_face(self, frame: np.ndarray) -> Face | None:
+        return max(self._faces(frame), key=lambda f: _area(f.box), default=None)
+
+    def _faces(self, frame: np.ndarray) -> list[Face]:
         found = self._app.get(np.ascontiguousarray(frame[:, :, ::-1]))  # InsightFace wants BGR
-        best = max(found, key=lambda f: (f.bbox[2] - f.bbox[0]) * (f.bbox[3] - f.bbox[1]), default=None)
-        if best is None:
-            return None
-        return Face(np.asarray(best.bbox[:4]), np.asarray(best.landmark_3d_68)[:, :2])
+        return [Face(np.asarray(f.bbox[:4], np.float32), np.asarray(f[self.landmarks], np.float32)[:, :2])
+                for f in found]
+
+
+def _area(box: np.ndarray) -> float:
+    return float((box[2] - box[0]) * (box[3] - box[1]))
 
 
 class LandmarksFileFaces(FaceBackend):
-    """Reads the true landmarks stored beside the video (``<video>.landmarks.npz``, format above)."""
+    """Reads the true landmarks stored beside the video (``<video>.landmarks.npz``, format above).
+
+    ``layout`` is the last file's (known once :meth:`detect_all` has read it).
+    """
+
+    layout: LandmarkLayout | None = None
 
     def track(self, source: Path, frames: Iterable[tuple[int, np.ndarray]],
               on_face: FaceCallback | None = None) -> FaceTrack:
-        path = landmarks_file(source)
-        if not path.exists():
-            raise MediaError(f"{source}: no landmarks file {path.name} beside it (faces=landmarks-file)")
-        stored = FaceTrack.load(path)
-        rows = np.array([index for index, _ in frames], dtype=np.int64)
-        if rows.size and rows.max() >= len(stored):
-            raise MediaError(f"{path}: holds {len(stored)} frames but the video decodes to at least "
-                             f"{rows.max() + 1}")
-        track = stored.take(rows)
+        path, rows = self._check(source, frames)
+        track = FaceTrack.load(path).take(rows)
         found = zip(track.boxes, track.landmarks, track.found)
         _announced((Face(box, lm) if ok else None for box, lm, ok in found), on_face)
         return track
+
+    def detect_all(self, source: Path, frames: Iterable[tuple[int, np.ndarray]]) -> list[list[Face]]:
+        path, rows = self._check(source, frames)
+        boxes, landmarks, self.layout = load_all_faces(path)
+        return [[Face(b, lm) for b, lm in zip(boxes[r], landmarks[r]) if not np.isnan(b).any()] for r in rows]
+
+    @staticmethod
+    def _check(source: Path, frames: Iterable[tuple[int, np.ndarray]]) -> tuple[Path, np.ndarray]:
+        """The file's path and the requested rows; a missing file or too few rows is a MediaError."""
+        path = landmarks_file(source)
+        if not path.exists():
+            raise MediaError(f"{source}: no landmarks file {path.name} beside it (faces=landmarks-file)")
+        rows = np.array([index for index, _ in frames], dtype=np.int64)
+        with np.load(path, allow_pickle=False) as data:
+            stored = len(data["boxes"])
+        if rows.size and rows.max() >= stored:
+            raise MediaError(f"{path}: holds {stored} frames but the video decodes to at least {rows.max() + 1}")
+        return path, rows
+
+
+def load_all_faces(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, LandmarkLayout]:
+    """Every face slot of a landmarks file: boxes ``(N, F, 4)``, landmarks ``(N, F, K, 2)``, layout
+    (F = 1 for a one-face file)."""
+    with np.load(path, allow_pickle=False) as data:
+        boxes, landmarks = np.asarray(data["boxes"], np.float32), np.asarray(data["landmarks"], np.float32)
+        layout = _stored_layout(data, path)
+    if boxes.ndim == 2:
+        boxes, landmarks = boxes[:, None], landmarks[:, None]
+    return boxes, landmarks, layout
+
+
+def _stored_layout(data, path: str | os.PathLike) -> LandmarkLayout:
+    if "kind" in data:
+        return get_layout(str(data["kind"]))
+    if "mouth_idx" in data and "lower_face_idx" in data:
+        return LandmarkLayout("custom", data["mouth_idx"], data["lower_face_idx"])
+    raise ValueError(f"{path}: landmarks file needs 'kind' or both 'mouth_idx' and 'lower_face_idx'")

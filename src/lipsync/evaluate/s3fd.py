@@ -49,13 +49,23 @@ class S3FDFaces(FaceBackend):
         self.detector = load_s3fd(weights, device)
         self.conf_th, self.scale = conf_th, scale
 
+    def detect_boxes(self, frame: np.ndarray) -> np.ndarray:
+        """RGB uint8 (H, W, 3) -> (K, 4) boxes (x0, y0, x1, y1) above ``conf_th``, largest first."""
+        found = np.asarray(self.detector.detect_faces(frame, conf_th=self.conf_th, scales=[self.scale]))
+        if len(found) == 0:
+            return np.zeros((0, 4), np.float32)
+        areas = (found[:, 2] - found[:, 0]) * (found[:, 3] - found[:, 1])
+        return found[np.argsort(-areas, kind="stable"), :4]
+
     def detect(self, frame: np.ndarray) -> np.ndarray | None:
         """RGB uint8 (H, W, 3) -> the largest box (x0, y0, x1, y1) above ``conf_th``, or None."""
-        found = self.detector.detect_faces(frame, conf_th=self.conf_th, scales=[self.scale])
-        if len(found) == 0:
-            return None
-        areas = (found[:, 2] - found[:, 0]) * (found[:, 3] - found[:, 1])
-        return found[int(np.argmax(areas)), :4]
+        boxes = self.detect_boxes(frame)
+        return boxes[0] if len(boxes) else None
+
+    def detect_all(self, source: Path, frames: Iterable[tuple[int, np.ndarray]]) -> list[list[Face]]:
+        """Every S3FD face of every frame (boxes only: S3FD gives no landmarks)."""
+        no_landmarks = np.full((self.layout.num_points, 2), np.nan, np.float32)
+        return [[Face(box, no_landmarks) for box in self.detect_boxes(frame)] for _, frame in frames]
 
     def track(self, source: Path, frames: Iterable[tuple[int, np.ndarray]],
               on_face: FaceCallback | None = None) -> FaceTrack:

@@ -32,6 +32,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from lipsync.media import atomic_path
+from lipsync.models.audio import WhisperAudioEncoder
 from lipsync.models.vae import SpaceToDepthVAE, SVDVAE
 
 CONFIG_NAME = "config.json"
@@ -42,6 +43,7 @@ FORMAT_VERSION = 1
 # (from_checkpoint and load_svd_vae read weights through torch.load(weights_only=True) / safetensors).
 ALLOWED_TARGETS = frozenset({
     "lipsync.models.net.build_net",
+    "lipsync.models.audio.WhisperAudioEncoder.from_packaged",
     "lipsync.models.net.build_unet",
     "lipsync.models.net.latent_id_guider_for",
     "lipsync.models.net.LipSyncNet",
@@ -286,6 +288,29 @@ def describe_vae(vae: nn.Module) -> dict[str, Any]:
         f"cannot describe a {type(vae).__name__} VAE for save_pretrained "
         "(supported: SVDVAE, SpaceToDepthVAE)"
     )
+
+
+# Component nodes that load their own weights (the pipeline's safetensors holds none for them).
+SELF_LOADING = ("lipsync.models.audio.WhisperAudioEncoder.from_packaged",
+                "lipsync.models.audio.WhisperAudioEncoder.from_checkpoint")
+
+
+def loads_own_weights(node: Mapping[str, Any]) -> bool:
+    """Whether a component node brings its weights itself (a packaged or file-backed Whisper)."""
+    return node.get("_target_") in SELF_LOADING
+
+
+def describe_packaged_audio_encoder(encoder: nn.Module) -> dict[str, Any]:
+    """A node that rebuilds ``encoder`` from the packaged Whisper tiny.en asset, pinned by its weights' hash.
+
+    Raises:
+        CheckpointError: ``encoder`` is not the packaged Whisper (then it must be embedded).
+    """
+    packaged = WhisperAudioEncoder.from_packaged()
+    if encoder.weights_sha256() != packaged.weights_sha256():
+        raise CheckpointError("the audio encoder's weights are not the packaged Whisper tiny.en: save it embedded")
+    return {"_target_": SELF_LOADING[0], "sha256": packaged.weights_sha256(), "layers": list(encoder.layers),
+            "combine": encoder.combine, "chunk_batch": encoder.chunk_batch}
 
 
 def describe_audio_encoder(encoder: nn.Module) -> dict[str, Any]:

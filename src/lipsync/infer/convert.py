@@ -20,11 +20,12 @@ __all__ = ["convert", "main", "pipeline_config_from_training"]
 
 
 def convert(
-    ckpt: str | os.PathLike, out: str | os.PathLike, train_config: str | os.PathLike | None = None
+    ckpt: str | os.PathLike, out: str | os.PathLike, train_config: str | os.PathLike | None = None,
+    audio_encoder: str = "embed",
 ) -> Path:
     """Load a training checkpoint as a pipeline and write it with ``save_pretrained``."""
     pipe = LipSyncPipeline.from_pretrained(ckpt, train_config=train_config, generated_faces=None)
-    return pipe.save_pretrained(out)
+    return pipe.save_pretrained(out, audio_encoder=audio_encoder)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -33,9 +34,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("ckpt", type=Path)
     parser.add_argument("out", type=Path)
     parser.add_argument("--train-config", type=Path, default=None)
+    parser.add_argument("--audio-encoder", choices=("embed", "packaged"), default="embed",
+                        help="packaged: reference the packaged Whisper tiny.en (pinned by hash) instead of "
+                             "embedding its 32 MB")
     args = parser.parse_args(argv)
     with user_errors("lipsync-convert"):
-        print(convert(args.ckpt, args.out, args.train_config))
+        print(convert(args.ckpt, args.out, args.train_config, args.audio_encoder))
 
 
 if __name__ == "__main__":

@@ -150,7 +150,8 @@ def read_pretrained(path: str | os.PathLike, train_config: str | os.PathLike | N
     if path.is_dir():
         config = ckpt_io.read_config(path)
         source = path / ckpt_io.WEIGHTS_NAME
-        return Pretrained(config, ckpt_io.read_weights(source), source, ckpt_io.WEIGHTED)
+        weighted = tuple(n for n in ckpt_io.WEIGHTED if not ckpt_io.loads_own_weights(config["components"][n]))
+        return Pretrained(config, ckpt_io.read_weights(source), source, weighted)
     if path.is_file():
         checkpoint = ckpt_io.load_torch_checkpoint(path)
         config = pipeline_config_from_training(path, train_config, checkpoint)
@@ -167,17 +168,26 @@ def load_weights(modules: Mapping[str, nn.Module], pretrained: Pretrained) -> No
 
 
 def save_pretrained(
-    directory: str | os.PathLike, config: Mapping[str, Any], modules: Mapping[str, nn.Module]
+    directory: str | os.PathLike, config: Mapping[str, Any], modules: Mapping[str, nn.Module],
+    audio_encoder: str = "embed",
 ) -> Path:
     """Write ``config.json`` + ``model.safetensors`` of a pipeline; the VAE and audio encoder nodes are
-    rewritten from the modules themselves, so the folder loads without any other file."""
+    rewritten from the modules themselves, so the folder loads without any other file.
+
+    ``audio_encoder="packaged"`` stores a reference to the packaged Whisper tiny.en (pinned by the hash
+    of its weights) instead of its 32 MB of tensors: for small models that ship inside the repository.
+    """
+    if audio_encoder not in ("embed", "packaged"):
+        raise ValueError(f"audio_encoder must be 'embed' or 'packaged', got {audio_encoder!r}")
+    describe = ckpt_io.describe_packaged_audio_encoder if audio_encoder == "packaged" else ckpt_io.describe_audio_encoder
     config = dict(config)
     config["components"] = {
         **config["components"],
         "vae": ckpt_io.describe_vae(modules["vae"]),
-        "audio_encoder": ckpt_io.describe_audio_encoder(modules["audio_encoder"]),
+        "audio_encoder": describe(modules["audio_encoder"]),
     }
-    return ckpt_io.save_folder(directory, config, {name: modules[name] for name in ckpt_io.WEIGHTED})
+    weighted = [n for n in ckpt_io.WEIGHTED if not ckpt_io.loads_own_weights(config["components"][n])]
+    return ckpt_io.save_folder(directory, config, {name: modules[name] for name in weighted})
 
 
 def build_components(config: Mapping[str, Any]) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from lipsync.infer.face_choice import parse_face
 from lipsync.infer.silence import check_policy
 from lipsync.sampling.samplers import SVD_SIGMA_MAX, SVD_SIGMA_MIN
 
@@ -39,6 +40,8 @@ class InferenceOptions:
         paste_dilate: dilation of each paste box, fraction of its size.
         paste_feather: width of the inward alpha ramp, fraction of the box's shorter side.
         detect_generated: also detect the face in the generated crops and paste the union of boxes.
+        face: which face to dub where several are in frame: "largest", "speaker", "index:N" (or N),
+            "point:X,Y", "box:X0,Y0,X1,Y1" (source pixels), decided per shot (:mod:`.face_choice`).
         crf: H.264 quality of the output (lower = closer to the source).
         progress: show tqdm bars.
     """
@@ -62,11 +65,13 @@ class InferenceOptions:
     paste_dilate: float = 0.1
     paste_feather: float = 0.15
     detect_generated: bool = True
+    face: str | int = "largest"
     crf: int = 18
     progress: bool = True
 
     def __post_init__(self) -> None:
         check_policy(self.silence)
+        parse_face(self.face)
         if self.paste_region not in ("mask", "face"):
             raise ValueError(f"paste_region must be 'mask' or 'face', got {self.paste_region!r}")
         if self.num_steps < 1 or self.segment_length < 1 or not 0 <= self.overlap < self.segment_length:

@@ -4,8 +4,9 @@ One call runs six numbered phases, each a function that takes what it needs and 
 
 1. inputs (:func:`.plan.read_inputs`): probe the video, decode the driving audio twice (its own rate and
    channels for the output, 16 kHz mono for the model), map every output frame to a source frame;
-2. faces and 3. plan (:func:`.plan.plan_frames`): faces per source frame in one streaming pass, short gaps
-   filled, square crops smoothed over time, the training mask in crop pixels, per-frame edit weights
+2. faces and 3. plan (:func:`.plan.plan_frames`): every face per source frame in one streaming pass, the
+   one to dub chosen per shot (``options.face``, :mod:`.face_choice`), short gaps filled, square crops
+   smoothed over time, the training mask in crop pixels, per-frame edit weights
    (face-less stretches and the silence policy fade in and out), the seeded reference frame;
 4. audio (:func:`.generate.audio_features`): Whisper features once for the whole track;
 5. reference (:func:`.generate.reference_condition`): the ID-Guider once per video;
@@ -117,9 +118,10 @@ class LipSyncPipeline:
         loading.load_weights(vars(pipe), pretrained)
         return pipe
 
-    def save_pretrained(self, directory: str | os.PathLike) -> Path:
-        """Write ``config.json`` + ``model.safetensors``; :meth:`from_pretrained` reads them back exactly."""
-        return loading.save_pretrained(directory, self.config, vars(self))
+    def save_pretrained(self, directory: str | os.PathLike, audio_encoder: str = "embed") -> Path:
+        """Write ``config.json`` + ``model.safetensors``; :meth:`from_pretrained` reads them back exactly.
+        ``audio_encoder="packaged"`` references the packaged Whisper tiny.en instead of embedding it."""
+        return loading.save_pretrained(directory, self.config, vars(self), audio_encoder)
 
     def guidance_scale(self, opts: InferenceOptions) -> float:
         """The CFG scale: the options', else the model's recorded ``cfg_scale``, else the paper's 3.0."""

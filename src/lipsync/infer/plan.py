@@ -16,11 +16,12 @@ from tqdm.auto import tqdm
 
 from lipsync.data.faces import FaceBackend
 from lipsync.data.masks import MaskSpec
+from lipsync.infer.face_choice import FaceChoice, choose_face
 from lipsync.infer.frames import scan
 from lipsync.infer.lengths import num_output_frames, source_indices
 from lipsync.infer.options import InferenceOptions
 from lipsync.infer.silence import silent_frames
-from lipsync.infer.tracking import FaceTrackSummary, detect_faces, edit_weights, hold_nearest, runs
+from lipsync.infer.tracking import FaceTrackSummary, edit_weights, hold_nearest
 from lipsync.media import MODEL_SAMPLE_RATE, MediaError, VideoInfo, probe, read_audio
 from lipsync.prepare.crop import CropSpec
 
@@ -86,7 +87,8 @@ def plan_frames(
 ) -> FramePlan:
     """Phases 2-3: faces of the used source frames, crops, masks, edit weights, the seeded reference."""
     info, src = inputs.info, inputs.source_index
-    track, pts = track_faces(info.path, int(src.max()) + 1, faces, opts.max_gap, opts.progress)
+    track, pts = track_faces(info.path, float(info.fps), int(src.max()) + 1, faces, opts.max_gap,
+                             opts.progress, opts.face)
     if len(pts) < int(src.max()) + 1:  # the container's frame count was optimistic: map onto what decodes
         log.warning("%s: decoded %d frames, the container promised %d", info.path, len(pts), info.num_frames)
         src = source_indices(len(pts), len(src), opts.junction)
@@ -96,7 +98,8 @@ def plan_frames(
     crops, face_boxes = crop_boxes(track, crop)
     return FramePlan(
         info=info, source_index=src, pts=pts, crops=crops[src],
-        mask_boxes=mask_boxes(track, crops, src, crop, mask), face_boxes=face_boxes[src], weights=edit_weights(editable, opts.fade), silent=silent,
+        mask_boxes=mask_boxes(track, crops, src, crop, mask), face_boxes=face_boxes[src],
+        weights=edit_weights(editable, opts.fade), silent=silent,
         reference=choose_reference(track.detected[src], opts.seed),
     )
 
@@ -108,10 +111,13 @@ def choose_reference(detected: np.ndarray, seed: int) -> int:
 
 
 def track_faces(
-    path: Path, used: int, faces: FaceBackend, max_gap: int, progress: bool
+    path: Path, fps: float, used: int, faces: FaceBackend, max_gap: int, progress: bool,
+    face: str | int | FaceChoice = "largest",
 ) -> tuple[FaceTrackSummary, np.ndarray]:
-    """Faces of source frames ``[0, used)`` in one decoding pass (frames past the audio are never
-    decoded), gaps up to ``max_gap`` filled; also every frame's timestamp, for seeking later."""
+    """The chosen face (``face``, :mod:`.face_choice`: every face is tracked, one chosen per shot) of
+    source frames ``[0, used)`` in one decoding pass (frames past the audio are never decoded), gaps up to
+    ``max_gap`` filled within a stretch of one face; also every frame's timestamp, for seeking later.
+    ``fps`` is the video's frame rate (``speaker`` reads the source's soundtrack at it)."""
     pts: list[int] = []
 
     def frames() -> Iterator[np.ndarray]:
@@ -121,19 +127,19 @@ def track_faces(
                 bar.update()
                 yield frame
 
-    track = detect_faces(frames(), faces, path).filled(max_gap)
+    track = choose_face(frames(), faces, path, fps, face).summary.filled(max_gap)
     return track, np.array(pts, dtype=np.int64)
 
 
 def crop_boxes(track: FaceTrackSummary, crop: CropSpec) -> tuple[np.ndarray, np.ndarray]:
-    """Training crop squares and face boxes per source frame, smoothed within runs of faces; face-less
-    frames hold the nearest."""
+    """Training crop squares and face boxes per source frame, smoothed within runs of faces (never across
+    a cut or a change of the chosen face); face-less frames hold the nearest."""
     found = track.found
     if not found.any():
         h = np.full((len(found), 4), np.nan, np.float32)
         return np.tile(np.array([0, 0, 1, 1], np.float32), (len(found), 1)), h
     crops = np.full((len(found), 4), np.nan, np.float32)
-    for start, stop in runs(found):
+    for start, stop in track.runs():
         crops[start:stop] = crop.boxes(track.boxes[start:stop])
     return hold_nearest(crops, found), hold_nearest(track.boxes, found)
 

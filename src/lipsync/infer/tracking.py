@@ -2,7 +2,9 @@
 
 1. :func:`detect_faces` runs a face backend over the source frames in chunks and keeps only what later
    phases need (the face box and the landmarks of the mask's points), so memory is a few hundred bytes
-   per frame, never frames.
+   per frame, never frames. :func:`track_all_faces` does the same for every face of every frame and
+   links them into one track per person, cut at shot changes (:mod:`lipsync.data.face_tracks`);
+   :mod:`.face_choice` then picks the face to dub.
 2. :meth:`FaceTrackSummary.filled` fills short face-less gaps from context (the detector blinked), the
    same way training masks are filled (:func:`lipsync.data.masks.fill_gaps`); longer gaps stay face-less.
 3. The crop squares are the training crop's (``lipsync.prepare.crop.CropSpec``: face box expanded by
@@ -21,6 +23,7 @@ from typing import Iterable, Iterator
 import numpy as np
 from scipy.ndimage import distance_transform_edt
 
+from lipsync.data.face_tracks import FaceCollector, FaceTracker, FaceTracks, ShotCuts
 from lipsync.data.faces import FaceBackend, LandmarkLayout
 from lipsync.data.masks import fill_gaps
 
@@ -49,25 +52,39 @@ class FaceTrackSummary:
         landmarks: (N, P, 2) lip and lower-face landmarks in frame pixels; NaN where no face.
         layout: the re-indexed layout of those P points.
         detected: (N,) bool, the backend itself found a face (not filled from context).
+        starts: first frames of the stretches that show another face than the frame before (a cut, or
+            the chosen person changes); gaps are filled and crops smoothed only within a stretch.
     """
 
     boxes: np.ndarray
     landmarks: np.ndarray
     layout: LandmarkLayout
     detected: np.ndarray
+    starts: tuple[int, ...] = ()
 
     @property
     def found(self) -> np.ndarray:
         """(N,) bool: the frame has a face box (detected or filled)."""
         return ~np.isnan(self.boxes).any(axis=1)
 
+    def stretches(self) -> list[tuple[int, int]]:
+        """``[start, stop)`` frame ranges that each show one face (split at :attr:`starts`)."""
+        edges = [0, *sorted(s for s in set(self.starts) if 0 < s < len(self.boxes)), len(self.boxes)]
+        return list(zip(edges[:-1], edges[1:]))
+
+    def runs(self) -> list[tuple[int, int]]:
+        """Runs of frames with a face, never across a stretch boundary."""
+        return [(a + i, a + j) for a, b in self.stretches() for i, j in runs(self.found[a:b])]
+
     def filled(self, max_gap: int) -> "FaceTrackSummary":
-        """Fill face-less runs of at most ``max_gap`` frames from the frames around them."""
-        boxes, _ = fill_gaps(self.boxes, max_gap)
-        landmarks, _ = fill_gaps(self.landmarks, max_gap)
+        """Fill face-less runs of at most ``max_gap`` frames from the frames around them (in a stretch)."""
+        boxes, landmarks = self.boxes.copy(), self.landmarks.copy()
+        for a, b in self.stretches():
+            boxes[a:b], _ = fill_gaps(self.boxes[a:b], max_gap)
+            landmarks[a:b], _ = fill_gaps(self.landmarks[a:b], max_gap)
         both = ~np.isnan(boxes).any(axis=1) & ~np.isnan(landmarks.reshape(len(boxes), -1)).any(axis=1)
         boxes[~both], landmarks[~both] = np.nan, np.nan
-        return FaceTrackSummary(boxes, landmarks, self.layout, self.detected.copy())
+        return FaceTrackSummary(boxes, landmarks, self.layout, self.detected.copy(), self.starts)
 
 
 def _chunks(frames: Iterable[np.ndarray], size: int) -> Iterator[list[tuple[int, np.ndarray]]]:
@@ -105,6 +122,29 @@ def detect_faces(
     return FaceTrackSummary(
         np.concatenate(boxes), np.concatenate(landmarks), layout, np.concatenate(detected)
     )
+
+
+def track_all_faces(
+    frames: Iterable[np.ndarray], backend: FaceBackend, source: Path, chunk: int = 64,
+    tracker: FaceTracker | None = None, cuts: ShotCuts | None = None,
+) -> FaceTracks:
+    """Every face of every frame, linked into tracks, ``chunk`` frames at a time.
+
+    Only the box and the mask's landmark points of each face are kept (a few hundred bytes per face);
+    shot cuts are found on the same pass, so the video is decoded once.
+
+    Args:
+        frames: RGB uint8 ``(H, W, 3)`` frames in order (a stream: at most ``chunk`` are held).
+        backend: a :class:`~lipsync.data.faces.FaceBackend`.
+        source: the video file the frames come from.
+        chunk: frames per backend call.
+        tracker: the linking rules (:class:`~lipsync.data.face_tracks.FaceTracker` defaults when None).
+        cuts: the shot-cut detector (defaults when None).
+    """
+    collector = FaceCollector(backend, source, subset_layout, chunk, tracker, cuts)
+    for i, frame in enumerate(frames):
+        collector.push(i, frame)
+    return collector.result()
 
 
 def runs(mask: np.ndarray) -> list[tuple[int, int]]:

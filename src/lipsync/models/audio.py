@@ -90,6 +90,29 @@ class WhisperAudioEncoder(nn.Module):
         model.encoder.load_state_dict(state)
         return model
 
+    @classmethod
+    def from_packaged(cls, sha256: str | None = None, **kwargs: Any) -> "WhisperAudioEncoder":
+        """Whisper tiny.en's encoder from the packaged asset (converted on first use, no download).
+
+        ``sha256`` (:meth:`weights_sha256` of the encoder a model was trained with) pins the weights: a
+        pipeline folder that references the asset instead of embedding 32 MB of Whisper refuses to run on
+        any other encoder.
+        """
+        model = cls.from_checkpoint(ensure_whisper_tiny_en(), **kwargs)
+        if sha256 is not None and model.weights_sha256() != sha256:
+            raise ValueError(f"the packaged Whisper tiny.en encoder has weights {model.weights_sha256()[:12]}..., "
+                             f"the model was trained with {sha256[:12]}...: rebuild assets/whisper-tiny.en.pt "
+                             "with `python -m lipsync.models.whisper_convert`")
+        return model
+
+    def weights_sha256(self) -> str:
+        """SHA-256 over the encoder's tensors (sorted names, float32 bytes): the identity of its weights."""
+        digest = hashlib.sha256()
+        for name, tensor in sorted(self.encoder.state_dict().items()):
+            digest.update(name.encode())
+            digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+        return digest.hexdigest()
+
     @property
     def dim(self) -> int:
         """Feature width ``D`` of the output (``n_audio_state``, times ``len(layers)`` for concat)."""

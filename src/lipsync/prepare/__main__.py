@@ -22,7 +22,7 @@ def build_curator(cfg: DictConfig) -> Curator:
     f = cfg.filters
     settings = OmegaConf.to_container(cfg, resolve=True)
     curation = {k: settings[k] for k in ("fps", "sample_rate", "faces", "filters", "crop", "segment_frames",
-                                         "ref_pool", "jpeg_quality", "encoders")}
+                                         "ref_pool", "jpeg_quality", "encoders", "face_tracks")}
     return Curator(
         staging=output / "staging", faces=instantiate(cfg.faces),
         min_face=instantiate(f.min_face), min_duration=instantiate(f.min_duration),
@@ -30,6 +30,7 @@ def build_curator(cfg: DictConfig) -> Curator:
         max_gap=f.max_gap, max_shift=f.max_shift, max_scale=f.max_scale,
         segment_frames=cfg.segment_frames, ref_pool=cfg.ref_pool, fps=cfg.fps, sample_rate=cfg.sample_rate,
         jpeg_quality=cfg.jpeg_quality, patch_margin=cfg.patch_margin, patch_budget_mb=cfg.patch_budget_mb,
+        face_tracks=cfg.face_tracks,
         encoders=instantiate(cfg.encoders) if cfg.encoders else None,
         config_hash=config_hash(curation),
     )

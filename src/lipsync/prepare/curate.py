@@ -1,10 +1,12 @@
 """One input file -> staged segments and its manifest record (the unit of work of ``prepare``).
 
 Steps (Appendix A): decode at 25 fps; track the largest face, keeping a bounded patch around it per
-frame; reject videos whose face is always small; fill short face-less gaps and cut at long gaps or box
-jumps; drop clips under 2 s; crop each clip around the face at the training resolution from the
-patches (frames whose patch does not hold the final box are decoded again); run the model-based
-filters when their weights exist; cut clips into segments and stage them.
+frame, and, on the same pass, every face (``face_tracks``: each track's frames, box and mouth opening go
+into the record, so a later rule such as "the speaker only" needs no second decoding); reject videos
+whose face is always small; fill short face-less gaps and cut at long gaps or box jumps; drop clips
+under 2 s; crop each clip around the face at the training resolution from the patches (frames whose
+patch does not hold the final box are decoded again); run the model-based filters when their weights
+exist; cut clips into segments and stage them.
 
 Everything an input produces goes into ``staging/<video_id>/`` through a temporary folder renamed at
 the end, with ``record.json`` inside: a folder either holds one input's complete result or does not
@@ -26,6 +28,7 @@ import numpy as np
 
 from lipsync.data import shards
 from lipsync.data.batch import to_model_range
+from lipsync.data.face_tracks import FaceCollector, FaceTracks, box_iou, mouth_points
 from lipsync.data.faces import Face, FaceBackend, FaceTrack
 from lipsync.data.masks import MaskSpec
 from lipsync.media import MODEL_FPS, MediaError, _open
@@ -81,6 +84,8 @@ class Curator:
         ref_pool: reference candidates stored per segment, drawn from the whole source video.
         fps, sample_rate: the model's clock (SPEC section 2).
         jpeg_quality: stored frame quality.
+        face_tracks: also track every face and record the tracks (costs a detector pass and a mesh
+            per face per frame with MediaPipe).
         patch_margin, patch_budget_mb: the face patches kept while tracking (see
             :class:`~lipsync.prepare.patches.FacePatches`); frames past the budget are decoded twice.
         encoders: builds frozen encoders whose outputs are cached in the shards (None: no caching).
@@ -104,6 +109,7 @@ class Curator:
     jpeg_quality: int = 95
     patch_margin: float = 1.3
     patch_budget_mb: float = 1024
+    face_tracks: bool = True
     encoders: Callable[[], Encoders] | None = None
     config_hash: str = ""
 
@@ -151,9 +157,11 @@ class Curator:
     def _curate(self, path: Path, vid: str, out: Path) -> dict[str, Any]:
         _check_streams(path)
         patches = FacePatches(self.crop, self.patch_margin, budget_bytes=int(self.patch_budget_mb * 2 ** 20))
-        rows, times, track = self._track(path, patches)
+        rows, times, track, every = self._track(path, patches)
         info: dict[str, Any] = {"frames": len(rows), "duration_s": round(len(rows) / self.fps, 3),
                                 "face_found": round(float(track.found.mean()), 3), "skipped_filters": []}
+        if every is not None:
+            info["face_tracks"], info["shot_cuts"] = track_records(every, track), every.cuts
         reason = self.min_face(track)
         if reason:
             return {**info, "status": "rejected", "reason": reason}
@@ -173,8 +181,12 @@ class Curator:
             shards.save_segment(out / f"{item['start_frame']:06d}.npz", item)
         return {**info, "status": "ok", "reason": None, "clips": rows_info, "segments": len(items)}
 
-    def _track(self, path: Path, patches: FacePatches) -> tuple[np.ndarray, np.ndarray, FaceTrack]:
+    def _track(self, path: Path, patches: FacePatches
+               ) -> tuple[np.ndarray, np.ndarray, FaceTrack, FaceTracks | None]:
         rows, times = [], []
+        if self._backend is None:
+            self._backend = self.faces()
+        every = FaceCollector(self._backend, path, mouth_points, chunk=32) if self.face_tracks else None
 
         def frames():
             held = None  # the frame the tracker is on: its face is known once the tracker asks for the next
@@ -184,6 +196,8 @@ class Curator:
                 rows.append(index)
                 times.append(t)
                 held = image
+                if every is not None:
+                    every.push(index, image)
                 yield index, image
             if held is not None:
                 patches.add(len(rows) - 1, held)
@@ -192,12 +206,10 @@ class Curator:
             if face is not None:
                 patches.face = face.box
 
-        if self._backend is None:
-            self._backend = self.faces()
         track = self._backend.track(path, frames(), on_face)
         if not rows:
             raise MediaError(f"{path}: no video frames decoded")
-        return np.array(rows), np.array(times), track
+        return np.array(rows), np.array(times), track, None if every is None else every.result()
 
     def _length_filter(self, clips: list[Clip]) -> tuple[list[tuple[int, Clip]], list[dict]]:
         kept, rows_info = [], []
@@ -343,6 +355,22 @@ def segment_bounds(length: int, target: int) -> list[tuple[int, int]]:
     n = max(1, length // target)
     edges = np.linspace(0, length, n + 1).round().astype(int)
     return list(zip(edges[:-1].tolist(), edges[1:].tolist()))
+
+
+def track_records(tracks: FaceTracks, curated: FaceTrack) -> list[dict]:
+    """Every face track for the manifest: :meth:`FaceTracks.summary` plus, per frame (``null`` where
+    absent), the mouth opening (3 decimals), and ``curated``: the fraction of its frames where it is the
+    face that was curated (box IoU >= 0.5)."""
+    openings = tracks.openings()
+    rows = []
+    for row in tracks.summary():
+        m = row["track"]
+        seen = np.flatnonzero(tracks.present[:, m])
+        same = [curated.found[n] and box_iou(tracks.boxes[n, m], curated.boxes[n])[0, 0] >= 0.5 for n in seen]
+        row["curated"] = round(float(np.mean(same)), 3)
+        row["opening"] = [None if np.isnan(v) else round(float(v), 3) for v in openings[:, m]]
+        rows.append(row)
+    return rows
 
 
 def _check_streams(path: Path) -> None:

@@ -4,6 +4,9 @@
 - :mod:`lipsync.synth.render`: identities, head motion, and frames drawn with OpenCV.
 - :mod:`lipsync.synth.corpus`: ``python -m lipsync.synth`` writes mp4 + landmarks + json per video.
 - :mod:`lipsync.synth.measure`: mouth opening from pixels, ``sync_score``, ``leak_score``, plots.
+- :mod:`lipsync.synth.scenes`: two or three people per frame, a known speaker per shot, a cut (the
+  speaker-choice accuracy of ``options.face=speaker`` is measured on them by
+  :mod:`lipsync.evaluate.scenes`).
 """
 
 from lipsync.synth.corpus import Truth, load_truth, render_corpus, synth_sample, write_sample

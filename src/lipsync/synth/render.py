@@ -548,12 +548,43 @@ class Pose:
     scale: float = 1.0
 
 
-def _canvases(ident: Identity, pose: Pose, image: np.ndarray) -> tuple[_Canvas, _Canvas]:
+def _canvases(ident: Identity, pose: Pose, image: np.ndarray, size_scale: float = 1.0) -> tuple[_Canvas, _Canvas]:
     size = image.shape[0]
+    unit = ident.face_scale * size * size_scale
     centre = np.array([0.5 + pose.tx, 0.42 + pose.ty]) * size
-    head = _Canvas(image, centre, ident.face_scale * size * pose.scale, pose.angle)
+    head = _Canvas(image, centre, unit * pose.scale, pose.angle)
     torso_centre = np.array([0.5 + 0.5 * pose.tx, 0.42 + 0.5 * pose.ty]) * size
-    return head, _Canvas(image, torso_centre, ident.face_scale * size, 0.3 * pose.angle)
+    if size_scale != 1.0:  # a person placed off-centre: the torso stays under the head
+        torso_centre = centre
+    return head, _Canvas(image, torso_centre, unit, 0.3 * pose.angle)
+
+
+def draw_person(image: np.ndarray, ident: Identity, opening: float, blink: float, pose: Pose,
+                supersample: int = 2, size_scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Draw one person onto a drawing-resolution ``image`` in place (several people: call in depth order).
+
+    Args:
+        image: (S * supersample, S * supersample, 3) uint8, drawn on.
+        size_scale: the person's size relative to the one-person framing (1 = :func:`render_frame`'s).
+
+    Returns:
+        landmarks (70, 2) and face box (4,) in output pixels (after shrinking by ``supersample``).
+    """
+    if not 0.0 <= opening <= 1.0:
+        raise ValueError(f"opening={opening} must be in [0, 1]")
+    head, torso = _canvases(ident, pose, image, size_scale)
+    _draw_back_hair(head, ident)
+    _draw_body(torso, ident)
+    _draw_face(head, ident, opening)
+    _draw_front_hair(head, ident)
+    _draw_eyes(head, ident, blink)
+    _draw_nose(head, ident)
+    _draw_mouth(head, ident, opening)
+    # Pixel centres: output pixel i covers drawing pixels [s*i, s*i + s), centred at s*i + (s - 1) / 2.
+    to_out = lambda p: ((p - (supersample - 1) / 2.0) / supersample).astype(np.float32)
+    landmarks = to_out(head.px(face_landmarks(ident, opening)))
+    outline = to_out(head.px(_face_contour(ident, opening)))
+    return landmarks, np.concatenate([outline.min(0), outline.max(0)]).astype(np.float32)
 
 
 def render_frame(ident: Identity, background: np.ndarray, opening: float, blink: float, pose: Pose,
@@ -573,27 +604,13 @@ def render_frame(ident: Identity, background: np.ndarray, opening: float, blink:
         frame (size, size, 3) uint8 RGB, landmarks (70, 2) float32 pixels, face box (4,) float32
         x0, y0, x1, y1 in pixels (the face outline, forehead to chin).
     """
-    if not 0.0 <= opening <= 1.0:
-        raise ValueError(f"opening={opening} must be in [0, 1]")
     big = size * supersample
     if background.shape != (big, big, 3):
         raise ValueError(f"background must be {(big, big, 3)} for size={size}, supersample={supersample}; "
                          f"got {background.shape}")
     image = background.copy()
-    head, torso = _canvases(ident, pose, image)
-    _draw_back_hair(head, ident)
-    _draw_body(torso, ident)
-    _draw_face(head, ident, opening)
-    _draw_front_hair(head, ident)
-    _draw_eyes(head, ident, blink)
-    _draw_nose(head, ident)
-    _draw_mouth(head, ident, opening)
+    landmarks, box = draw_person(image, ident, opening, blink, pose, supersample)
     frame = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
-    # Pixel centres: output pixel i covers drawing pixels [s*i, s*i + s), centred at s*i + (s - 1) / 2.
-    to_out = lambda p: ((p - (supersample - 1) / 2.0) / supersample).astype(np.float32)
-    landmarks = to_out(head.px(face_landmarks(ident, opening)))
-    outline = to_out(head.px(_face_contour(ident, opening)))
-    box = np.concatenate([outline.min(0), outline.max(0)]).astype(np.float32)
     return frame, landmarks, box
 
 

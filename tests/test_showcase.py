@@ -1,0 +1,97 @@
+"""The shipped showcase model (issue 18): it is what its README command trains, it loads through the public
+API, and the packaged-Whisper reference that keeps it small is exact and pinned."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import OmegaConf
+from safetensors import safe_open
+
+from lipsync.cli import config_dir
+from lipsync.infer.checkpoint import CheckpointError
+from lipsync.infer.loading import pipeline_config_from_training
+from lipsync.infer.options import InferenceOptions
+from lipsync.infer.pipeline import LipSyncPipeline
+from lipsync.infer.presets import tiny_config
+
+ROOT = Path(__file__).resolve().parents[1]
+SHOWCASE = ROOT / "models" / "showcase"
+# The command in models/showcase/README.md (and the README), as it was run on the H200.
+COMMAND = ["experiment=showcase", "+trainer.max_time=00:00:05:00"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _keys(folder: Path) -> list[str]:
+    with safe_open(str(folder / "model.safetensors"), "pt") as f:
+        return list(f.keys())
+
+
+def test_packaged_whisper_is_referenced_not_embedded_and_pinned(tmp_path: Path) -> None:
+    config = tiny_config(resolution=32, audio_state=384)
+    config["components"]["audio_encoder"] = {"_target_": "lipsync.models.audio.WhisperAudioEncoder.from_packaged"}
+    torch.manual_seed(0)
+    pipe = LipSyncPipeline.from_config(config, generated_faces=None)
+    folder = pipe.save_pretrained(tmp_path / "m", audio_encoder="packaged")
+    keys = _keys(folder)
+    assert keys and not any(k.startswith("audio_encoder.") for k in keys)  # 32 MB of Whisper not embedded
+    node = json.loads((folder / "config.json").read_text())["components"]["audio_encoder"]
+    assert node["sha256"] == pipe.audio_encoder.weights_sha256()
+    loaded = LipSyncPipeline.from_pretrained(folder, generated_faces=None)
+    wave = torch.from_numpy(np.sin(np.linspace(0, 300, 16000)).astype(np.float32))
+    assert torch.equal(loaded.audio_encoder(wave), pipe.audio_encoder(wave))
+    assert all(torch.equal(a, b) for a, b in zip(loaded.net.state_dict().values(), pipe.net.state_dict().values()))
+    # A model pinned to other Whisper weights refuses to load (one line naming the fix).
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg["components"]["audio_encoder"]["sha256"] = "0" * 64
+    (folder / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(Exception, match="whisper_convert"):
+        LipSyncPipeline.from_pretrained(folder, generated_faces=None)
+
+
+def test_an_encoder_that_is_not_the_packaged_one_must_be_embedded(tmp_path: Path) -> None:
+    pipe = LipSyncPipeline.from_config(tiny_config(resolution=32), generated_faces=None)  # random 16-d Whisper
+    with pytest.raises(CheckpointError, match="not the packaged Whisper"):
+        pipe.save_pretrained(tmp_path / "m", audio_encoder="packaged")
+
+
+def _composed(overrides: list[str]) -> dict:
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(str(config_dir()), version_base="1.3"):
+        cfg = compose("train", overrides=[*overrides, "paths.output_dir=unused"])
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+def test_committed_model_is_what_its_command_trains(tmp_path: Path) -> None:
+    recorded = json.loads((SHOWCASE / "config.json").read_text())
+    path = tmp_path / "config.yaml"
+    path.write_text(OmegaConf.to_yaml(_composed(COMMAND)))
+    expected = pipeline_config_from_training(tmp_path / "last.ckpt", train_config=path)
+    for name in ("net", "precond", "mask"):
+        assert recorded["components"][name] == expected["components"][name], name
+    assert recorded["sampling"] == expected["sampling"]
+    assert recorded["preprocess"] == expected["preprocess"]
+    assert recorded["components"]["crop"]["resolution"] == 32  # 2x the demo's 16 px side
+    assert recorded["components"]["audio_encoder"]["_target_"].endswith("from_packaged")
+    size = sum(f.stat().st_size for f in SHOWCASE.iterdir())
+    assert size < 20e6
+
+
+def test_showcase_loads_through_the_public_api() -> None:
+    pipe = LipSyncPipeline.from_pretrained(SHOWCASE, generated_faces=None)
+    assert pipe.crop.resolution == 32 and pipe.guidance_scale(InferenceOptions()) == 2.0
+    n_params = sum(p.numel() for p in pipe.net.parameters())
+    assert 3e6 < n_params < 4e6
