@@ -19,7 +19,7 @@ from lipsync.media import read_frames
 
 SMOKE = [
     "corpus.train_videos=2", "corpus.heldout_videos=2", "corpus.seconds=4.4", "corpus.workers=1",
-    "train_steps=3", 'train_overrides=[data.batch_size=2,trainer.log_every_n_steps=1]', "infer.num_steps=1", "infer.progress=false",
+    "train_steps=3", 'train_overrides=["data.batch_size=2","trainer.log_every_n_steps=1"]', "infer.num_steps=1", "infer.progress=false",
     "quality.seconds=0.8", "quality.fid_stride=10",  # 20 frames a video, 2 of them into FID
     "~variants.no_cfg", "~variants.no_audio", "~variants.full_seed1",  # keep full, full_no_guidance, lips_mask
 ]

@@ -54,7 +54,8 @@ def edit_region(video: str | os.PathLike, num_frames: int, faces: FaceBackend, c
                 max_gap: int = 8) -> EditRegion:
     """The crop squares and mask rectangles (frame pixels) a pipeline with ``crop`` and ``mask`` uses on
     the first ``num_frames`` frames of ``video`` (output frame i = source frame i: a self-reconstruction)."""
-    track, _ = track_faces(Path(video), num_frames, faces, max_gap, progress=False)
+    fps = float(media.probe(video).fps)
+    track, _ = track_faces(Path(video), fps, num_frames, faces, max_gap, progress=False)  # one face: the largest
     crops, _ = crop_boxes(track, crop)
     index = np.arange(num_frames)
     in_crop = mask_boxes(track, crops, index, crop, mask)
