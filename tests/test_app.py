@@ -28,7 +28,7 @@ from lipsync.app.jobs import (DubRequest, InferenceResult, PipelineCache, Pipeli
                               pipeline_from_pretrained, run_dub)
 from lipsync.app.ui import AppSettings, build_app
 from lipsync.app.workdirs import WorkDirs
-from lipsync.assets import ensure_assets
+from lipsync.assets import ROOT, ensure_assets
 from lipsync.infer import CheckpointError, LipSyncPipeline
 from lipsync.infer.lengths import source_indices
 from lipsync.infer.presets import tiny_config
@@ -119,7 +119,7 @@ def server(ckpt_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         pipe = pipeline_from_pretrained(folder, overrides=["device=cpu", "generated_faces=null"])
         return TimedDubber(pipe, calls)
 
-    settings = AppSettings(ckpt_dir=ckpt_dir, demo_dir=root / "demo", work_root=root / "work")
+    settings = AppSettings(ckpt_dir=ckpt_dir, demo_dir=root / "demo", work_root=root / "work", shipped=None)
     app = build_app(settings, factory)
     url = app.launch(host="127.0.0.1", port=_free_port(), block=False)
     try:
@@ -293,6 +293,40 @@ def test_checkpoints_and_examples_come_from_disk(ckpt_dir: Path, tmp_path: Path)
         (demo / "examples" / name).write_bytes(b"x")
     names = [e.name for e in find_examples(demo)]
     assert names == ["real: carphone + pyannote speech", "demo: examples/held_out_a"]
+
+
+def test_the_shipped_model_is_the_first_and_default_choice(ckpt_dir: Path, tmp_path: Path) -> None:
+    from lipsync.app.catalog import SHIPPED_MODEL
+    from lipsync.app.ui import _checkpoint_choices
+
+    assert AppSettings().shipped == SHIPPED_MODEL == ROOT / "models" / "showcase"
+    shipped = ckpt_dir / "tiny"  # any pipeline folder stands in for models/showcase
+    choices = _checkpoint_choices(AppSettings(shipped=shipped, ckpt_dir=ckpt_dir))
+    assert list(choices) == ["shipped: tiny", "tiny"] and choices["shipped: tiny"] == shipped
+    assert list(_checkpoint_choices(AppSettings(shipped=tmp_path / "absent", ckpt_dir=ckpt_dir))) == ["tiny"]
+    assert list(_checkpoint_choices(AppSettings(shipped=None, ckpt_dir=ckpt_dir))) == ["tiny"]
+
+
+def test_side_by_side_shows_several_results_for_as_long_as_the_shortest(tmp_path: Path) -> None:
+    """source | shipped | own: three panels, the shortest result's length, the audio cut to it, captions."""
+    def flat(n: int, level: int) -> list[np.ndarray]:
+        return [np.full((48, 64, 3), level, np.uint8) for _ in range(n)]
+
+    media.write_video(tmp_path / "src.mp4", flat(10, 40), 25, crf=0)
+    media.write_video(tmp_path / "a.mp4", flat(6, 120), 25, crf=0)
+    media.write_video(tmp_path / "b.mp4", flat(9, 200), 25, crf=0)
+    media.write_wav(tmp_path / "speech.wav", np.zeros(int(16_000 * 9 / 25), np.float32), 16_000)
+    out = side_by_side(tmp_path / "src.mp4", [tmp_path / "a.mp4", tmp_path / "b.mp4"], tmp_path / "speech.wav",
+                       tmp_path / "sbs.mp4", labels=["source", "shipped", "own"])
+    frames = media.read_frames(out)
+    assert frames.shape == (6, 48, 192, 3)
+    for i, level in enumerate((40, 120, 200)):
+        assert abs(frames[:, 30:, 64 * i + 8: 64 * i + 56].mean() - level) < 4
+        assert np.abs(frames[:, :8, 64 * i + 2: 64 * i + 20] - float(level)).mean() > 10  # the caption
+    assert _audio_seconds(out) == pytest.approx(6 / 25, abs=0.05)
+    with pytest.raises(ValueError, match="2 labels for 3 panels"):
+        side_by_side(tmp_path / "src.mp4", [tmp_path / "a.mp4", tmp_path / "b.mp4"], tmp_path / "speech.wav",
+                     tmp_path / "x.mp4", labels=["source", "own"])
 
 
 def test_workdirs_sweep_only_stale_job_folders(tmp_path: Path) -> None:

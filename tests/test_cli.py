@@ -7,6 +7,7 @@ import os
 import pytest
 from hydra.errors import InstantiationException
 
+from lipsync import cli
 from lipsync.cli import one_line, user_errors
 
 
@@ -52,17 +53,83 @@ def test_every_entry_point_turns_a_bad_argument_into_one_line_and_status_1(name,
                                                                           tmp_path) -> None:
     import importlib
 
+    import torch
+
     module, args = ENTRY_POINTS[name]
     monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the user's explicit count: every CLI applies it first
     monkeypatch.chdir(tmp_path)
     main = importlib.import_module(module).main
-    with pytest.raises(SystemExit) as info:
-        if name in ("app", "summary", "convert", "curves", "scenes"):
-            main(args)
-        else:
-            monkeypatch.setattr("sys.argv", [f"lipsync-{name}", *args])
-            main()
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with pytest.raises(SystemExit) as info:
+            if name in ("app", "summary", "convert", "curves", "scenes"):
+                main(args)
+            else:
+                monkeypatch.setattr("sys.argv", [f"lipsync-{name}", *args])
+                main()
+        assert torch.get_num_threads() == 3, "the CLI did not set its thread count before parsing"
+    finally:
+        torch.set_num_threads(before)
     message = info.value.code
     assert isinstance(message, str) and message.startswith(f"lipsync-{name}: error: "), message
     assert "\n" not in message
     assert "HYDRA_FULL_ERROR" not in os.environ  # restored: a stage's subprocesses see the user's setting
+
+
+# --- the CPU thread convention (issue 18): one thread per usable core, passive OpenMP waiting ----------
+
+
+def test_usable_cores_are_the_affinity_mask_capped_by_a_cgroup_quota(monkeypatch, tmp_path) -> None:
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 2, 5})
+    quota = tmp_path / "cpu.max"
+    monkeypatch.setattr(cli, "CGROUP_CPU_MAX", quota)
+    assert cli.usable_cores() == 3  # no cgroup file: the affinity mask
+    quota.write_text("max 100000\n")
+    assert cli.usable_cores() == 3  # no quota
+    quota.write_text("150000 100000\n")  # docker --cpus=1.5
+    assert cli.usable_cores() == 1
+    quota.write_text("50000 100000\n")
+    assert cli.usable_cores() == 1  # never 0
+
+
+def test_cpu_threads_take_the_users_setting_else_the_usable_cores(monkeypatch) -> None:
+    monkeypatch.setattr(cli, "usable_cores", lambda: 5)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert cli.cpu_threads() == 5
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert cli.cpu_threads() == 2
+    monkeypatch.setenv("OMP_NUM_THREADS", "two")
+    with pytest.raises(ValueError, match="OMP_NUM_THREADS='two'"):
+        cli.cpu_threads()
+
+
+def test_configure_threads_sets_torch_and_the_environment_of_child_stages(monkeypatch) -> None:
+    import torch
+
+    monkeypatch.setattr(cli, "usable_cores", lambda: 3)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    before = torch.get_num_threads()
+    try:
+        assert cli.configure_threads() == 3 and torch.get_num_threads() == 3
+        assert os.environ["OMP_NUM_THREADS"] == "3" and os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+        assert cli.configure_threads(2) == 2 and torch.get_num_threads() == 2  # a config's torch_threads
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_the_passive_wait_policy_is_set_before_any_lipsync_module_loads_torch() -> None:
+    """OpenMP reads OMP_WAIT_POLICY once, when torch loads it: ``import lipsync.X`` must set it first."""
+    import subprocess
+    import sys
+
+    code = ("import sys; import lipsync.infer.pipeline, os; "
+            "print(os.environ.get('OMP_WAIT_POLICY'), 'torch' in sys.modules)")
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["PASSIVE", "True"]
+    env["OMP_WAIT_POLICY"] = "ACTIVE"  # the user's own setting wins
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["ACTIVE", "True"]

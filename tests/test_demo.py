@@ -1,5 +1,6 @@
 """`make bench-sync` / `make demo` orchestration at smoke size: the Makefile's own command line, every stage,
-a variant that reuses another's training, the report, and resuming without retraining."""
+a variant that reuses another's training, the step budget, the shipped model beside the own one, the
+quality columns and resolution ceilings, the report, and resuming without retraining."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ from lipsync.media import read_frames
 
 SMOKE = [
     "corpus.train_videos=2", "corpus.heldout_videos=2", "corpus.seconds=4.4", "corpus.workers=1",
-    "train_minutes=0.05", 'train_overrides=["data.batch_size=2"]', "infer.num_steps=1", "infer.progress=false",
+    "train_steps=3", 'train_overrides=["data.batch_size=2","trainer.log_every_n_steps=1"]', "infer.num_steps=1", "infer.progress=false",
+    "quality.seconds=0.8", "quality.fid_stride=10",  # 20 frames a video, 2 of them into FID
     "~variants.no_cfg", "~variants.no_audio", "~variants.full_seed1",  # keep full, full_no_guidance, lips_mask
 ]
 
@@ -38,16 +40,37 @@ def _run(cmd: list[str]) -> None:
         pytest.fail(f"exit {done.returncode}: {done.stderr[-3000:]}")
 
 
+def _shipped(root: Path) -> Path:
+    """A stand-in for models/showcase: a random tiny pipeline at 32 px crops, the demo's crop geometry."""
+    from lipsync.infer.pipeline import LipSyncPipeline
+    from lipsync.infer.presets import tiny_config
+
+    config = tiny_config(resolution=32)
+    config["components"]["crop"].update(scale=0.8, shift_y=0.15)
+    return LipSyncPipeline.from_config(config).save_pretrained(root / "shipped")
+
+
 def test_bench_sync_command_runs_every_stage_and_resumes(tmp_path: Path) -> None:
     out = tmp_path / "demo"
-    cmd = _make_command("bench-sync") + [f"out={out}", *SMOKE]
+    cmd = _make_command("bench-sync") + [f"out={out}", f"shipped.model={_shipped(tmp_path)}", *SMOKE]
     _run(cmd)
 
     report = json.loads((out / "report.json").read_text())
     variants = report["variants"]
     assert list(variants) == ["full", "full_no_guidance", "lips_mask"]
     assert variants["full_no_guidance"]["trained_as"] == "full" and variants["full_no_guidance"]["guidance"] == 1.0
-    assert variants["full_no_guidance"]["steps"] == variants["full"]["steps"] > 0
+    assert variants["full_no_guidance"]["steps"] == variants["full"]["steps"] == 3  # the step budget, exactly
+    # the shipped model: on every pair and whole clips under bench-sync, scored like the own model
+    shipped = report["shipped"]
+    assert shipped["pairs_scored"] == 2 and shipped["seconds"] is None and shipped["resolution"] == 32
+    assert shipped["frames"] == [110, 110] and len(shipped["pairs"]) == 2
+    # quality of the own and the shipped model, and the ceilings, on the same 2 x 20 frames
+    for q in (variants["full"]["quality"], shipped["quality"], *report["ceilings"].values()):
+        assert q["frames"] == 40 and q["fid_frames"] == 4 and q["fid"] is not None and q["fid"] >= 0
+        assert 0 < q["ssim"] < 1 and 5 < q["psnr"] < 100
+    ceilings = report["ceilings"]
+    assert set(ceilings) == {"16", "32"} and ceilings["32"]["ssim"] > ceilings["16"]["ssim"]
+    assert ceilings["32"]["psnr"] > ceilings["16"]["psnr"]
     assert variants["lips_mask"]["overrides"] == ["mask=lips"] and variants["lips_mask"]["steps"] > 0
     assert not (out / "runs" / "full_no_guidance" / "checkpoints").exists()  # sampled, never trained
     for v in variants.values():
@@ -59,7 +82,9 @@ def test_bench_sync_command_runs_every_stage_and_resumes(tmp_path: Path) -> None
         unguided = out / "runs" / "full_no_guidance" / "results" / full.name
         assert np.abs(read_frames(full).astype(float) - read_frames(unguided).astype(float)).mean() > 0.1
     table = (out / "report.md").read_text()
-    assert all(f"| {name} |" in table for name in variants)
+    assert all(f"| {name}, CFG " in table for name in variants if name != "full")
+    assert "| own (full), CFG 2 |" in table and "| shipped (shipped, 32 px) | committed | first 2 pairs, whole clips |" in table
+    assert "| ceiling of a 16 px model |" in table and "SSIM in mask" in table
     assert set(report["files"]) == {"side_by_side", "openings", "masks", "loss"}
     for name in report["files"].values():
         assert (out / name).stat().st_size > 0
@@ -71,3 +96,36 @@ def test_bench_sync_command_runs_every_stage_and_resumes(tmp_path: Path) -> None
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # nothing retrained
     assert {p: p.stat().st_mtime_ns for p in results} == results  # nothing dubbed again
     assert again["variants"]["full"]["summary"] == variants["full"]["summary"]
+
+
+def test_the_demo_trains_to_a_step_budget_whatever_the_load() -> None:
+    """conf/demo.yaml's train_steps reaches the trainer as max_steps; no wall-clock budget is left."""
+    from lipsync.cli import config_file
+    from lipsync.demo import train_command
+
+    cfg = config_file("demo")
+    assert cfg.train_steps == 1200 and "train_minutes" not in cfg
+    cmd = train_command(cfg, Path("shards"), Path("/runs/full"), ["seed=1"])
+    assert "trainer.max_steps=1200" in cmd and cmd[-1] == "seed=1"
+    assert not any("max_time" in part for part in cmd)
+    cfg.train_steps = 0
+    with pytest.raises(ValueError, match="train_steps=0"):
+        train_command(cfg, Path("shards"), Path("/runs/full"), [])
+
+
+def test_the_report_table_puts_shipped_own_and_ceilings_in_one_table() -> None:
+    from lipsync.demo import report_rows
+
+    sync = {"sync_mean": 0.71, "sync_std": 0.05, "leak_mean": 0.02, "leak_std": 0.01, "copy_sync_mean": -0.02}
+    quality = {"ssim": 0.8123, "psnr": 27.456, "fid": 33.21}
+    report = {"heldout_pairs": 4, "ceilings": {"16": {"ssim": 0.75, "psnr": 24.06, "fid": 80.0}},
+              "shipped": {"model": "/x/models/showcase", "resolution": 32, "pairs_scored": 2, "seconds": 4.0,
+                          "summary": sync, "quality": quality},
+              "variants": {"full": {"steps": 1200, "guidance": 2.0, "trained_as": "full", "summary": sync,
+                                    "on_shipped_pairs": sync, "quality": quality}}}
+    rows = report_rows(report)
+    assert rows[2] == ("| shipped (showcase, 32 px) | committed | first 2 pairs, first 4 s | 0.71 ± 0.05 | "
+                       "0.02 ± 0.01 | -0.02 | 0.812 | 27.46 | 33.2 |")
+    assert rows[3].startswith("| own (full), same pairs as shipped | 1,200 steps | first 2 pairs, first 4 s |")
+    assert rows[4].startswith("| own (full), CFG 2 | 1,200 steps | 4 pairs, whole clips | 0.71 ± 0.05 |")
+    assert rows[5] == "| ceiling of a 16 px model | source crop resized | — | — | — | — | 0.750 | 24.06 | 80.0 |"

@@ -10,6 +10,11 @@ status 1, never a traceback.
         run(parser.parse_args(argv))
 
 ``HYDRA_FULL_ERROR=1`` (Hydra's own switch) lets the exception through with its traceback, for debugging.
+
+Both kinds also set the CPU thread count deliberately before any work (:func:`configure_threads`): one
+torch/OpenMP thread per core this process may use, threads that sleep rather than spin while they wait,
+so a competing CPU-bound process slows a stage down by its share of the cores, not tenfold.
+
 The config directory is found in this order: ``$LIPSYNC_CONF``, ``conf/`` inside the installed package,
 ``conf/`` at the root of a source checkout (:func:`config_dir`).
 """
@@ -32,6 +37,9 @@ from omegaconf.errors import OmegaConfBaseException
 
 CONF_ENV = "LIPSYNC_CONF"
 FULL_ERROR = "HYDRA_FULL_ERROR"
+THREADS_ENV = "OMP_NUM_THREADS"  # the user's explicit thread count (OpenMP's own variable) wins
+WAIT_POLICY_ENV = "OMP_WAIT_POLICY"
+CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")  # cgroup v2: "<quota> <period>" or "max <period>"
 
 
 def config_dir() -> Path:
@@ -46,6 +54,61 @@ def config_dir() -> Path:
         if (candidate / "train.yaml").is_file():
             return candidate
     raise FileNotFoundError(f"no lipsync conf/train.yaml next to {here} or in the checkout; set ${CONF_ENV}")
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on: its affinity mask (``taskset``, cpusets), capped by a cgroup v2
+    CPU quota (``docker --cpus``) when there is one; at least 1."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        quota, period = CGROUP_CPU_MAX.read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, int(int(quota) // int(period))))
+    except (OSError, ValueError):
+        pass  # no cgroup v2 quota visible: the affinity mask is the limit
+    return max(1, cores)
+
+
+def cpu_threads() -> int:
+    """The thread count a lipsync CLI uses: ``$OMP_NUM_THREADS`` when the user set it, else
+    :func:`usable_cores`.
+
+    Raises:
+        ValueError: ``OMP_NUM_THREADS`` is set but not a positive integer.
+    """
+    value = os.environ.get(THREADS_ENV, "").strip()
+    if not value:
+        return usable_cores()
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"{THREADS_ENV}={value!r}: expected a positive integer (unset it to use every usable core)")
+    return int(value)
+
+
+def configure_threads(threads: int | None = None) -> int:
+    """Set the CPU thread count of this process and of the stages it starts; returns it.
+
+    Why (issue 18, measured on 2 cores): torch's default is one OpenMP thread per *online* core, and
+    libgomp lets a thread that reaches a barrier spin for a while. With one other CPU-bound process on
+    the machine, one of two threads is descheduled and the other burns its core spinning for it, at
+    every one of the thousands of small parallel regions a dubbing segment runs: 6 s per segment became
+    60-83 s. Passive waiting (``OMP_WAIT_POLICY=PASSIVE``, set by ``lipsync/__init__.py`` before torch
+    loads) hands the core over instead, and the count follows the cores this process may use.
+
+    Sets ``torch.set_num_threads``, and ``OMP_NUM_THREADS`` (when unset) for subprocesses and worker
+    processes, so a stage the demo starts uses the same count (the same count also gives the same
+    floating-point reductions: results do not depend on machine load).
+
+    Args:
+        threads: an explicit count (a config's ``torch_threads``); None = :func:`cpu_threads`.
+    """
+    import torch  # here, not at module level: lipsync.cli is imported by light tools too
+
+    n = int(threads) if threads else cpu_threads()
+    os.environ.setdefault(THREADS_ENV, str(n))
+    os.environ.setdefault(WAIT_POLICY_ENV, "PASSIVE")  # for subprocesses (this process set it on import)
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+    return n
 
 
 def config_file(name: str) -> DictConfig:
@@ -70,10 +133,20 @@ def per_device_batch(global_batch: int, devices: Any, num_nodes: int = 1, accumu
     return global_batch // parts
 
 
+def asset(name: str) -> str:
+    """``${asset:NAME}``: a file unpacked by ``python -m lipsync.assets`` (``assets/NAME``)."""
+    from lipsync.assets import DEFAULT_DIR
+
+    return str(DEFAULT_DIR / name)
+
+
 def register_resolvers() -> None:
-    """The resolvers ``conf/`` uses (``${per_device_batch:...}`` in the training config); idempotent."""
+    """The resolvers ``conf/`` uses (``${per_device_batch:...}`` in the training config, ``${asset:...}``
+    in the evaluation and demo configs); idempotent."""
     if not OmegaConf.has_resolver("per_device_batch"):
         OmegaConf.register_new_resolver("per_device_batch", per_device_batch)
+    if not OmegaConf.has_resolver("asset"):
+        OmegaConf.register_new_resolver("asset", asset)
 
 
 register_resolvers()
@@ -124,7 +197,9 @@ def hydra_main(config_name: str, prog: str) -> Callable[[Callable[[DictConfig], 
             """Parse the command line and run; given a composed ``cfg``, run on it (tests, notebooks)."""
             if cfg is not None:
                 with user_errors(prog):
-                    return task(cfg)
+                    return task(cfg)  # an embedding caller (test, notebook) keeps its own threads
+            with user_errors(prog):
+                configure_threads()
             user_setting["value"] = os.environ.get(FULL_ERROR)
             os.environ[FULL_ERROR] = "1"
             try:
@@ -147,7 +222,13 @@ def _restore(value: str | None) -> None:
 
 class ArgumentParser(argparse.ArgumentParser):
     """``argparse`` with the same convention: a bad argument is ``{prog}: error: ...`` and status 1
-    (argparse's own is the usage block and status 2); ``--help`` is unchanged."""
+    (argparse's own is the usage block and status 2); ``--help`` is unchanged; parsing the command line
+    sets the CPU threads (:func:`configure_threads`), as a Hydra entry point does before composing."""
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> tuple[argparse.Namespace, list[str]]:
+        with user_errors(self.prog):
+            configure_threads()
+        return super().parse_known_args(args, namespace)
 
     def error(self, message: str) -> NoReturn:
         sys.exit(f"{self.prog}: error: {one_line(message)} (see --help)")

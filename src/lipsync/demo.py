@@ -1,13 +1,14 @@
 """The built-in default (`make demo`): lip sync learned and *measured* on two CPU cores.
 
-    python -m lipsync.demo [out=outputs/demo] [train_minutes=11] [ablations=false]
+    python -m lipsync.demo [out=outputs/demo] [train_steps=1200] [ablations=false]
 
 Stages (each skipped when its output already exists, so an interrupted demo resumes):
 
 1. render the synthetic talking-face world (``lipsync.synth``): training identities and held-out ones;
 2. curate the training videos into shards (``lipsync.prepare``, true landmarks as the face backend,
    real Whisper tiny.en features cached in the shards);
-3. train the tiny SayAnything model (``python -m lipsync.train experiment=demo``) for a time budget;
+3. train the tiny SayAnything model (``python -m lipsync.train experiment=demo``) for a step budget
+   (``train_steps``: the same model whatever the machine's load; killed, it resumes);
 4. convert the last checkpoint into a pipeline folder (``outputs/demo/model``, what ``lipsync.infer
    ckpt=...`` takes) and dub every held-out identity A with another held-out clip's audio B;
 5. measure on the pixels: *sync* = corr(measured mouth opening, the opening B's audio drives) and
@@ -25,20 +26,29 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from omegaconf import DictConfig
 
 from lipsync import media
 from lipsync.app.compare import side_by_side
+from lipsync.assets import ROOT
 from lipsync.cli import hydra_main
 from lipsync.data.faces import LandmarksFileFaces
+from lipsync.data.masks import MaskSpec
+from lipsync.evaluate.fid import build_fid
+from lipsync.evaluate.reconstruction import (EditRegion, ReconstructionScorer, edit_region, read_first,
+                                             resolution_ceiling)
+from lipsync.evaluate.reconstruction import summarize as summarize_quality
 from lipsync.infer.convert import convert
 from lipsync.infer.pipeline import LipSyncPipeline, options_from_mapping
+from lipsync.media import MODEL_FPS
 from lipsync.models.whisper_convert import ensure_whisper_tiny_en
+from lipsync.prepare.crop import CropSpec
 from lipsync.prepare.preview import preview
 from lipsync.synth.corpus import load_truth, render_corpus
 from lipsync.synth.measure import leak_score, measure_opening, plot_openings, sync_score
@@ -84,17 +94,22 @@ def prepare(cfg: DictConfig, corpus: Path, out: Path) -> Path:
     return prepared / "shards"
 
 
+def train_command(cfg: DictConfig, shards: Path, run_dir: Path, overrides: list[str]) -> list[str]:
+    """The ``lipsync.train`` command of one variant: ``train_steps`` optimizer steps (Lightning's max_steps)."""
+    steps = int(cfg.train_steps)
+    if steps < 1:
+        raise ValueError(f"train_steps={cfg.train_steps}: expected a positive number of optimizer steps")
+    return [sys.executable, "-m", "lipsync.train", "experiment=demo", f"data.shards={shards}",
+            f"paths.log_dir={run_dir.parent}", f"name={run_dir.name}", f"trainer.max_steps={steps}",
+            *cfg.train_overrides, *overrides]
+
+
 def train(cfg: DictConfig, shards: Path, run_dir: Path, overrides: list[str]) -> Path:
-    """Train for ``train_minutes`` (resumes from the run's last checkpoint); returns last.ckpt."""
+    """Train to ``train_steps`` (resumes from the run's last checkpoint; a finished run is kept);
+    returns last.ckpt."""
     last = run_dir / "checkpoints" / "last.ckpt"
-    done = run_dir / "DONE"
-    if not done.exists():
-        seconds = int(round(float(cfg.train_minutes) * 60))
-        max_time = f"00:{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"  # Lightning's DD:HH:MM:SS
-        _run([sys.executable, "-m", "lipsync.train", "experiment=demo", f"data.shards={shards}",
-              f"paths.log_dir={run_dir.parent}", f"name={run_dir.name}",
-              f"+trainer.max_time='{max_time}'", *cfg.train_overrides, *overrides])
-        done.write_text(time.strftime("%Y-%m-%d %H:%M:%S"))
+    if _steps(run_dir) < int(cfg.train_steps):
+        _run(train_command(cfg, shards, run_dir, overrides))
     if not last.exists():
         raise FileNotFoundError(f"training wrote no checkpoint at {last}")
     return last
@@ -113,21 +128,34 @@ def pairs(held_dir: Path) -> list[tuple[Path, Path]]:
     return [(a, videos[(i + 1) % len(videos)]) for i, a in enumerate(videos)]
 
 
-def driving_wav(b: Path, folder: Path) -> Path:
-    wav = folder / f"{b.stem}.wav"
+def own_audio_pairs(held_dir: Path) -> list[tuple[Path, Path]]:
+    """Each held-out video with its own speech: the self-reconstruction of the quality numbers."""
+    return [(a, a) for a in sorted(held_dir.glob("synth_*.mp4"))]
+
+
+def driving_wav(b: Path, folder: Path, seconds: float | None = None) -> Path:
+    """B's speech as 16 kHz mono WAV in ``folder``: all of it, or its first ``seconds``."""
+    wav = folder / (f"{b.stem}.wav" if seconds is None else f"{b.stem}_{float(seconds):g}s.wav")
     if not wav.exists():
         audio, rate = media.read_audio(b, sample_rate=media.MODEL_SAMPLE_RATE)
-        media.write_wav(wav, audio, rate)
+        folder.mkdir(parents=True, exist_ok=True)
+        media.write_wav(wav, audio if seconds is None else audio[: int(round(seconds * rate))], rate)
     return wav
 
 
-def dub(cfg: DictConfig, model_dir: Path, held_dir: Path, results: Path, guidance: float) -> list[tuple]:
-    """Dub every held-out pair; returns (A, B, wav, result) tuples."""
-    pipe = LipSyncPipeline.from_pretrained(model_dir, faces=LandmarksFileFaces(), generated_faces=None)
+def load_pipeline(model_dir: Path) -> LipSyncPipeline:
+    """A pipeline folder with the renderer's true landmarks as the face backend."""
+    return LipSyncPipeline.from_pretrained(model_dir, faces=LandmarksFileFaces(), generated_faces=None)
+
+
+def dub(cfg: DictConfig, pipe: LipSyncPipeline, jobs: list[tuple[Path, Path]], results: Path, guidance: float,
+        seconds: float | None = None) -> list[tuple]:
+    """Dub each (A, B) job with B's speech (its first ``seconds`` when given); returns (A, B, wav, result)
+    tuples. A result already on disk is kept (an interrupted demo resumes)."""
     opts = options_from_mapping({**cfg.infer, "guidance_scale": guidance})
     done = []
-    for a, b in pairs(held_dir):
-        wav = driving_wav(b, results)
+    for a, b in jobs:
+        wav = driving_wav(b, results, seconds)
         result = results / f"{a.stem}__{b.stem}.mp4"
         if not result.exists():
             pipe(a, wav, result, options=opts)
@@ -135,11 +163,12 @@ def dub(cfg: DictConfig, model_dir: Path, held_dir: Path, results: Path, guidanc
     return done
 
 
-def score(done: list[tuple]) -> list[PairScore]:
+def score(done: list[tuple], max_frames: int | None = None) -> list[PairScore]:
+    """Sync, leak and copy-input sync of each dubbed pair, on its first ``max_frames`` frames (all: None)."""
     scores = []
     for a, b, wav, result in done:
         truth = load_truth(a)
-        frames = media.read_frames(result)
+        frames = media.read_frames(result, stop=max_frames)
         audio, _ = media.read_audio(wav)
         n = min(len(frames), len(truth.opening))
         src = media.read_frames(a, stop=n)
@@ -155,16 +184,20 @@ def summarize(scores: list[PairScore]) -> dict[str, float]:
         f"{k}_std": float(np.std([getattr(s, k) for s in scores])) for k in keys}
 
 
-def pictures(done: list[tuple], out: Path, shards: Path, runs: dict[str, Path]) -> dict[str, str]:
-    """Side-by-side video, mouth-opening plot and mask overlays for the first pair; loss curves of ``runs``."""
-    a, b, wav, result = done[0]
+def pictures(own: tuple, shipped: tuple | None, out: Path, shards: Path, runs: dict[str, Path]) -> dict[str, str]:
+    """Side-by-side video (source | shipped | own) and mouth-opening plot of the first pair, mask overlays,
+    and the loss curves of ``runs``."""
+    a, b, wav, result = own
     truth = load_truth(a)
     frames = media.read_frames(result)
     n = min(len(frames), len(truth.opening))
     audio, _ = media.read_audio(wav)
     files = {"side_by_side": out / "side_by_side.mp4", "openings": out / "openings.png",
              "masks": out / "mask_overlays.png", "loss": out / "loss_curves.png"}
-    side_by_side(a, result, wav, files["side_by_side"])
+    if shipped is not None:  # the shipped one may be shorter (make demo dubs it on the first seconds only)
+        side_by_side(a, [shipped[3], result], shipped[2], files["side_by_side"], labels=["source", "shipped", "own"])
+    else:
+        side_by_side(a, result, wav, files["side_by_side"], labels=["source", "own"])
     plot_openings(mouth_opening_from_audio(audio, n), measure_opening(frames[:n], truth.boxes[:n]),
                   truth.opening[:n], files["openings"], title=f"{a.stem} driven by {b.stem}'s speech")
     preview(shards, files["masks"], mask="adaptive", frames=8)
@@ -172,31 +205,50 @@ def pictures(done: list[tuple], out: Path, shards: Path, runs: dict[str, Path]) 
     return {k: str(v.relative_to(out)) for k, v in files.items()}
 
 
-def write_report(out: Path, report: dict[str, Any]) -> None:
-    with media.atomic_path(out / "report.json") as tmp:
-        tmp.write_text(json.dumps(report, indent=1))
-    rows = ["| variant | trained as | steps | guidance | sync (mean ± sd) | leak (mean ± sd) | copy-input sync |",
-            "|---|---|---|---|---|---|---|"]
-    for name, v in report["variants"].items():
-        s = v["summary"]
-        rows.append(f"| {name} | {v.get('trained_as', name)} | {v['steps']:,} | {v['guidance']} | "
-                    f"{s['sync_mean']:.2f} ± {s['sync_std']:.2f} | {s['leak_mean']:.2f} ± {s['leak_std']:.2f} | "
-                    f"{s['copy_sync_mean']:.2f} |")
-    text = "\n".join([
-        "# lipsync demo report", "",
-        f"{report['heldout_pairs']} held-out identities, each driven by another held-out clip's speech; "
-        f"training budget {report['train_minutes']} min on this machine ({report['train_steps']} steps).", "",
-        *rows, "",
-        "sync = corr(measured mouth opening, opening the driving audio asks for); leak = corr(measured "
-        "opening, the source video's own opening); copy-input = the untouched source scored for sync (chance).",
-        "", *(f"- {k}: `{v}`" for k, v in report.get("files", {}).items()), ""])
-    with media.atomic_path(out / "report.md") as tmp:
-        tmp.write_text(text)
+class Quality:
+    """Self-reconstruction quality on the held-out identities (:mod:`lipsync.evaluate.reconstruction`):
+    SSIM and PSNR inside the mask at frame resolution, FID with the shipped Inception over the crop
+    squares; and the ceiling of an ``r``-px model (the source crop resized to ``r`` px and back).
+
+    The source's FID features are computed once and kept (every row is scored against the same frames).
+    """
+
+    def __init__(self, cfg: DictConfig, held_dir: Path) -> None:
+        self.cfg, self.videos = cfg.quality, sorted(held_dir.glob("synth_*.mp4"))
+        self.frames = None if self.cfg.seconds is None else int(round(float(self.cfg.seconds) * MODEL_FPS))
+        fid = build_fid(self.cfg.fid_weights, config_key="quality.fid_weights") if self.cfg.fid else None
+        if fid is not None:
+            fid.reset_real_features = False  # the source side is the same for every row: extracted once
+        self.scorer = ReconstructionScorer(fid, int(self.cfg.fid_stride))
+        self._sources = {v: read_first(v, self.frames) for v in self.videos}
+        self._squares: dict[Path, np.ndarray] = {}  # FID's crop squares: the first row's, kept for every row
+
+    def region(self, video: Path, crop: CropSpec, mask: MaskSpec) -> EditRegion:
+        """The model's mask rectangles on ``video``, with the crop squares FID compares on (fixed per video)."""
+        region = edit_region(video, len(self._sources[video]), LandmarksFileFaces(), crop, mask)
+        squares = self._squares.setdefault(video, region.crops)
+        return EditRegion(squares, region.masks)
+
+    def _rows(self, outputs: dict[Path, np.ndarray], crop: CropSpec, mask: MaskSpec) -> dict:
+        first = not self._squares
+        rows = [self.scorer(video.stem, generated, self._sources[video], self.region(video, crop, mask), real=first)
+                for video, generated in outputs.items()]
+        return summarize_quality(rows, *self.scorer.fid())
+
+    def of_results(self, done: list[tuple], pipe: LipSyncPipeline) -> dict:
+        """Scores of dubbed (A, A, wav, result) self-reconstructions."""
+        outputs = {a: media.read_frames(result, stop=self.frames) for a, _, _, result in done}
+        return self._rows(outputs, pipe.crop, pipe.mask)
+
+    def ceiling(self, resolution: int, crop: CropSpec, mask: MaskSpec) -> dict:
+        """A perfect ``resolution``-px model: each source crop resized to it and back, scored the same way."""
+        crop = replace(crop, resolution=int(resolution))
+        outputs = {v: resolution_ceiling(self._sources[v], self.region(v, crop, mask), int(resolution))
+                   for v in self.videos}
+        return self._rows(outputs, crop, mask) | {"resolution": int(resolution)}
 
 
 def _steps(run_dir: Path) -> int:
-    import torch
-
     last = run_dir / "checkpoints" / "last.ckpt"
     return int(torch.load(last, map_location="cpu", weights_only=True).get("global_step", 0)) if last.exists() else 0
 
@@ -211,11 +263,47 @@ def run_variant(cfg: DictConfig, name: str, spec: DictConfig, shards: Path, held
     last = train(cfg, shards, run_dir, overrides)
     model_dir = export(last, out / "model" if trained == "full" else run_dir / "model")
     results = out / "results" if name == "full" else out / "runs" / name / "results"
-    done = dub(cfg, model_dir, held, results, float(spec.guidance))
+    done = dub(cfg, load_pipeline(model_dir), pairs(held), results, float(spec.guidance))
     scores = score(done)
     return {"guidance": float(spec.guidance), "overrides": overrides, "trained_as": trained,
             "steps": _steps(run_dir), "summary": summarize(scores), "pairs": [asdict(s) for s in scores],
-            "_done": done}
+            "_done": done, "_model": model_dir}
+
+
+def shipped_model(cfg: DictConfig) -> Path | None:
+    """The committed showcase model folder (``shipped.model``, relative to the checkout), or None when off."""
+    if not cfg.shipped.model:
+        return None
+    path = Path(str(cfg.shipped.model)).expanduser()
+    path = path if path.is_absolute() else ROOT / path
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"{path}: the shipped model is missing (shipped.model); restore it with "
+                                "`git checkout -- models/showcase`, or pass shipped.model=null to skip it")
+    return path
+
+
+def run_shipped(cfg: DictConfig, model_dir: Path, held: Path, out: Path, quality: Quality) -> dict:
+    """Dub the first ``shipped.pairs`` held-out pairs (first ``shipped.seconds`` of speech) and the
+    self-reconstructions with the shipped model; score both as the own model is scored."""
+    pipe = load_pipeline(model_dir)
+    guidance = pipe.guidance_scale(options_from_mapping(dict(cfg.infer)))
+    jobs = pairs(held)[: cfg.shipped.pairs]
+    seconds = None if cfg.shipped.seconds is None else float(cfg.shipped.seconds)
+    done = dub(cfg, pipe, jobs, out / "shipped" / "results", guidance, seconds)
+    scores = score(done)
+    selfs = dub(cfg, pipe, own_audio_pairs(held), out / "shipped" / "self", guidance, quality_seconds(cfg))
+    return {"model": str(model_dir), "guidance": guidance, "pairs_scored": len(jobs), "seconds": seconds,
+            "frames": [num_frames(d[3]) for d in done], "resolution": int(pipe.crop.resolution),
+            "summary": summarize(scores), "pairs": [asdict(s) for s in scores],
+            "quality": quality.of_results(selfs, pipe), "_done": done}
+
+
+def quality_seconds(cfg: DictConfig) -> float | None:
+    return None if cfg.quality.seconds is None else float(cfg.quality.seconds)
+
+
+def num_frames(video: Path) -> int:
+    return int(media.probe(video).num_frames)
 
 
 @hydra_main("demo", "lipsync-demo")
@@ -232,27 +320,132 @@ def run(cfg: DictConfig) -> None:
     out = Path(cfg.out).expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)
     names = list(cfg.variants) if cfg.ablations else ["full"]
-    total = 3 + len(names) + 1
-    t0 = time.time()
+    shipped_dir = shipped_model(cfg)  # first: a missing shipped model fails before any work
+    total = 5 + len(names)
+    clock = Laps()
     _stage(1, total, "rendering the synthetic talking-face world")
     train_dir, held_dir = render(cfg, out)
     _stage(2, total, "curating the training videos into shards (true landmarks, Whisper features cached)")
     shards = prepare(cfg, train_dir, out)
+    clock.lap("render + prepare")
     variants = {}
     for i, name in enumerate(names):
-        _stage(3 + i, total, f"training + dubbing held-out identities: {name} ({cfg.train_minutes} min budget)")
+        _stage(3 + i, total, f"training + dubbing held-out identities: {name} ({cfg.train_steps:,} steps)")
         variants[name] = run_variant(cfg, name, cfg.variants[name], shards, held_dir, out)
-    _stage(total - 1, total, "pictures: side-by-side video, mouth-opening plot, mask overlays, loss curves")
+        clock.lap(f"train + dub: {name}")
+    own = variants["full"]
+    _stage(3 + len(names), total, "quality: each held-out identity dubbed with its own speech; resolution ceilings")
+    quality = Quality(cfg, held_dir)
+    own_pipe = load_pipeline(own.pop("_model"))
+    selfs = dub(cfg, own_pipe, own_audio_pairs(held_dir), out / "results" / "self", own["guidance"],
+                quality_seconds(cfg))
+    own["quality"] = quality.of_results(selfs, own_pipe)
+    ceilings = {str(r): quality.ceiling(int(r), own_pipe.crop, own_pipe.mask) for r in cfg.quality.ceilings}
+    clock.lap("quality: own model + ceilings")
+    shipped = None
+    if shipped_dir is not None:
+        _stage(4 + len(names), total, f"the shipped model ({shipped_dir.name}) on the same held-out pairs")
+        shipped = run_shipped(cfg, shipped_dir, held_dir, out, quality)
+        frames = max(shipped["frames"])  # the own model on exactly the shipped one's pairs and frames
+        own["on_shipped_pairs"] = summarize(score(own["_done"][: shipped["pairs_scored"]], max_frames=frames))
+        clock.lap("shipped model")
+    _stage(total, total, "pictures: side-by-side video, mouth-opening plot, mask overlays, loss curves")
     runs = {v["trained_as"]: out / "runs" / v["trained_as"] for v in variants.values()}
-    files = pictures(variants["full"].pop("_done"), out, shards, runs)
+    files = pictures(own["_done"][0], shipped.pop("_done")[0] if shipped else None, out, shards, runs)
     for v in variants.values():
         v.pop("_done", None)
-    report = {"heldout_pairs": len(pairs(held_dir)), "train_minutes": cfg.train_minutes,
-              "train_steps": variants["full"]["steps"], "variants": variants, "files": files,
-              "wall_minutes": round((time.time() - t0) / 60, 1)}
+        v.pop("_model", None)
+    clock.lap("pictures")
+    report = {"heldout_pairs": len(pairs(held_dir)), "train_steps": own["steps"],
+              "train_steps_budget": int(cfg.train_steps), "variants": variants, "shipped": shipped,
+              "ceilings": ceilings, "quality_seconds": quality_seconds(cfg), "files": files,
+              "threads": torch.get_num_threads(), "load_average": [round(x, 2) for x in os.getloadavg()],
+              "stage_minutes": clock.minutes(), "wall_minutes": clock.total_minutes()}
     write_report(out, report)
     _stage(total, total, f"done in {report['wall_minutes']} min: {out / 'report.md'}")
     print((out / "report.md").read_text())
+
+
+class Laps:
+    """Wall minutes per stage."""
+
+    def __init__(self) -> None:
+        self.start = self.last = time.time()
+        self.laps: dict[str, float] = {}
+
+    def lap(self, name: str) -> None:
+        now = time.time()
+        self.laps[name] = round((now - self.last) / 60, 2)
+        self.last = now
+
+    def minutes(self) -> dict[str, float]:
+        return dict(self.laps)
+
+    def total_minutes(self) -> float:
+        return round((time.time() - self.start) / 60, 1)
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "—" if value is None else format(value, spec)
+
+
+def _row(name: str, trained: str, scored: str, s: dict | None, q: dict | None) -> str:
+    """One line of the report table: sync/leak (``s``, a :func:`summarize` dict) and quality (``q``)."""
+    sync = "—" if s is None else f"{s['sync_mean']:.2f} ± {s['sync_std']:.2f}"
+    leak = "—" if s is None else f"{s['leak_mean']:.2f} ± {s['leak_std']:.2f}"
+    copy = "—" if s is None else f"{s['copy_sync_mean']:.2f}"
+    ssim, psnr, fid = (None, None, None) if q is None else (q["ssim"], q["psnr"], q["fid"])
+    return (f"| {name} | {trained} | {scored} | {sync} | {leak} | {copy} | {_fmt(ssim, '.3f')} | "
+            f"{_fmt(psnr, '.2f')} | {_fmt(fid, '.1f')} |")
+
+
+def report_rows(report: dict[str, Any]) -> list[str]:
+    """The one table: the shipped model, the own model (on the shipped one's pairs too), the other
+    variants, and the resolution ceilings."""
+    pairs_all = f"{report['heldout_pairs']} pairs, whole clips"
+    rows = ["| model | trained | sync/leak scored on | sync (mean ± sd) | leak (mean ± sd) | copy-input sync | "
+            "SSIM in mask | PSNR in mask (dB) | FID |", "|---|---|---|---|---|---|---|---|---|"]
+    shipped, own = report.get("shipped"), report["variants"]["full"]
+    if shipped:
+        subset = (f"first {shipped['pairs_scored']} pairs, " +
+                  ("whole clips" if shipped["seconds"] is None else f"first {shipped['seconds']:g} s"))
+        rows.append(_row(f"shipped ({Path(shipped['model']).name}, {shipped['resolution']} px)",
+                         "committed", subset, shipped["summary"], shipped["quality"]))
+        if subset != pairs_all:
+            rows.append(_row("own (full), same pairs as shipped", f"{own['steps']:,} steps", subset,
+                             own["on_shipped_pairs"], own.get("quality")))
+    for name, v in report["variants"].items():
+        trained = f"{v['steps']:,} steps" + ("" if v["trained_as"] == name else f" (as {v['trained_as']})")
+        label = "own (full)" if name == "full" else name
+        rows.append(_row(f"{label}, CFG {v['guidance']:g}", trained, pairs_all, v["summary"], v.get("quality")))
+    for r, q in report["ceilings"].items():
+        rows.append(_row(f"ceiling of a {r} px model", "source crop resized", "—", None, q))
+    return rows
+
+
+def write_report(out: Path, report: dict[str, Any]) -> None:
+    with media.atomic_path(out / "report.json") as tmp:
+        tmp.write_text(json.dumps(report, indent=1))
+    q_seconds = report["quality_seconds"]
+    some = next(iter(report["ceilings"].values()), None) or report["variants"]["full"].get("quality") or {}
+    text = "\n".join([
+        "# lipsync demo report", "",
+        f"{report['heldout_pairs']} held-out identities, each driven by another held-out clip's speech; own "
+        f"model trained {report['train_steps']:,} steps (budget {report['train_steps_budget']:,}); "
+        f"{report['threads']} CPU threads; load average at the end {report['load_average']}.", "",
+        *report_rows(report), "",
+        "sync = corr(measured mouth opening, opening the driving audio asks for); leak = corr(measured "
+        "opening, the source video's own opening); copy-input = the untouched source scored for sync (chance).",
+        "Quality = self-reconstruction: each held-out identity dubbed with its own speech "
+        f"({'whole clips' if q_seconds is None else f'first {q_seconds:g} s'}); SSIM and PSNR over the "
+        "training-mask rectangle at the frame's resolution; FID (shipped Inception) over the crop squares, "
+        f"{some.get('fid_frames', 0)} frames a side. A ceiling is the source crop resized to r px and back: "
+        "the best an r-px model can score.", "",
+        "Wall minutes per stage: " + ", ".join(f"{k} {v}" for k, v in report["stage_minutes"].items()) +
+        f"; total {report['wall_minutes']}.", "",
+        *(f"- {k}: `{v}`" for k, v in report.get("files", {}).items()), ""])
+    with media.atomic_path(out / "report.md") as tmp:
+        tmp.write_text(text)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,7 @@
 """What the app offers from the local disk: checkpoints to choose from and example (video, audio) pairs.
 
+The shipped showcase model (``models/showcase``) is offered first and is the default choice.
+
 Both lists are read from the file system each time the page loads, so a model that ``make demo`` or a
 training run writes while the app is up shows up on the next reload without a restart.
 """
@@ -12,6 +14,7 @@ from pathlib import Path
 from lipsync import assets
 from lipsync.infer import checkpoint
 
+SHIPPED_MODEL = assets.ROOT / "models" / "showcase"  # the committed showcase model (README): the default
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi")
 AUDIO_SUFFIXES = (".wav", ".m4a", ".mp3", ".flac", ".ogg", ".aac")
 

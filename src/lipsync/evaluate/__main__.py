@@ -11,7 +11,6 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from lipsync.assets import DEFAULT_DIR
 from lipsync.cli import hydra_main
 from lipsync.evaluate.regions import Region
 from lipsync.evaluate.report import describe_protocol, plot_sync_curves, table1, write_json, write_text
@@ -19,8 +18,7 @@ from lipsync.evaluate.score import VIDEO_SUFFIXES, build_scorers, match_pairs, s
 
 log = logging.getLogger(__name__)
 
-# ${asset:NAME}: a file unpacked by `python -m lipsync.assets`; ${torch_hub:NAME}: torchvision's weight cache
-OmegaConf.register_new_resolver("asset", lambda name: str(DEFAULT_DIR / name), replace=True)
+# ${torch_hub:NAME}: torchvision's weight cache (${asset:NAME} is every entry point's: lipsync.cli)
 OmegaConf.register_new_resolver(
     "torch_hub", lambda name: str(Path(torch.hub.get_dir()) / "checkpoints" / name), replace=True)
 

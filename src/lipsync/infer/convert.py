@@ -9,11 +9,10 @@ pipeline_config_from_training` says where each is read from); the weights from t
 
 from __future__ import annotations
 
-import argparse
 import os
 from pathlib import Path
 
-from lipsync.cli import user_errors
+from lipsync.cli import ArgumentParser, user_errors
 from lipsync.infer.loading import pipeline_config_from_training
 from lipsync.infer.pipeline import LipSyncPipeline
 
@@ -30,7 +29,7 @@ def convert(
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m lipsync.infer.convert",
+    parser = ArgumentParser(prog="python -m lipsync.infer.convert",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("ckpt", type=Path)
     parser.add_argument("out", type=Path)
