@@ -35,6 +35,8 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from lipsync.assets import DEFAULT_DIR
+
 CONF_ENV = "LIPSYNC_CONF"
 FULL_ERROR = "HYDRA_FULL_ERROR"
 THREADS_ENV = "OMP_NUM_THREADS"  # the user's explicit thread count (OpenMP's own variable) wins
@@ -135,8 +137,6 @@ def per_device_batch(global_batch: int, devices: Any, num_nodes: int = 1, accumu
 
 def asset(name: str) -> str:
     """``${asset:NAME}``: a file unpacked by ``python -m lipsync.assets`` (``assets/NAME``)."""
-    from lipsync.assets import DEFAULT_DIR
-
     return str(DEFAULT_DIR / name)
 
 

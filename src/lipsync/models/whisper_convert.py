@@ -24,6 +24,8 @@ weights (int8 / int16) come with a sibling ``<name>_scale`` such that ``float = 
 
 from __future__ import annotations
 
+import argparse
+
 import re
 import struct
 from dataclasses import asdict, dataclass
@@ -258,9 +260,7 @@ def ensure_whisper_tiny_en(out_path: str | Path = DEFAULT_CHECKPOINT) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from lipsync.cli import ArgumentParser  # the CLI convention (threads, one-line errors); models/ stay Hydra-free
-
-    parser = ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])  # models/ stay free of lipsync.cli (Hydra)
     parser.add_argument("src_dir", type=Path, nargs="?", default=DEFAULT_DIR / DEFAULT_SOURCE,
                         help="CT2 model folder holding model.bin (default: assets/whisper-tiny.en-ct2)")
     parser.add_argument("out", type=Path, nargs="?", default=DEFAULT_CHECKPOINT,
