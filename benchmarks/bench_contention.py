@@ -1,9 +1,9 @@
 """Dub-stage speed on an idle machine and with one competing CPU-bound process (issue 18, item 5).
 
-    python benchmarks/bench_contention.py [--model models/showcase] [--frames 28] [--steps 15]
+    python benchmarks/bench_contention.py [--model models/showcase] [--frames 16] [--steps 15] [--repeats 2]
 
-Dubs one synthetic held-out clip (``frames`` frames: 28 = two 16-frame segments) with its own speech,
-in a fresh process per measurement, under two thread policies:
+Dubs one synthetic held-out clip (``frames`` frames: 16 = one segment) with its own speech, in a fresh
+process per measurement, under two thread policies:
 
 - ``lipsync``: what every lipsync CLI does (:func:`lipsync.cli.configure_threads`): one thread per core
   this process may use, ``OMP_WAIT_POLICY=PASSIVE`` before torch loads;
@@ -11,8 +11,10 @@ in a fresh process per measurement, under two thread policies:
   policy, one thread per online core.
 
 and two loads: ``idle`` (nothing added) and ``contended`` (one extra ``while True: pass`` process for the
-whole measurement). The machine's load average is recorded before each run, because on a shared machine
-"idle" means "nothing added by this benchmark". Results: ``bench_results/contention.json`` and ``.md``.
+whole measurement). The four cells are measured in turn, ``repeats`` rounds, and each cell reports its
+median: on a shared machine the other users' load drifts, and interleaving spreads it over all cells.
+The load average is recorded before each run ("idle" means "nothing added by this benchmark").
+Results: ``bench_results/contention.json`` and ``.md``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -89,17 +92,27 @@ def clip(folder: Path, frames: int) -> tuple[Path, Path]:
     return video, wav
 
 
+def medians(rows: list[dict]) -> dict[tuple[str, str], float]:
+    """Median generate seconds per (policy, load) cell."""
+    cells: dict[tuple[str, str], list[float]] = {}
+    for r in rows:
+        cells.setdefault((r["policy"], r["load"]), []).append(r["generate_s"])
+    return {k: float(statistics.median(v)) for k, v in cells.items()}
+
+
 def table(rows: list[dict]) -> str:
-    by = {(r["policy"], r["load"]): r for r in rows}
-    lines = ["| thread policy | threads | wait policy | idle: generate s | contended: generate s | slowdown |",
-             "|---|---|---|---|---|---|"]
+    med = medians(rows)
+    first = {r["policy"]: r for r in rows}
+    lines = ["| thread policy | threads | wait policy | idle: generate s (median) | contended: generate s "
+             "(median) | slowdown | all runs idle / contended |", "|---|---|---|---|---|---|---|"]
     for policy in POLICIES:
-        idle, busy = by.get((policy, "idle")), by.get((policy, "contended"))
-        if idle is None or busy is None:
+        if (policy, "idle") not in med or (policy, "contended") not in med:
             continue
-        lines.append(f"| {policy} | {idle['threads']} | {idle['wait_policy'] or 'default'} | "
-                     f"{idle['generate_s']:.1f} | {busy['generate_s']:.1f} | "
-                     f"{busy['generate_s'] / idle['generate_s']:.2f}x |")
+        runs = {load: " ".join(f"{r['generate_s']:.0f}" for r in rows if (r["policy"], r["load"]) == (policy, load))
+                for load in LOADS}
+        lines.append(f"| {policy} | {first[policy]['threads']} | {first[policy]['wait_policy'] or 'default'} | "
+                     f"{med[policy, 'idle']:.1f} | {med[policy, 'contended']:.1f} | "
+                     f"{med[policy, 'contended'] / med[policy, 'idle']:.2f}x | {runs['idle']} / {runs['contended']} |")
     return "\n".join(lines)
 
 
@@ -109,9 +122,10 @@ def main() -> None:
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=ROOT / "models" / "showcase", help="pipeline folder")
-    parser.add_argument("--frames", type=int, default=28, help="frames dubbed (28 = two 16-frame segments)")
+    parser.add_argument("--frames", type=int, default=16, help="frames dubbed (16 = one segment)")
     parser.add_argument("--steps", type=int, default=15, help="Euler steps (the demo's 15)")
     parser.add_argument("--policies", nargs="+", default=list(POLICIES), choices=POLICIES)
+    parser.add_argument("--repeats", type=int, default=2, help="rounds over the four cells (medians reported)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench_results" / "contention")
     args = parser.parse_args()
     if not (args.model / "config.json").is_file():
@@ -119,19 +133,20 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         video, wav = clip(Path(tmp), args.frames)
-        for policy in args.policies:
-            for load in LOADS:
-                rows.append(measure(policy, load, args.model, video, wav, args.steps))
-                print(json.dumps(rows[-1]), flush=True)
+        for _ in range(args.repeats):
+            for policy in args.policies:
+                for load in LOADS:
+                    rows.append(measure(policy, load, args.model, video, wav, args.steps))
+                    print(json.dumps(rows[-1]), flush=True)
     result = {"model": str(args.model), "frames": args.frames, "steps": args.steps, "cores": os.cpu_count(),
               "usable_cores": len(os.sched_getaffinity(0)), "when": time.strftime("%Y-%m-%d %H:%M:%S"),
-              "rows": rows}
+              "medians": {f"{p}/{load}": v for (p, load), v in medians(rows).items()}, "rows": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(result, indent=1))
     md = (f"# Dub stage under contention\n\n{args.frames} frames of a synthetic clip, {args.steps} Euler steps, "
           f"model `{args.model.name}`, {result['usable_cores']} usable cores; `contended` adds one busy-loop "
-          f"process. Load average (1/5/15 min) before each run: "
-          + ", ".join(f"{r['policy']}/{r['load']} {r['load_average_before']}" for r in rows)
+          f"process; {args.repeats} interleaved rounds. 1-minute load average before each run, in order: "
+          + ", ".join(f"{r['policy']}/{r['load']} {r['load_average_before'][0]}" for r in rows)
           + f" (the machine is shared: 'idle' = nothing added by the benchmark).\n\n{table(rows)}\n")
     args.out.with_suffix(".md").write_text(md)
     print(md)

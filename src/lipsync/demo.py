@@ -128,9 +128,10 @@ def pairs(held_dir: Path) -> list[tuple[Path, Path]]:
     return [(a, videos[(i + 1) % len(videos)]) for i, a in enumerate(videos)]
 
 
-def own_audio_pairs(held_dir: Path) -> list[tuple[Path, Path]]:
-    """Each held-out video with its own speech: the self-reconstruction of the quality numbers."""
-    return [(a, a) for a in sorted(held_dir.glob("synth_*.mp4"))]
+def own_audio_pairs(cfg: DictConfig, held_dir: Path) -> list[tuple[Path, Path]]:
+    """The first ``quality.identities`` held-out videos (all: null) each with its own speech: the
+    self-reconstructions of the quality numbers."""
+    return [(a, a) for a in sorted(held_dir.glob("synth_*.mp4"))[: cfg.quality.identities]]
 
 
 def driving_wav(b: Path, folder: Path, seconds: float | None = None) -> Path:
@@ -214,7 +215,7 @@ class Quality:
     """
 
     def __init__(self, cfg: DictConfig, held_dir: Path) -> None:
-        self.cfg, self.videos = cfg.quality, sorted(held_dir.glob("synth_*.mp4"))
+        self.cfg, self.videos = cfg.quality, [a for a, _ in own_audio_pairs(cfg, held_dir)]
         self.frames = None if self.cfg.seconds is None else int(round(float(self.cfg.seconds) * MODEL_FPS))
         fid = build_fid(self.cfg.fid_weights, config_key="quality.fid_weights") if self.cfg.fid else None
         if fid is not None:
@@ -291,7 +292,7 @@ def run_shipped(cfg: DictConfig, model_dir: Path, held: Path, out: Path, quality
     seconds = None if cfg.shipped.seconds is None else float(cfg.shipped.seconds)
     done = dub(cfg, pipe, jobs, out / "shipped" / "results", guidance, seconds)
     scores = score(done)
-    selfs = dub(cfg, pipe, own_audio_pairs(held), out / "shipped" / "self", guidance, quality_seconds(cfg))
+    selfs = dub(cfg, pipe, own_audio_pairs(cfg, held), out / "shipped" / "self", guidance, quality_seconds(cfg))
     return {"model": str(model_dir), "guidance": guidance, "pairs_scored": len(jobs), "seconds": seconds,
             "frames": [num_frames(d[3]) for d in done], "resolution": int(pipe.crop.resolution),
             "summary": summarize(scores), "pairs": [asdict(s) for s in scores],
@@ -337,7 +338,7 @@ def run(cfg: DictConfig) -> None:
     _stage(3 + len(names), total, "quality: each held-out identity dubbed with its own speech; resolution ceilings")
     quality = Quality(cfg, held_dir)
     own_pipe = load_pipeline(own.pop("_model"))
-    selfs = dub(cfg, own_pipe, own_audio_pairs(held_dir), out / "results" / "self", own["guidance"],
+    selfs = dub(cfg, own_pipe, own_audio_pairs(cfg, held_dir), out / "results" / "self", own["guidance"],
                 quality_seconds(cfg))
     own["quality"] = quality.of_results(selfs, own_pipe)
     ceilings = {str(r): quality.ceiling(int(r), own_pipe.crop, own_pipe.mask) for r in cfg.quality.ceilings}
@@ -358,7 +359,8 @@ def run(cfg: DictConfig) -> None:
     clock.lap("pictures")
     report = {"heldout_pairs": len(pairs(held_dir)), "train_steps": own["steps"],
               "train_steps_budget": int(cfg.train_steps), "variants": variants, "shipped": shipped,
-              "ceilings": ceilings, "quality_seconds": quality_seconds(cfg), "files": files,
+              "ceilings": ceilings, "quality_seconds": quality_seconds(cfg),
+              "quality_identities": len(quality.videos), "files": files,
               "threads": torch.get_num_threads(), "load_average": [round(x, 2) for x in os.getloadavg()],
               "stage_minutes": clock.minutes(), "wall_minutes": clock.total_minutes()}
     write_report(out, report)
@@ -436,8 +438,8 @@ def write_report(out: Path, report: dict[str, Any]) -> None:
         *report_rows(report), "",
         "sync = corr(measured mouth opening, opening the driving audio asks for); leak = corr(measured "
         "opening, the source video's own opening); copy-input = the untouched source scored for sync (chance).",
-        "Quality = self-reconstruction: each held-out identity dubbed with its own speech "
-        f"({'whole clips' if q_seconds is None else f'first {q_seconds:g} s'}); SSIM and PSNR over the "
+        f"Quality = self-reconstruction: {report['quality_identities']} held-out identities, each dubbed with "
+        f"its own speech ({'whole clips' if q_seconds is None else f'first {q_seconds:g} s'}); SSIM and PSNR over the "
         "training-mask rectangle at the frame's resolution; FID (shipped Inception) over the crop squares, "
         f"{some.get('fid_frames', 0)} frames a side. A ceiling is the source crop resized to r px and back: "
         "the best an r-px model can score.", "",

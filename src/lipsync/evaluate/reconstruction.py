@@ -13,7 +13,7 @@ finds it (the same face track, crop squares and mask, :mod:`lipsync.infer.plan`)
 
 Per video, frames are averaged; over videos, videos are averaged (each counts once), as in
 :mod:`lipsync.evaluate.score`. :func:`resolution_ceiling` is the best an ``r``-pixel model can score: the
-source crop resampled to ``r`` px and pasted back with the pipeline's own paste.
+source crop resampled to ``r`` px and pasted back with the pipeline's own paste (its mask rectangle).
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ from lipsync import media
 from lipsync.data.faces import FaceBackend, crop_square
 from lipsync.data.masks import MaskSpec, render_masks
 from lipsync.evaluate.frame_metrics import PSNR_CAP_DB
-from lipsync.infer.paste import crop_to_frame, paste_back
+from lipsync.infer.options import InferenceOptions
+from lipsync.infer.paste import crop_to_frame, feather_width, paste_back, paste_boxes
 from lipsync.infer.plan import crop_boxes, mask_boxes, track_faces
 from lipsync.prepare.crop import CropSpec
 
@@ -163,14 +164,18 @@ def _first(region: EditRegion, n: int) -> EditRegion:
     return EditRegion(region.crops[:n], region.masks[:n])
 
 
-def resolution_ceiling(frames: np.ndarray, region: EditRegion, resolution: int) -> np.ndarray:
+def resolution_ceiling(frames: np.ndarray, region: EditRegion, resolution: int,
+                       options: InferenceOptions | None = None) -> np.ndarray:
     """What a perfect ``resolution``-px model would return: each frame's crop square resampled to
-    ``resolution`` px (:func:`crop_square`, as the pipeline crops) and pasted back over the square with
-    the pipeline's own paste (bilinear up). Frames (N, H, W, 3) uint8 -> the same shape."""
+    ``resolution`` px (:func:`crop_square`, as the pipeline crops) and pasted back exactly as the pipeline
+    pastes (its mask rectangle, dilated and feathered by ``options``' ``paste_dilate`` / ``paste_feather``;
+    bilinear up). Frames (N, H, W, 3) uint8 -> the same shape."""
+    opts = options or InferenceOptions()
     out = np.empty_like(frames)
     for i, frame in enumerate(frames):
         small = crop_square(frame, region.crops[i], resolution)
-        out[i] = paste_back(frame, small, region.crops[i], [region.crops[i]], feather=0).frame
+        boxes = paste_boxes(region.masks[i], None, region.crops[i], resolution, opts.paste_dilate)
+        out[i] = paste_back(frame, small, region.crops[i], boxes, feather_width(boxes[0], opts.paste_feather)).frame
     return out
 
 
