@@ -1,11 +1,17 @@
-"""What several test modules share: a missing Debian package fails loudly, with its install command."""
+"""What several test modules share: the tiny random pipeline in the real save_pretrained format, a missing
+Debian package failing loudly with its install command, and lipsync's loggers kept enabled."""
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
+from typing import Callable
 
 import pytest
+import torch
 
+from lipsync.infer.pipeline import LipSyncPipeline
+from lipsync.infer.presets import tiny_config
 from lipsync.synth import speech
 
 
@@ -23,3 +29,22 @@ def lipsync_loggers_enabled() -> None:
     for name, logger in list(logging.Logger.manager.loggerDict.items()):
         if name.startswith("lipsync") and isinstance(logger, logging.Logger):
             logger.disabled = False
+
+
+def build_tiny_pipeline(seed: int | None = 0) -> LipSyncPipeline:
+    """The tests' tiny random pipeline (``tiny_config`` at 32 px crops), seeded unless ``seed`` is None."""
+    if seed is not None:
+        torch.manual_seed(seed)
+    return LipSyncPipeline.from_config(tiny_config(resolution=32), generated_faces=None)
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline() -> Callable[..., LipSyncPipeline]:
+    """``tiny_pipeline(seed=0)``: a fresh tiny random pipeline (see :func:`build_tiny_pipeline`)."""
+    return build_tiny_pipeline
+
+
+@pytest.fixture(scope="session")
+def save_tiny_pipeline() -> Callable[..., Path]:
+    """``save_tiny_pipeline(folder, seed=0)``: the tiny random pipeline written with ``save_pretrained``."""
+    return lambda folder, seed=0: build_tiny_pipeline(seed).save_pretrained(folder)

@@ -17,7 +17,6 @@ from typing import Iterator
 
 import numpy as np
 import pytest
-import torch
 from playwright import sync_api as playwright_api  # in requirements.txt: if missing, fail (never skip)
 
 from lipsync import media
@@ -29,9 +28,8 @@ from lipsync.app.jobs import (DubRequest, InferenceResult, PipelineCache, Pipeli
 from lipsync.app.ui import AppSettings, build_app
 from lipsync.app.workdirs import WorkDirs
 from lipsync.assets import ROOT, ensure_assets
-from lipsync.infer import CheckpointError, LipSyncPipeline
+from lipsync.infer import CheckpointError
 from lipsync.infer.lengths import source_indices
-from lipsync.infer.presets import tiny_config
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -67,11 +65,10 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def ckpt_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def ckpt_dir(tmp_path_factory: pytest.TempPathFactory, save_tiny_pipeline) -> Path:
     """A folder of checkpoints holding one tiny random pipeline in the real save_pretrained format."""
     root = tmp_path_factory.mktemp("ckpts")
-    torch.manual_seed(0)
-    LipSyncPipeline.from_config(tiny_config(resolution=32)).save_pretrained(root / "tiny")
+    save_tiny_pipeline(root / "tiny")
     (root / "whisper-like").mkdir()
     (root / "whisper-like" / "config.json").write_text('{"model_type": "whisper"}')  # not a pipeline folder
     return root

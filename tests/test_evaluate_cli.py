@@ -185,12 +185,10 @@ def test_region_crop_and_gap_filling() -> None:
     np.testing.assert_allclose(fill_gaps(boxes)[1:3, 0], [10, 20])
 
 
-def test_run_generates_self_reconstructions_then_scores(tmp_path) -> None:
+def test_run_generates_self_reconstructions_then_scores(tmp_path, save_tiny_pipeline) -> None:
     """`python -m lipsync.evaluate.run`: a tiny random pipeline dubs a real face clip with its own audio."""
     from lipsync.assets import asset_path, ensure_assets
     from lipsync.evaluate.run import run as run_protocol
-    from lipsync.infer.pipeline import LipSyncPipeline
-    from lipsync.infer.presets import tiny_config
     from lipsync.media import read_audio, read_frames
 
     ensure_assets(names=["sample.wav", "carphone_pristine.mp4"])
@@ -198,8 +196,7 @@ def test_run_generates_self_reconstructions_then_scores(tmp_path) -> None:
     speech, rate = read_audio(asset_path("sample.wav"))
     audio = speech[rate:rate + 20 * 640]
     write_video(tmp_path / "data" / "clip.mp4", frames, 25, audio=audio, audio_rate=rate)
-    torch.manual_seed(0)
-    ckpt = LipSyncPipeline.from_config(tiny_config(resolution=32)).save_pretrained(tmp_path / "ckpt")
+    ckpt = save_tiny_pipeline(tmp_path / "ckpt")
     overrides = [f"data_dir={tmp_path / 'data'}", f"ckpt={ckpt}", f"output={tmp_path / 'gen'}", "device=cpu",
                  "options.num_steps=1", "options.detect_generated=false", "metrics=[ssim,psnr]",
                  "region.mode=full", "region.size=64"]

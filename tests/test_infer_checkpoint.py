@@ -19,9 +19,6 @@ from lipsync.infer.presets import tiny_config
 from lipsync.models.precond import SVDPrecond
 
 
-def _tiny(seed: int = 0) -> LipSyncPipeline:
-    torch.manual_seed(seed)
-    return LipSyncPipeline.from_config(tiny_config(resolution=32), generated_faces=None)
 
 
 def _perturb(module: torch.nn.Module) -> None:
@@ -46,8 +43,8 @@ def one_thread():
 
 
 @pytest.fixture(scope="module")
-def tiny() -> LipSyncPipeline:
-    pipe = _tiny()
+def tiny(tiny_pipeline) -> LipSyncPipeline:
+    pipe = tiny_pipeline()
     _perturb(pipe.net)
     return pipe
 

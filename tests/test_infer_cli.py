@@ -13,8 +13,6 @@ import torch
 
 from lipsync.assets import asset_path, ensure_assets
 from lipsync.cli import config_dir
-from lipsync.infer.pipeline import LipSyncPipeline
-from lipsync.infer.presets import tiny_config
 from lipsync.media import probe, read_audio, read_frames, write_video, write_wav
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
@@ -29,7 +27,7 @@ class _RunsCode:
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory) -> dict[str, Path]:
+def files(tmp_path_factory, save_tiny_pipeline) -> dict[str, Path]:
     ensure_assets(names=["sample.wav", "carphone_pristine.mp4"])
     d = tmp_path_factory.mktemp("cli")
     fps = probe(asset_path("carphone_pristine.mp4")).fps
@@ -44,9 +42,7 @@ def files(tmp_path_factory) -> dict[str, Path]:
         "dir": d,
         "video": write_video(d / "face.mp4", read_frames(asset_path("carphone_pristine.mp4"), 0, 16), fps),
         "audio": write_wav(d / "speech.wav", speech[:, 8 * rate : int(8.5 * rate)], rate),
-        "ckpt": LipSyncPipeline.from_config(tiny_config(resolution=32), generated_faces=None).save_pretrained(
-            d / "m"
-        ),
+        "ckpt": save_tiny_pipeline(d / "m", seed=None),
         "evil": evil,
         "garbage": d / "garbage.ckpt",
         "notes": d / "notes.mp4",

@@ -17,7 +17,6 @@ import torch
 
 from lipsync.assets import asset_path, ensure_assets
 from lipsync.infer.pipeline import InferenceResult, LipSyncPipeline
-from lipsync.infer.presets import tiny_config
 from lipsync.media import probe, read_audio, read_frames, write_video, write_wav
 
 CLIP_FRAMES = 24  # 0.8 s at 29.97 fps
@@ -69,11 +68,8 @@ def media(tmp_path_factory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def pipe(tmp_path_factory) -> LipSyncPipeline:
-    torch.manual_seed(0)
-    folder = LipSyncPipeline.from_config(tiny_config(resolution=32)).save_pretrained(
-        tmp_path_factory.mktemp("ckpt")
-    )
+def pipe(tmp_path_factory, save_tiny_pipeline) -> LipSyncPipeline:
+    folder = save_tiny_pipeline(tmp_path_factory.mktemp("ckpt"))
     return LipSyncPipeline.from_pretrained(folder)
 
 
