@@ -31,6 +31,16 @@ def lipsync_loggers_enabled() -> None:
             logger.disabled = False
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One intra-op torch thread for a module (two spin against other jobs on a shared 2-core machine);
+    use with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def build_tiny_pipeline(seed: int | None = 0) -> LipSyncPipeline:
     """The tests' tiny random pipeline (``tiny_config`` at 32 px crops), seeded unless ``seed`` is None."""
     if seed is not None:

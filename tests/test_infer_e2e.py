@@ -25,14 +25,7 @@ CLIP_FRAMES = 24  # 0.8 s at 29.97 fps
 FAST = dict(num_steps=1, progress=False, detect_generated=False, crf=0)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine, two OpenMP threads spin against other jobs and
-    run these tiny matmuls ~10x slower than one."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

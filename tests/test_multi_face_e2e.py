@@ -24,12 +24,7 @@ from lipsync.media import read_frames, write_video, write_wav
 FAST = dict(num_steps=1, progress=False, detect_generated=False, crf=0)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

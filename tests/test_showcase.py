@@ -27,12 +27,7 @@ SHOWCASE = ROOT / "models" / "showcase"
 COMMAND = ["experiment=showcase", "+trainer.max_time=00:00:05:00"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _keys(folder: Path) -> list[str]:
