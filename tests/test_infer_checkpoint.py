@@ -149,6 +149,12 @@ def test_training_checkpoint_converts_to_the_same_net(tiny: LipSyncPipeline, tmp
     out = convert(ckpt, tmp_path / "converted")
     loaded = LipSyncPipeline.from_pretrained(out, generated_faces=None)
     assert _same(loaded.net, tiny.net)
+    recorded = load_torch_checkpoint(ckpt)
+    training = out / "training.json"  # what trained the weights travels with them, when the run recorded it
+    assert training.exists() == ("config" in recorded)
+    if training.exists():
+        assert json.loads(training.read_text()) == json.loads(json.dumps(
+            {"global_step": recorded.get("global_step"), "config": recorded["config"]}, default=str))
     direct = LipSyncPipeline.from_pretrained(ckpt, generated_faces=None)  # on the fly, same weights
     assert _same(direct.net, tiny.net)
 

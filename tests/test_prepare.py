@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -183,6 +184,18 @@ def test_landmarks_file_backend_feeds_prepare(tmp_path: Path) -> None:
     MediaPipeFaces().track(video, enumerate(frames)).save(landmarks_file(video))
     summary = run(prepare_config(videos, tmp_path / "out", "face_backend=landmarks-file"))
     assert summary["status"] == {"ok": 1} and summary["segments"] == 1
+
+    # The same file curated from another folder gives the same training data: only the path-derived
+    # strings differ (a path-seeded reference pool once made two curations of one corpus train apart).
+    other = tmp_path / "elsewhere" / "talk.mp4"
+    other.parent.mkdir()
+    shutil.copy(video, other)
+    shutil.copy(landmarks_file(video), landmarks_file(other))
+    run(prepare_config(other.parent, tmp_path / "out2", "face_backend=landmarks-file"))
+    a, b = (StreamingDataset(str(tmp_path / d / "shards"))[0] for d in ("out", "out2"))
+    assert a["video_id"] != b["video_id"] and a.keys() == b.keys()
+    for name in sorted(set(a) - {"key", "video_id", "source"}):
+        assert np.array_equal(np.asarray(a[name]), np.asarray(b[name])), name
 
 
 def _kill_mid_run(target, args, staging: Path) -> None:

@@ -221,3 +221,57 @@ def test_validation_video_logger_writes_gifs_and_mp4(tmp_path: Path) -> None:
     assert {"val/loss", "val/loss_sigma=1"} <= set(events.Tags()["scalars"])
     info = probe(tmp_path / "samples" / "step_0000000.mp4")
     assert info.num_frames == FRAMES and (info.width, info.height) == (2 * SIZE, 2 * SIZE)
+
+
+# --- EMA warm-up and fine-tuning from weights ---------------------------------------------------------
+def test_ema_decay_warms_up_and_matches_the_closed_form() -> None:
+    from torch.optim.swa_utils import AveragedModel
+
+    from lipsync.training.callbacks import ema_decay, warmup_ema_multi_avg_fn
+
+    assert ema_decay(0.999, 0) == pytest.approx(0.1) and ema_decay(0.999, 90) == pytest.approx(0.91)
+    assert ema_decay(0.999, 10**6) == 0.999 and ema_decay(0.999, 0, warmup=False) == 0.999
+    # Weights w_k = k at update k (k = 1..n): the average is sum_k w_k * (1 - d_k) * prod_{j>k} d_j with
+    # d_1 = 0 (the first update copies): here written out, against AveragedModel's own bookkeeping.
+    model = torch.nn.Linear(1, 1, bias=False)
+    avg = AveragedModel(model, multi_avg_fn=warmup_ema_multi_avg_fn(decay=0.9), use_buffers=True)
+    n, want = 30, 0.0
+    for k in range(1, n + 1):
+        model.weight.data.fill_(float(k))
+        avg.update_parameters(model)
+        d = 0.0 if k == 1 else ema_decay(0.9, k - 1)
+        want = d * want + (1 - d) * k
+    assert avg.module.weight.item() == pytest.approx(want, rel=1e-6)
+    # The first weights' share after n updates: prod d_j, not 0.9 ** (n - 1) as without warm-up.
+    share = float(torch.tensor([ema_decay(0.9, j) for j in range(1, n)]).prod())
+    assert share < 1e-6 < 0.9 ** (n - 1)
+
+
+def test_init_from_loads_a_checkpoints_or_pipeline_folders_network_and_refuses_another(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    from lipsync.train import init_weights
+
+    donor = tiny_system()
+    torch.manual_seed(1)
+    for p in donor.denoiser.net.parameters():
+        p.data.normal_()
+    ckpt = tmp_path / "donor.ckpt"
+    torch.save({"state_dict": donor.state_dict()}, ckpt)
+    fresh = tiny_system()
+    assert init_weights(fresh, str(ckpt)) == len(list(donor.denoiser.net.state_dict()))
+    for (k, a), b in zip(donor.denoiser.net.state_dict().items(), fresh.denoiser.net.state_dict().values()):
+        assert torch.equal(a, b), k
+    # A pipeline folder: model.safetensors with the network under "net." (lipsync.infer.checkpoint's layout).
+    folder = tmp_path / "pipeline"
+    folder.mkdir()
+    save_file({f"net.{k}": v.contiguous() for k, v in donor.denoiser.net.state_dict().items()},
+              folder / "model.safetensors")
+    fresh = tiny_system()
+    init_weights(fresh, str(folder))
+    assert all(torch.equal(a, b) for a, b in zip(donor.state_dict().values(), fresh.state_dict().values()))
+    with pytest.raises(ValueError, match="init_from: .*missing.ckpt does not exist"):
+        init_weights(fresh, str(tmp_path / "missing.ckpt"))
+    other = tiny_system("model.net.net.block_out_channels=[32,32]")
+    with pytest.raises(ValueError, match="different network"):
+        init_weights(other, str(ckpt))

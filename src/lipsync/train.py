@@ -8,6 +8,8 @@
 Runs live in ``lightning_logs/<name>/`` (TensorBoard events, ``checkpoints/``, the composed config).
 Running the same command again resumes from ``checkpoints/last.ckpt`` (``ckpt_path=last``, the
 default); ``ckpt_path=null`` starts afresh, ``ckpt_path=FILE`` resumes from a given checkpoint.
+``init_from=PATH`` starts a fresh run from the network weights of a pipeline folder or a Lightning
+checkpoint (fine-tuning: new optimizer, step 0); a resumed run's checkpoint takes precedence.
 
 The config directory is found as every entry point finds it (:func:`lipsync.cli.config_dir`).
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -25,6 +28,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
+from safetensors.torch import load_file
 
 from lipsync.cli import config_dir, hydra_main  # noqa: F401 (config_dir: where it always was)
 
@@ -63,12 +67,44 @@ def build(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule, L.
     return datamodule, system, trainer
 
 
+def init_weights(system: L.LightningModule, path: str) -> int:
+    """Load the network weights of a pipeline folder (``model.safetensors``, ``net.*``) or a Lightning
+    checkpoint (``state_dict``, ``denoiser.net.*``) into ``system``; returns how many tensors were loaded.
+
+    Raises:
+        ValueError: the file is missing, or its network does not match the configured one (one line).
+    """
+    file = Path(path)
+    if file.is_dir():
+        file = file / "model.safetensors"
+    if not file.is_file():
+        raise ValueError(f"init_from: {file} does not exist")
+    if file.suffix == ".safetensors":
+        weights = {f"denoiser.{k}": v for k, v in load_file(file).items() if k.startswith("net.")}
+    else:
+        weights = {k: v for k, v in torch.load(file, map_location="cpu", weights_only=True)["state_dict"].items()
+                   if k.startswith("denoiser.net.")}
+    own = {k for k in system.state_dict() if k.startswith("denoiser.net.")}
+    if set(weights) != own:
+        missing, extra = sorted(own - set(weights)), sorted(set(weights) - own)
+        raise ValueError(f"init_from: {file} holds a different network ({len(missing)} tensors missing, "
+                         f"e.g. {missing[:1]}; {len(extra)} unexpected, e.g. {extra[:1]})")
+    try:
+        system.load_state_dict(weights, strict=False)
+    except RuntimeError as err:
+        raise ValueError(f"init_from: {file}: {str(err).splitlines()[-1].strip()}") from None
+    return len(weights)
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit the system; returns the final logged metrics (for Hydra sweeps and tests)."""
     if cfg.get("torch_threads"):
         torch.set_num_threads(cfg.torch_threads)
     L.seed_everything(cfg.seed, workers=True)
     datamodule, system, trainer = build(cfg)
+    if cfg.get("init_from"):
+        n = init_weights(system, cfg.init_from)
+        log.info("initialised %d network tensors from %s", n, cfg.init_from)
     for logger in trainer.loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
     try:

@@ -5,18 +5,25 @@
 The component configs come from the run's resolved config (:func:`lipsync.infer.loading.
 pipeline_config_from_training` says where each is read from); the weights from the checkpoint's
 ``state_dict`` (the EMA weights when the EMA callback ran), read with ``torch.load(weights_only=True)``.
+The run's resolved training config and its step count go to ``training.json`` beside them (what trained
+the weights: batch, learning rate, EMA, data, initial weights), when the checkpoint records them.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
+
 from lipsync.cli import ArgumentParser, user_errors
+from lipsync.infer.checkpoint import load_torch_checkpoint
 from lipsync.infer.loading import pipeline_config_from_training
 from lipsync.infer.pipeline import LipSyncPipeline
 
 __all__ = ["convert", "main", "pipeline_config_from_training"]
+
+TRAINING_NAME = "training.json"
 
 
 def convert(
@@ -25,7 +32,15 @@ def convert(
 ) -> Path:
     """Load a training checkpoint as a pipeline and write it with ``save_pretrained``."""
     pipe = LipSyncPipeline.from_pretrained(ckpt, train_config=train_config, generated_faces=None)
-    return pipe.save_pretrained(out, audio_encoder=audio_encoder)
+    folder = pipe.save_pretrained(out, audio_encoder=audio_encoder)
+    if Path(ckpt).is_file():
+        state = load_torch_checkpoint(ckpt)
+        if "config" in state:
+            record = {"global_step": state.get("global_step"), "config": state["config"]}
+            tmp = folder / f".{TRAINING_NAME}.tmp"
+            tmp.write_text(json.dumps(record, indent=1, sort_keys=True, default=str))
+            tmp.replace(folder / TRAINING_NAME)
+    return folder
 
 
 def main(argv: list[str] | None = None) -> None:

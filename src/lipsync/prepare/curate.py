@@ -47,6 +47,13 @@ def video_id(path: str | os.PathLike) -> str:
     return f"{p.stem[:40]}-{hashlib.sha1(str(p).encode()).hexdigest()[:8]}"
 
 
+def content_seed(path: str | os.PathLike) -> int:
+    """A seed from the file's bytes: the same video curated from any folder draws the same random choices
+    (a path-derived seed made two curations of one corpus train different models)."""
+    with open(path, "rb") as f:
+        return int(hashlib.file_digest(f, "sha1").hexdigest()[:8], 16)
+
+
 def fingerprint(path: str | os.PathLike, config_hash: str) -> str:
     """Changes when the file or the curation settings change (then the input is curated again)."""
     st = Path(path).stat()
@@ -288,7 +295,7 @@ class Curator:
 
     def _segments(self, vid: str, path: Path, kept: list[tuple[int, Clip]], crops: dict[int, dict],
                   filled: FaceTrack, audio: np.ndarray, times: np.ndarray) -> list[dict]:
-        refs = self._reference_pool(vid, kept, crops)
+        refs = self._reference_pool(content_seed(path), kept, crops)
         layout = filled.layout
         items = []
         for i, clip in kept:
@@ -307,10 +314,10 @@ class Curator:
                 })
         return [self._encode(item) for item in items]
 
-    def _reference_pool(self, vid: str, kept: list[tuple[int, Clip]], crops: dict[int, dict]) -> dict[str, Any]:
-        """``ref_pool`` frames drawn uniformly (seeded by the video id) from every kept clip of the video."""
+    def _reference_pool(self, seed: int, kept: list[tuple[int, Clip]], crops: dict[int, dict]) -> dict[str, Any]:
+        """``ref_pool`` frames drawn uniformly (seeded by the file's content) from every kept clip."""
         everything = [(i, r) for i, clip in kept for r in range(len(clip))]
-        rng = np.random.default_rng(int(hashlib.sha1(vid.encode()).hexdigest()[:8], 16))
+        rng = np.random.default_rng(seed)
         picks = rng.choice(len(everything), size=self.ref_pool, replace=len(everything) < self.ref_pool)
         chosen = [everything[p] for p in sorted(picks)]
         blob, offsets = shards.pack_blobs([crops[i]["jpegs"][r] for i, r in chosen])
