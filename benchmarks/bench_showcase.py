@@ -80,10 +80,31 @@ def main(argv: list[str] | None = None) -> dict:
         report["ceilings"] = {str(r): quality.ceiling(int(r), pipe.crop, pipe.mask) for r in cfg.quality.ceilings}
     report.update(wall_s=round(time.perf_counter() - t0, 1), threads=int(os.environ.get("OMP_NUM_THREADS", 0)) or None,
                   load_average=[round(x, 2) for x in os.getloadavg()], results=str(results))
+    report["frames_png"] = str(frames_picture(done[0], ROOT / "bench_results" / f"{args.name}_frames.png"))
     write(report, ROOT / "bench_results", args.name)
     if tmp is not None:
         tmp.cleanup()
     return report
+
+
+def frames_picture(job: tuple, path: Path, count: int = 6, scale: int = 2) -> Path:
+    """Source (top) and result (bottom) of the first dubbed pair: ``count`` evenly spaced frames, the lower
+    half of each frame (where the model paints) enlarged ``scale`` x with nearest-neighbour pixels."""
+    import numpy as np
+    from PIL import Image
+
+    from lipsync import media
+
+    source, _, _, result = job
+    out = media.read_frames(result)
+    src = media.read_frames(source, stop=len(out))
+    picks = np.linspace(0, len(out) - 1, count).round().astype(int)
+    h = src.shape[1]
+    rows = [np.concatenate([frames[i][h // 3:] for i in picks], axis=1) for frames in (src, out)]
+    grid = np.concatenate(rows, axis=0)
+    image = Image.fromarray(grid).resize((grid.shape[1] * scale, grid.shape[0] * scale), Image.NEAREST)
+    image.save(path)
+    return path
 
 
 def write(report: dict, folder: Path, name: str) -> None:
