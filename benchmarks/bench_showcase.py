@@ -44,6 +44,8 @@ def main(argv: list[str] | None = None) -> dict:
     from hydra import compose, initialize_config_dir
     from omegaconf import open_dict
 
+    import torch
+
     from lipsync import demo
     from lipsync.cli import config_dir
     from lipsync.infer.convert import convert
@@ -78,7 +80,7 @@ def main(argv: list[str] | None = None) -> dict:
         selfs = demo.dub(cfg, pipe, demo.own_audio_pairs(cfg, held), results / "self", guidance, args.seconds)
         report["quality"] = quality.of_results(selfs, pipe)
         report["ceilings"] = {str(r): quality.ceiling(int(r), pipe.crop, pipe.mask) for r in cfg.quality.ceilings}
-    report.update(wall_s=round(time.perf_counter() - t0, 1), threads=int(os.environ.get("OMP_NUM_THREADS", 0)) or None,
+    report.update(wall_s=round(time.perf_counter() - t0, 1), threads=torch.get_num_threads(),
                   load_average=[round(x, 2) for x in os.getloadavg()], results=str(results))
     report["frames_png"] = str(frames_picture(done[0], ROOT / "bench_results" / f"{args.name}_frames.png"))
     write(report, ROOT / "bench_results", args.name)

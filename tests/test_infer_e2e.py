@@ -8,8 +8,10 @@ model is the full pipeline at CPU size (tiny UNet, space-to-depth codec, 1-layer
 
 from __future__ import annotations
 
+import contextlib
 from fractions import Fraction
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pytest
@@ -170,24 +172,32 @@ def test_conditions_are_computed_once_and_cfg_is_one_batch(media, pipe, tmp_path
     assert calls["net_batch"] == [2] * (2 * 3)  # 2 segments x 3 steps, batch = (uncond, cond)
 
 
-def test_the_models_recorded_noise_range_and_guidance_drive_the_sampling_call(media, pipe, tmp_path: Path) -> None:
-    """What the network sees: a model recorded with sigma_max 20 and CFG 1 (experiment=demo) is sampled from
-    sigma 20 in single (unguided) passes; a call's own sigma_max / guidance_scale override both."""
+@contextlib.contextmanager
+def net_calls(pipe: LipSyncPipeline, sampling: dict) -> Iterator[list[tuple[int, float]]]:
+    """(batch, c_noise) of every network call while ``pipe`` records ``sampling`` as its model's defaults;
+    the hook and the pipeline's own sampling record are restored afterwards."""
     seen: list[tuple[int, float]] = []
     hook = pipe.net.register_forward_pre_hook(
         lambda _, args: seen.append((args[0].shape[0], float(args[1].flatten()[0]))))
     before = pipe.config.get("sampling")
-    pipe.config["sampling"] = {"cfg_scale": 1.0, "sigma_min": 0.002, "sigma_max": 20.0}
+    pipe.config["sampling"] = sampling
     try:
-        pipe(media["face"], media["short"], tmp_path / "model.mp4", **{**FAST, "num_steps": 2})
-        recorded, seen[:] = list(seen), []
-        pipe(media["face"], media["short"], tmp_path / "call.mp4", **{**FAST, "num_steps": 2},
-             sigma_max=80.0, guidance_scale=2.0)
+        yield seen
     finally:
         hook.remove()
         pipe.config.pop("sampling")
         if before is not None:
             pipe.config["sampling"] = before
+
+
+def test_the_models_recorded_noise_range_and_guidance_drive_the_sampling_call(media, pipe, tmp_path: Path) -> None:
+    """What the network sees: a model recorded with sigma_max 20 and CFG 1 (experiment=demo) is sampled from
+    sigma 20 in single (unguided) passes; a call's own sigma_max / guidance_scale override both."""
+    with net_calls(pipe, {"cfg_scale": 1.0, "sigma_min": 0.002, "sigma_max": 20.0}) as seen:
+        pipe(media["face"], media["short"], tmp_path / "model.mp4", **{**FAST, "num_steps": 2})
+        recorded, seen[:] = list(seen), []
+        pipe(media["face"], media["short"], tmp_path / "call.mp4", **{**FAST, "num_steps": 2},
+             sigma_max=80.0, guidance_scale=2.0)
     c_noise = lambda sigma: pytest.approx(0.25 * np.log(sigma), rel=1e-5)  # noqa: E731  (EDM's ln(sigma)/4)
     # 2 segments x 2 Karras steps (sigma_max, then sigma_min); batch 1 = no guidance pass, 2 = (uncond, cond)
     assert recorded == [(1, c_noise(20.0)), (1, c_noise(0.002))] * 2
@@ -196,26 +206,16 @@ def test_the_models_recorded_noise_range_and_guidance_drive_the_sampling_call(me
 
 def test_the_fast_preset_reaches_the_network_as_its_solver_steps_and_guidance_interval(media, pipe,
                                                                                      tmp_path: Path) -> None:
-    """``preset="fast"``: DPM-Solver++(2M) at the preset's steps, the unconditional pass batched in only for
+    """``preset="fast"``: the preset's solver (Euler) at its steps, the unconditional pass batched in only for
     sigma inside the preset's interval; an explicit option (num_steps) still wins over the preset."""
     from lipsync.sampling import evaluation_sigmas, karras_sigmas
     from lipsync.sampling.presets import PRESETS
 
     fast = PRESETS["fast"]
-    seen: list[tuple[int, float]] = []
-    hook = pipe.net.register_forward_pre_hook(
-        lambda _, args: seen.append((args[0].shape[0], float(args[1].flatten()[0]))))
-    before = pipe.config.get("sampling")
-    pipe.config["sampling"] = {"cfg_scale": 2.0, "sigma_min": 0.002, "sigma_max": 20.0}
-    try:
+    with net_calls(pipe, {"cfg_scale": 2.0, "sigma_min": 0.002, "sigma_max": 20.0}) as seen:
         pipe(media["face"], media["short"], tmp_path / "fast.mp4", **{**FAST, "num_steps": None}, preset="fast")
         preset_calls, seen[:] = list(seen), []
         pipe(media["face"], media["short"], tmp_path / "fast4.mp4", **{**FAST, "num_steps": 4}, preset="fast")
-    finally:
-        hook.remove()
-        pipe.config.pop("sampling")
-        if before is not None:
-            pipe.config["sampling"] = before
     lo, hi = fast["guidance_interval"]
 
     def expected(steps: int) -> list:
