@@ -60,6 +60,7 @@ def test_bench_sync_command_runs_every_stage_and_resumes(tmp_path: Path) -> None
     assert list(variants) == ["full", "full_no_guidance", "lips_mask"]
     assert variants["full_no_guidance"]["trained_as"] == "full" and variants["full_no_guidance"]["guidance"] == 1.0
     assert variants["full_no_guidance"]["steps"] == variants["full"]["steps"] == 3  # the step budget, exactly
+    assert report["train_threads"] == 1
     # the shipped model: on every pair and whole clips under bench-sync, scored like the own model
     shipped = report["shipped"]
     assert shipped["pairs_scored"] == 2 and shipped["seconds"] is None and shipped["resolution"] == 32
@@ -107,6 +108,7 @@ def test_the_demo_trains_to_a_step_budget_whatever_the_load() -> None:
     assert cfg.train_steps == 1200 and "train_minutes" not in cfg
     cmd = train_command(cfg, Path("shards"), Path("/runs/full"), ["seed=1"])
     assert "trainer.max_steps=1200" in cmd and cmd[-1] == "seed=1"
+    assert cfg.train_threads == 1 and "torch_threads=1" in cmd  # one thread: the same model on any machine
     assert not any("max_time" in part for part in cmd)
     cfg.train_steps = 0
     with pytest.raises(ValueError, match="train_steps=0"):

@@ -8,12 +8,15 @@ Stages (each skipped when its output already exists, so an interrupted demo resu
 2. curate the training videos into shards (``lipsync.prepare``, true landmarks as the face backend,
    real Whisper tiny.en features cached in the shards);
 3. train the tiny SayAnything model (``python -m lipsync.train experiment=demo``) for a step budget
-   (``train_steps``: the same model whatever the machine's load; killed, it resumes);
+   (``train_steps``: the same model whatever the machine's load; killed, it resumes) in a background
+   process on ``train_threads`` threads, while this process dubs and scores the shipped showcase model
+   (``models/showcase``) on the held-out pairs on the core left free;
 4. convert the last checkpoint into a pipeline folder (``outputs/demo/model``, what ``lipsync.infer
    ckpt=...`` takes) and dub every held-out identity A with another held-out clip's audio B;
 5. measure on the pixels: *sync* = corr(measured mouth opening, the opening B's audio drives) and
-   *leak* = corr(measured opening, A's original opening); write report.json / report.md, a side-by-side
-   video, the opening plot and mask overlays.
+   *leak* = corr(measured opening, A's original opening), and the self-reconstruction quality (SSIM,
+   PSNR, FID) beside resolution ceilings; write report.json / report.md, a side-by-side video (source |
+   shipped | own), the opening plot and mask overlays.
 
 ``ablations=true`` (``make bench-sync``) trains one-factor variants on the same corpus and budget and
 writes one table (SPEC section 7's claims that can be checked here).
@@ -26,13 +29,15 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from lipsync import media
 from lipsync.app.compare import side_by_side
@@ -77,6 +82,17 @@ def _run(cmd: list[str]) -> None:
     subprocess.run(cmd, check=True)
 
 
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """This process's torch CPU threads set to ``n`` for a block (restored after)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def render(cfg: DictConfig, out: Path) -> tuple[Path, Path]:
     """Training and held-out corpora (disjoint identities: different seeds)."""
     c = cfg.corpus
@@ -95,24 +111,48 @@ def prepare(cfg: DictConfig, corpus: Path, out: Path) -> Path:
 
 
 def train_command(cfg: DictConfig, shards: Path, run_dir: Path, overrides: list[str]) -> list[str]:
-    """The ``lipsync.train`` command of one variant: ``train_steps`` optimizer steps (Lightning's max_steps)."""
+    """The ``lipsync.train`` command of one variant: ``train_steps`` optimizer steps (Lightning's max_steps)
+    on ``train_threads`` CPU threads."""
     steps = int(cfg.train_steps)
     if steps < 1:
         raise ValueError(f"train_steps={cfg.train_steps}: expected a positive number of optimizer steps")
     return [sys.executable, "-m", "lipsync.train", "experiment=demo", f"data.shards={shards}",
             f"paths.log_dir={run_dir.parent}", f"name={run_dir.name}", f"trainer.max_steps={steps}",
-            *cfg.train_overrides, *overrides]
+            f"torch_threads={int(cfg.train_threads)}", *cfg.train_overrides, *overrides]
+
+
+def start_training(cfg: DictConfig, shards: Path, run_dir: Path, overrides: list[str]) -> subprocess.Popen | None:
+    """Start training to ``train_steps`` in the background (resuming from the run's last checkpoint); None when
+    the run already has them. Its OpenMP pool is ``train_threads`` wide, so the rest of the machine's
+    cores stay free for the demo's own process (see conf/demo.yaml)."""
+    if _steps(run_dir) >= int(cfg.train_steps):
+        return None
+    cmd = train_command(cfg, shards, run_dir, overrides)
+    print("  $", " ".join(cmd), flush=True)
+    return subprocess.Popen(cmd, env={**os.environ, "OMP_NUM_THREADS": str(int(cfg.train_threads))})
+
+
+def finish_training(proc: subprocess.Popen | None, run_dir: Path) -> Path:
+    """Wait for :func:`start_training`'s process (None: nothing to wait for); returns last.ckpt."""
+    if proc is not None and proc.wait() != 0:
+        raise subprocess.CalledProcessError(proc.returncode, proc.args)
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if not last.exists():
+        raise FileNotFoundError(f"training wrote no checkpoint at {last}")
+    return last
+
+
+def stop_training(proc: subprocess.Popen | None) -> None:
+    """SIGTERM a background training (its StopCheckpoint saves last.ckpt, so the next demo resumes)."""
+    if proc is not None and proc.poll() is None:
+        proc.terminate()
+        proc.wait()
 
 
 def train(cfg: DictConfig, shards: Path, run_dir: Path, overrides: list[str]) -> Path:
     """Train to ``train_steps`` (resumes from the run's last checkpoint; a finished run is kept);
     returns last.ckpt."""
-    last = run_dir / "checkpoints" / "last.ckpt"
-    if _steps(run_dir) < int(cfg.train_steps):
-        _run(train_command(cfg, shards, run_dir, overrides))
-    if not last.exists():
-        raise FileNotFoundError(f"training wrote no checkpoint at {last}")
-    return last
+    return finish_training(start_training(cfg, shards, run_dir, overrides), run_dir)
 
 
 def export(last: Path, model_dir: Path) -> Path:
@@ -254,14 +294,19 @@ def _steps(run_dir: Path) -> int:
     return int(torch.load(last, map_location="cpu", weights_only=True).get("global_step", 0)) if last.exists() else 0
 
 
-def run_variant(cfg: DictConfig, name: str, spec: DictConfig, shards: Path, held: Path, out: Path) -> dict:
-    """Train (or reuse ``same_training_as``'s run), export, dub the held-out pairs and score them."""
+def run_variant(cfg: DictConfig, name: str, spec: DictConfig, shards: Path, held: Path, out: Path,
+                started: dict[str, subprocess.Popen | None] | None = None) -> dict:
+    """Train (or reuse ``same_training_as``'s run, or wait for its training in ``started``), export, dub the
+    held-out pairs and score them."""
     trained = spec.get("same_training_as") or name
     if trained not in cfg.variants:
         raise ValueError(f"variant {name}: same_training_as={trained} is not a variant")
     overrides = list(cfg.variants[trained].overrides)
     run_dir = out / "runs" / trained
-    last = train(cfg, shards, run_dir, overrides)
+    if started is not None and trained in started:
+        last = finish_training(started.pop(trained), run_dir)
+    else:
+        last = train(cfg, shards, run_dir, overrides)
     model_dir = export(last, out / "model" if trained == "full" else run_dir / "model")
     results = out / "results" if name == "full" else out / "runs" / name / "results"
     done = dub(cfg, load_pipeline(model_dir), pairs(held), results, float(spec.guidance))
@@ -285,7 +330,14 @@ def shipped_model(cfg: DictConfig) -> Path | None:
 
 def run_shipped(cfg: DictConfig, model_dir: Path, held: Path, out: Path, quality: Quality) -> dict:
     """Dub the first ``shipped.pairs`` held-out pairs (first ``shipped.seconds`` of speech) and the
-    self-reconstructions with the shipped model; score both as the own model is scored."""
+    self-reconstructions with the shipped model; score both as the own model is scored. Runs while the own
+    model trains, on the cores training leaves free: ``shipped.threads`` threads and no progress bars (the
+    training's own bar keeps the terminal)."""
+    with torch_threads(int(cfg.shipped.threads)):
+        return _run_shipped(OmegaConf.merge(cfg, {"infer": {"progress": False}}), model_dir, held, out, quality)
+
+
+def _run_shipped(cfg: DictConfig, model_dir: Path, held: Path, out: Path, quality: Quality) -> dict:
     pipe = load_pipeline(model_dir)
     guidance = pipe.guidance_scale(options_from_mapping(dict(cfg.infer)))
     jobs = pairs(held)[: cfg.shipped.pairs]
@@ -329,27 +381,39 @@ def run(cfg: DictConfig) -> None:
     _stage(2, total, "curating the training videos into shards (true landmarks, Whisper features cached)")
     shards = prepare(cfg, train_dir, out)
     clock.lap("render + prepare")
-    variants = {}
-    for i, name in enumerate(names):
-        _stage(3 + i, total, f"training + dubbing held-out identities: {name} ({cfg.train_steps:,} steps)")
-        variants[name] = run_variant(cfg, name, cfg.variants[name], shards, held_dir, out)
-        clock.lap(f"train + dub: {name}")
+    # The own model trains in a background process on `train_threads` threads (1: 0.59 s/step, where 2
+    # threads with passive OpenMP waiting take 0.87); the shipped model is scored meanwhile on the other core.
+    first = cfg.variants[names[0]].get("same_training_as") or names[0]
+    started = {first: start_training(cfg, shards, out / "runs" / first, list(cfg.variants[first].overrides))}
+    try:
+        quality = Quality(cfg, held_dir)
+        shipped = None
+        if shipped_dir is not None:
+            _stage(3, total, f"the shipped model ({shipped_dir.name}) on the held-out pairs, while the own "
+                   f"model trains ({cfg.train_steps:,} steps)")
+            tic = time.time()
+            shipped = run_shipped(cfg, shipped_dir, held_dir, out, quality)
+            print(f"  shipped model dubbed and scored in {(time.time() - tic) / 60:.1f} min: sync "
+                  f"{shipped['summary']['sync_mean']:.2f}, SSIM {shipped['quality']['ssim']:.3f}", flush=True)
+        variants = {}
+        for i, name in enumerate(names):
+            _stage(4 + i, total, f"training + dubbing held-out identities: {name} ({cfg.train_steps:,} steps)")
+            variants[name] = run_variant(cfg, name, cfg.variants[name], shards, held_dir, out, started)
+            clock.lap(f"train + dub: {name}" + (" (shipped model scored alongside)" if i == 0 and shipped else ""))
+    finally:
+        for proc in started.values():
+            stop_training(proc)
     own = variants["full"]
-    _stage(3 + len(names), total, "quality: each held-out identity dubbed with its own speech; resolution ceilings")
-    quality = Quality(cfg, held_dir)
+    _stage(4 + len(names), total, "quality: each held-out identity dubbed with its own speech; resolution ceilings")
     own_pipe = load_pipeline(own.pop("_model"))
     selfs = dub(cfg, own_pipe, own_audio_pairs(cfg, held_dir), out / "results" / "self", own["guidance"],
                 quality_seconds(cfg))
     own["quality"] = quality.of_results(selfs, own_pipe)
     ceilings = {str(r): quality.ceiling(int(r), own_pipe.crop, own_pipe.mask) for r in cfg.quality.ceilings}
-    clock.lap("quality: own model + ceilings")
-    shipped = None
-    if shipped_dir is not None:
-        _stage(4 + len(names), total, f"the shipped model ({shipped_dir.name}) on the same held-out pairs")
-        shipped = run_shipped(cfg, shipped_dir, held_dir, out, quality)
+    if shipped is not None:
         frames = max(shipped["frames"])  # the own model on exactly the shipped one's pairs and frames
         own["on_shipped_pairs"] = summarize(score(own["_done"][: shipped["pairs_scored"]], max_frames=frames))
-        clock.lap("shipped model")
+    clock.lap("quality: own model + ceilings")
     _stage(total, total, "pictures: side-by-side video, mouth-opening plot, mask overlays, loss curves")
     runs = {v["trained_as"]: out / "runs" / v["trained_as"] for v in variants.values()}
     files = pictures(own["_done"][0], shipped.pop("_done")[0] if shipped else None, out, shards, runs)
@@ -361,7 +425,8 @@ def run(cfg: DictConfig) -> None:
               "train_steps_budget": int(cfg.train_steps), "variants": variants, "shipped": shipped,
               "ceilings": ceilings, "quality_seconds": quality_seconds(cfg),
               "quality_identities": len(quality.videos), "files": files,
-              "threads": torch.get_num_threads(), "load_average": [round(x, 2) for x in os.getloadavg()],
+              "threads": torch.get_num_threads(), "train_threads": int(cfg.train_threads),
+              "load_average": [round(x, 2) for x in os.getloadavg()],
               "stage_minutes": clock.minutes(), "wall_minutes": clock.total_minutes()}
     write_report(out, report)
     _stage(total, total, f"done in {report['wall_minutes']} min: {out / 'report.md'}")
@@ -433,8 +498,8 @@ def write_report(out: Path, report: dict[str, Any]) -> None:
     text = "\n".join([
         "# lipsync demo report", "",
         f"{report['heldout_pairs']} held-out identities, each driven by another held-out clip's speech; own "
-        f"model trained {report['train_steps']:,} steps (budget {report['train_steps_budget']:,}); "
-        f"{report['threads']} CPU threads; load average at the end {report['load_average']}.", "",
+        f"model trained {report['train_steps']:,} steps (budget {report['train_steps_budget']:,}) on "
+        f"{report.get('train_threads', report['threads'])} CPU thread(s), the rest on {report['threads']}; load average at the end {report['load_average']}.", "",
         *report_rows(report), "",
         "sync = corr(measured mouth opening, opening the driving audio asks for); leak = corr(measured "
         "opening, the source video's own opening); copy-input = the untouched source scored for sync (chance).",
