@@ -474,7 +474,8 @@ def report_rows(report: dict[str, Any]) -> list[str]:
             "SSIM in mask | PSNR in mask (dB) | FID |", "|---|---|---|---|---|---|---|---|---|"]
     shipped, own = report.get("shipped"), report["variants"]["full"]
     if shipped:
-        subset = (f"first {shipped['pairs_scored']} pairs, " +
+        every = shipped["pairs_scored"] == report["heldout_pairs"]
+        subset = (f"{'' if every else 'first '}{shipped['pairs_scored']} pairs, " +
                   ("whole clips" if shipped["seconds"] is None else f"first {shipped['seconds']:g} s"))
         rows.append(_row(f"shipped ({Path(shipped['model']).name}, {shipped['resolution']} px)",
                          "committed", subset, shipped["summary"], shipped["quality"]))
