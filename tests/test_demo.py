@@ -132,3 +132,37 @@ def test_the_report_table_puts_shipped_own_and_ceilings_in_one_table() -> None:
     assert rows[3].startswith("| own (full), same pairs as shipped | 1,200 steps | first 2 pairs, first 4 s |")
     assert rows[4].startswith("| own (full), CFG 2 | 1,200 steps | 4 pairs, whole clips | 0.71 ± 0.05 |")
     assert rows[5] == "| ceiling of a 16 px model | source crop resized | — | — | — | — | 0.750 | 24.06 | 80.0 |"
+
+
+def test_kept_results_are_reused_only_for_the_same_weights_and_options(tmp_path: Path) -> None:
+    """A dub on disk is kept only when the same network and sampling options made it: more training, a new
+    shipped model or another preset in the same output folder re-dub instead of reporting stale videos."""
+    import torch
+
+    from lipsync.demo import forget_other_results
+    from lipsync.infer.options import InferenceOptions
+    from lipsync.infer.pipeline import LipSyncPipeline
+    from lipsync.infer.presets import tiny_config
+
+    pipe = LipSyncPipeline.from_config(tiny_config(resolution=32), generated_faces=None)
+    results = tmp_path / "results"
+
+    def dubbed() -> Path:
+        video = results / "a__b.mp4"
+        video.write_bytes(b"x")
+        return video
+
+    forget_other_results(results, pipe, InferenceOptions(), None)
+    video = dubbed()
+    forget_other_results(results, pipe, InferenceOptions(progress=False), None)  # progress bars change nothing
+    assert video.exists()
+    forget_other_results(results, pipe, InferenceOptions(preset="fast"), None)
+    assert not video.exists()
+    video = dubbed()
+    forget_other_results(results, pipe, InferenceOptions(preset="fast"), 2.0)  # a shorter driving clip
+    assert not video.exists()
+    video = dubbed()
+    with torch.no_grad():
+        next(pipe.net.parameters()).add_(1e-3)  # one more training step
+    forget_other_results(results, pipe, InferenceOptions(preset="fast"), 2.0)
+    assert not video.exists()

@@ -24,6 +24,7 @@ writes one table (SPEC section 7's claims that can be checked here).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -194,6 +195,7 @@ def dub(cfg: DictConfig, pipe: LipSyncPipeline, jobs: list[tuple[Path, Path]], r
     """Dub each (A, B) job with B's speech (its first ``seconds`` when given); returns (A, B, wav, result)
     tuples. A result already on disk is kept (an interrupted demo resumes)."""
     opts = options_from_mapping({**cfg.infer, "guidance_scale": guidance})
+    forget_other_results(results, pipe, opts, seconds)
     done = []
     for a, b in jobs:
         wav = driving_wav(b, results, seconds)
@@ -202,6 +204,25 @@ def dub(cfg: DictConfig, pipe: LipSyncPipeline, jobs: list[tuple[Path, Path]], r
             pipe(a, wav, result, options=opts)
         done.append((a, b, wav, result))
     return done
+
+
+def forget_other_results(results: Path, pipe: LipSyncPipeline, opts: Any, seconds: float | None) -> None:
+    """Delete the dubbed videos in ``results`` that another model or other sampling options made (a
+    ``.made_by`` stamp records the network weights' and options' hash): a result on disk is reused only when
+    it is what this call would write (after more training steps, a new shipped model, or ``make bench-sync``'s
+    paper preset in the folder of a ``make demo`` run)."""
+    digest = hashlib.sha1()
+    for name, tensor in sorted(pipe.net.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    options = {k: v for k, v in asdict(opts).items() if k != "progress"} | {"seconds": seconds}
+    digest.update(json.dumps(options, sort_keys=True, default=str).encode())
+    stamp = results / ".made_by"
+    if results.exists() and not (stamp.exists() and stamp.read_text() == digest.hexdigest()):
+        for old in results.glob("*.mp4"):
+            old.unlink()
+    results.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(digest.hexdigest())
 
 
 def score(done: list[tuple], max_frames: int | None = None) -> list[PairScore]:
