@@ -24,10 +24,14 @@ from lipsync.infer.presets import tiny_config
 ROOT = Path(__file__).resolve().parents[1]
 SHOWCASE = ROOT / "models" / "showcase"
 # The commands in models/showcase/README.md (and the README). Stage 1 ran on an H200 (1,049 steps at batch
-# 32); stage 2, the committed weights, continued from stage 1's on 2 CPU cores at batch 8.
-STAGE_1 = ["experiment=showcase", "+trainer.max_time=00:00:05:00"]
+# 32); stage 2 continued from stage 1's weights on 2 CPU cores at batch 8 (1,441 steps, constant lr);
+# stage 3, the committed weights, from stage 2's with the learning rate annealed (cosine, 1,312 steps).
+#   stage 1: experiment=showcase +trainer.max_time=00:00:05:00
+#   stage 2: experiment=showcase trainer=cpu data.batch_size=8 model.optimizer.lr=5.0e-4 init_from=outputs/showcase/stage1
 COMMAND = ["experiment=showcase", "trainer=cpu", "data.batch_size=8", "model.optimizer.lr=5.0e-4",
-           "init_from=outputs/showcase/stage1"]
+           "init_from=outputs/showcase/stage2",
+           "model.scheduler={_target_:torch.optim.lr_scheduler.CosineAnnealingLR,_partial_:true,T_max:1600}",
+           "trainer.max_steps=1600", "torch_threads=1"]
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
