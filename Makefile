@@ -47,7 +47,7 @@ bench: venv ## benchmarks; results in bench_results/
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 bench-sync: venv ## tiny-model ablations on the synthetic world (long; not in CI)
-	$(PY) -m lipsync.demo ablations=true infer.preset=paper shipped.pairs=null shipped.seconds=null quality.identities=null quality.seconds=null
+	$(PY) -m lipsync.demo ablations=true infer.preset=paper quality.identities=null quality.seconds=null
 
 eval: venv ## inference + every paper metric: make eval DATA=dir CKPT=path
 	$(PY) -m lipsync.evaluate.run data_dir=$(DATA) ckpt=$(CKPT)

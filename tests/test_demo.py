@@ -85,6 +85,7 @@ def test_bench_sync_command_runs_every_stage_and_resumes(tmp_path: Path) -> None
     table = (out / "report.md").read_text()
     assert all(f"| {name}, CFG " in table for name in variants if name != "full")
     assert "same pairs as shipped" not in table  # every pair, whole clips: the own model's row already is
+    assert "on_shipped_pairs" not in variants["full"]  # and its own videos are not scored a second time
     assert "| own (full), CFG 2 |" in table and "| shipped (shipped, 32 px) | committed | 2 pairs, whole clips |" in table
     assert "| ceiling of a 16 px model |" in table and "SSIM in mask" in table
     assert set(report["files"]) == {"side_by_side", "openings", "masks", "loss"}
@@ -162,7 +163,28 @@ def test_kept_results_are_reused_only_for_the_same_weights_and_options(tmp_path:
     forget_other_results(results, pipe, InferenceOptions(preset="fast"), 2.0)  # a shorter driving clip
     assert not video.exists()
     video = dubbed()
+    pipe.config["components"]["crop"]["scale"] = 1.5  # same weights, another crop around the face
+    forget_other_results(results, pipe, InferenceOptions(preset="fast"), 2.0)
+    assert not video.exists()
+    video = dubbed()
     with torch.no_grad():
         next(pipe.net.parameters()).add_(1e-3)  # one more training step
     forget_other_results(results, pipe, InferenceOptions(preset="fast"), 2.0)
     assert not video.exists()
+
+
+def test_background_training_fails_loudly_and_stops_on_error(tmp_path: Path) -> None:
+    """The demo's own training runs while the shipped model is scored: a failed run is an error naming its
+    command, and an error elsewhere SIGTERMs it (its StopCheckpoint saves; the next demo resumes)."""
+    from lipsync.demo import finish_training, stop_training
+
+    failed = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+    with pytest.raises(subprocess.CalledProcessError, match="exit status 3"):
+        finish_training(failed, tmp_path)
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        finish_training(None, tmp_path)  # nothing to wait for, and no last.ckpt either
+    running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    stop_training(running)
+    assert running.returncode == -15  # SIGTERM, not left running behind the demo
+    stop_training(running)  # already stopped: nothing to do
+    stop_training(None)

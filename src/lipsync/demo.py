@@ -208,14 +208,15 @@ def dub(cfg: DictConfig, pipe: LipSyncPipeline, jobs: list[tuple[Path, Path]], r
 
 def forget_other_results(results: Path, pipe: LipSyncPipeline, opts: Any, seconds: float | None) -> None:
     """Delete the dubbed videos in ``results`` that another model or other sampling options made (a
-    ``.made_by`` stamp records the network weights' and options' hash): a result on disk is reused only when
+    ``.made_by`` stamp records the hash of the network weights, the pipeline config (crop, mask, sampling
+    defaults) and the options): a result on disk is reused only when
     it is what this call would write (after more training steps, a new shipped model, or ``make bench-sync``'s
     paper preset in the folder of a ``make demo`` run)."""
     digest = hashlib.sha1()
     for name, tensor in sorted(pipe.net.state_dict().items()):
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    options = {k: v for k, v in asdict(opts).items() if k != "progress"} | {"seconds": seconds}
+    options = {k: v for k, v in asdict(opts).items() if k != "progress"} | {"seconds": seconds, "config": pipe.config}
     digest.update(json.dumps(options, sort_keys=True, default=str).encode())
     stamp = results / ".made_by"
     if results.exists() and not (stamp.exists() and stamp.read_text() == digest.hexdigest()):
@@ -352,9 +353,9 @@ def shipped_model(cfg: DictConfig) -> Path | None:
 def run_shipped(cfg: DictConfig, model_dir: Path, held: Path, out: Path, quality: Quality) -> dict:
     """Dub the first ``shipped.pairs`` held-out pairs (first ``shipped.seconds`` of speech) and the
     self-reconstructions with the shipped model; score both as the own model is scored. Runs while the own
-    model trains, on the cores training leaves free: ``shipped.threads`` threads and no progress bars (the
-    training's own bar keeps the terminal)."""
-    with torch_threads(int(cfg.shipped.threads)):
+    model trains, on the threads training leaves free (this process's count minus ``train_threads``, at least
+    1) and without progress bars (the training's own bar keeps the terminal)."""
+    with torch_threads(max(1, torch.get_num_threads() - int(cfg.train_threads))):
         return _run_shipped(OmegaConf.merge(cfg, {"infer": {"progress": False}}), model_dir, held, out, quality)
 
 
@@ -370,6 +371,12 @@ def _run_shipped(cfg: DictConfig, model_dir: Path, held: Path, out: Path, qualit
             "frames": [num_frames(d[3]) for d in done], "resolution": int(pipe.crop.resolution),
             "summary": summarize(scores), "pairs": [asdict(s) for s in scores],
             "quality": quality.of_results(selfs, pipe), "_done": done}
+
+
+def shipped_on_everything(shipped: dict, heldout_pairs: int) -> bool:
+    """Whether the shipped model was scored on every held-out pair, whole clips (then the own model's
+    whole-clip row already compares with it: no separate row on its subset)."""
+    return shipped["pairs_scored"] == heldout_pairs and shipped["seconds"] is None
 
 
 def quality_seconds(cfg: DictConfig) -> float | None:
@@ -431,7 +438,7 @@ def run(cfg: DictConfig) -> None:
                 quality_seconds(cfg))
     own["quality"] = quality.of_results(selfs, own_pipe)
     ceilings = {str(r): quality.ceiling(int(r), own_pipe.crop, own_pipe.mask) for r in cfg.quality.ceilings}
-    if shipped is not None:
+    if shipped is not None and not shipped_on_everything(shipped, len(own["pairs"])):
         frames = max(shipped["frames"])  # the own model on exactly the shipped one's pairs and frames
         own["on_shipped_pairs"] = summarize(score(own["_done"][: shipped["pairs_scored"]], max_frames=frames))
     clock.lap("quality: own model + ceilings")
@@ -495,12 +502,12 @@ def report_rows(report: dict[str, Any]) -> list[str]:
             "SSIM in mask | PSNR in mask (dB) | FID |", "|---|---|---|---|---|---|---|---|---|"]
     shipped, own = report.get("shipped"), report["variants"]["full"]
     if shipped:
-        every = shipped["pairs_scored"] == report["heldout_pairs"]
-        subset = (f"{'' if every else 'first '}{shipped['pairs_scored']} pairs, " +
-                  ("whole clips" if shipped["seconds"] is None else f"first {shipped['seconds']:g} s"))
+        every = shipped_on_everything(shipped, report["heldout_pairs"])
+        subset = pairs_all if every else (f"first {shipped['pairs_scored']} pairs, " + (
+            "whole clips" if shipped["seconds"] is None else f"first {shipped['seconds']:g} s"))
         rows.append(_row(f"shipped ({Path(shipped['model']).name}, {shipped['resolution']} px)",
                          "committed", subset, shipped["summary"], shipped["quality"]))
-        if subset != pairs_all:
+        if not every:
             rows.append(_row("own (full), same pairs as shipped", f"{own['steps']:,} steps", subset,
                              own["on_shipped_pairs"], own.get("quality")))
     for name, v in report["variants"].items():
@@ -521,7 +528,7 @@ def write_report(out: Path, report: dict[str, Any]) -> None:
         "# lipsync demo report", "",
         f"{report['heldout_pairs']} held-out identities, each driven by another held-out clip's speech; own "
         f"model trained {report['train_steps']:,} steps (budget {report['train_steps_budget']:,}) on "
-        f"{report.get('train_threads', report['threads'])} CPU thread(s), the rest on {report['threads']}; load average at the end {report['load_average']}.", "",
+        f"{report['train_threads']} CPU thread(s), the rest on {report['threads']}; load average at the end {report['load_average']}.", "",
         *report_rows(report), "",
         "sync = corr(measured mouth opening, opening the driving audio asks for); leak = corr(measured "
         "opening, the source video's own opening); copy-input = the untouched source scored for sync (chance).",
