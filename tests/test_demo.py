@@ -163,7 +163,7 @@ def test_kept_results_are_reused_only_for_the_same_weights_and_options(tmp_path:
     forget_other_results(results, pipe, InferenceOptions(preset="fast"), 2.0)  # a shorter driving clip
     assert not video.exists()
     video = dubbed()
-    pipe.config["components"]["crop"]["scale"] = 1.5  # same weights, another crop around the face
+    pipe.config["components"]["crop"]["scale"] = 0.8  # same weights, another crop around the face
     forget_other_results(results, pipe, InferenceOptions(preset="fast"), 2.0)
     assert not video.exists()
     video = dubbed()
