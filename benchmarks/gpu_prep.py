@@ -95,14 +95,15 @@ def video(folder: Path, seconds: float = 10.0, size: int = 256) -> Path:
 SHOWCASE_IDENTITIES = 28
 
 
-def showcase_shards(folder: Path) -> Path:
-    """Render the identities and curate them like ``make demo`` (conf/demo.yaml), at 32 px crops."""
+def showcase_shards(folder: Path, identities: int = SHOWCASE_IDENTITIES) -> Path:
+    """Render the first ``identities`` of ``make demo``'s training world (seed 0; the held-out pairs are seed
+    1000) and curate them like ``make demo`` (conf/demo.yaml), at 32 px crops. Runs skip finished videos."""
     from omegaconf import OmegaConf
 
     from lipsync.synth.corpus import render_corpus
 
     corpus = folder / "corpus"
-    render_corpus(corpus, SHOWCASE_IDENTITIES, 8.0, 128, seed=0, workers=2)
+    render_corpus(corpus, identities, 8.0, 128, seed=0, workers=2)
     demo = OmegaConf.load(ROOT / "conf" / "demo.yaml")
     overrides = [o for o in OmegaConf.to_container(demo.prepare_overrides, resolve=False)
                  if not o.startswith(("crop.resolution=", "+encoders="))]
@@ -119,12 +120,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--wheels-only", action="store_true")
     parser.add_argument("--deepspeed", action="store_true", help="also DeepSpeed (trainer=deepspeed), 4.8 MB")
+    parser.add_argument("--showcase-only", metavar="FOLDER", default=None,
+                        help="only the showcase shards, into FOLDER (the CPU stage 4 of models/showcase: "
+                             "--showcase-only outputs/showcase/stage4 --identities 320)")
+    parser.add_argument("--identities", type=int, default=SHOWCASE_IDENTITIES,
+                        help=f"showcase identities (default {SHOWCASE_IDENTITIES}: what fits one device call)")
     args = parser.parse_args()
+    if args.showcase_only:
+        print(f"gpu_prep: showcase shards {showcase_shards(Path(args.showcase_only), args.identities)}")
+        return
     mb = wheels(GPU_DIR / "wheels", args.deepspeed)
     print(f"gpu_prep: {len(list((GPU_DIR / 'wheels').glob('*.whl')))} wheels, {mb:.1f} MB in {GPU_DIR / 'wheels'}")
     if not args.wheels_only:
         print(f"gpu_prep: input video {video(GPU_DIR / 'video')}")
-        print(f"gpu_prep: showcase shards {showcase_shards(GPU_DIR / 'showcase')}")
+        print(f"gpu_prep: showcase shards {showcase_shards(GPU_DIR / 'showcase', args.identities)}")
 
 
 if __name__ == "__main__":

@@ -135,6 +135,21 @@ def test_the_report_table_puts_shipped_own_and_ceilings_in_one_table() -> None:
     assert rows[5] == "| ceiling of a 16 px model | source crop resized | — | — | — | — | 0.750 | 24.06 | 80.0 |"
 
 
+def test_ceilings_scored_early_are_reused_only_for_the_same_framing_and_mask() -> None:
+    """The demo scores the resolution ceilings with the shipped model's crop and mask while its own model
+    trains; they stand for the own model only when it frames and masks the face the same way."""
+    from lipsync.data.masks import AdaptiveMask
+    from lipsync.demo import same_region
+    from lipsync.prepare.crop import CropSpec
+
+    crop = CropSpec(resolution=32, scale=0.8, shift_y=0.15, alpha=0.2)
+    own = (CropSpec(resolution=16, scale=0.8, shift_y=0.15, alpha=0.2), AdaptiveMask())
+    assert same_region((crop, AdaptiveMask()), own)  # the resolution is what a ceiling varies anyway
+    assert not same_region((CropSpec(resolution=32, scale=1.5, shift_y=0.15, alpha=0.2), AdaptiveMask()), own)
+    assert not same_region((crop, AdaptiveMask(pad_bottom=0.3)), own)
+    assert not same_region((crop, AdaptiveMask(points="mouth")), own)
+
+
 def test_kept_results_are_reused_only_for_the_same_weights_and_options(tmp_path: Path) -> None:
     """A dub on disk is kept only when the same network and sampling options made it: more training, a new
     shipped model or another preset in the same output folder re-dub instead of reporting stale videos."""

@@ -285,6 +285,7 @@ class Quality:
         self.scorer = ReconstructionScorer(fid, int(self.cfg.fid_stride))
         self._sources = {v: read_first(v, self.frames) for v in self.videos}
         self._squares: dict[Path, np.ndarray] = {}  # FID's crop squares: the first row's, kept for every row
+        self._real_done = False  # the source side of FID extracted (by whichever row is scored first)
 
     def region(self, video: Path, crop: CropSpec, mask: MaskSpec) -> EditRegion:
         """The model's mask rectangles on ``video``, with the crop squares FID compares on (fixed per video)."""
@@ -293,7 +294,7 @@ class Quality:
         return EditRegion(squares, region.masks)
 
     def _rows(self, outputs: dict[Path, np.ndarray], crop: CropSpec, mask: MaskSpec) -> dict:
-        first = not self._squares
+        first, self._real_done = not self._real_done, True
         rows = [self.scorer(video.stem, generated, self._sources[video], self.region(video, crop, mask), real=first)
                 for video, generated in outputs.items()]
         return summarize_quality(rows, *self.scorer.fid())
@@ -309,6 +310,19 @@ class Quality:
         outputs = {v: resolution_ceiling(self._sources[v], self.region(v, crop, mask), int(resolution))
                    for v in self.videos}
         return self._rows(outputs, crop, mask) | {"resolution": int(resolution)}
+
+    def ceilings(self, crop: CropSpec, mask: MaskSpec) -> dict[str, dict]:
+        """Every ``quality.ceilings`` resolution, for models with this crop framing and mask."""
+        return {str(r): self.ceiling(int(r), crop, mask) for r in self.cfg.ceilings}
+
+
+def same_region(a: tuple[CropSpec, MaskSpec], b: tuple[CropSpec, MaskSpec]) -> bool:
+    """Whether two (crop, mask) pairs frame and mask the face alike (the crop's resolution aside): then a
+    resolution ceiling scored for one holds for the other."""
+    def mask_state(mask: MaskSpec) -> tuple[type, str]:  # masks are plain classes: compare their settings
+        return type(mask), json.dumps(vars(mask), sort_keys=True, default=repr)
+
+    return replace(a[0], resolution=0) == replace(b[0], resolution=0) and mask_state(a[1]) == mask_state(b[1])
 
 
 def _steps(run_dir: Path) -> int:
@@ -370,7 +384,9 @@ def _run_shipped(cfg: DictConfig, model_dir: Path, held: Path, out: Path, qualit
     return {"model": str(model_dir), "guidance": guidance, "pairs_scored": len(jobs), "seconds": seconds,
             "frames": [num_frames(d[3]) for d in done], "resolution": int(pipe.crop.resolution),
             "summary": summarize(scores), "pairs": [asdict(s) for s in scores],
-            "quality": quality.of_results(selfs, pipe), "_done": done}
+            "quality": quality.of_results(selfs, pipe), "_done": done,
+            # the resolution ceilings too, while the own model still trains (they need only crop and mask)
+            "_region": (pipe.crop, pipe.mask), "_ceilings": quality.ceilings(pipe.crop, pipe.mask)}
 
 
 def shipped_on_everything(shipped: dict, heldout_pairs: int) -> bool:
@@ -437,7 +453,12 @@ def run(cfg: DictConfig) -> None:
     selfs = dub(cfg, own_pipe, own_audio_pairs(cfg, held_dir), out / "results" / "self", own["guidance"],
                 quality_seconds(cfg))
     own["quality"] = quality.of_results(selfs, own_pipe)
-    ceilings = {str(r): quality.ceiling(int(r), own_pipe.crop, own_pipe.mask) for r in cfg.quality.ceilings}
+    region = (own_pipe.crop, own_pipe.mask)
+    early = shipped.pop("_ceilings") if shipped is not None else None
+    if early is not None and same_region(shipped.pop("_region"), region):
+        ceilings = early  # scored while the own model trained
+    else:
+        ceilings = quality.ceilings(*region)
     if shipped is not None and not shipped_on_everything(shipped, len(own["pairs"])):
         frames = max(shipped["frames"])  # the own model on exactly the shipped one's pairs and frames
         own["on_shipped_pairs"] = summarize(score(own["_done"][: shipped["pairs_scored"]], max_frames=frames))
