@@ -111,6 +111,7 @@ def test_the_demo_trains_to_a_step_budget_whatever_the_load() -> None:
     cmd = train_command(cfg, Path("shards"), Path("/runs/full"), ["seed=1"])
     assert "trainer.max_steps=1200" in cmd and cmd[-1] == "seed=1"
     assert cfg.train_threads == 1 and "torch_threads=1" in cmd  # one thread: the same model on any machine
+    assert cfg.dub_threads == 1
     assert not any("max_time" in part for part in cmd)
     cfg.train_steps = 0
     with pytest.raises(ValueError, match="train_steps=0"):
@@ -148,6 +149,35 @@ def test_ceilings_scored_early_are_reused_only_for_the_same_framing_and_mask() -
     assert not same_region((CropSpec(resolution=32, scale=1.5, shift_y=0.15, alpha=0.2), AdaptiveMask()), own)
     assert not same_region((crop, AdaptiveMask(pad_bottom=0.3)), own)
     assert not same_region((crop, AdaptiveMask(points="mouth")), own)
+
+
+def test_dubs_run_on_dub_threads_and_restore_the_process_count(tmp_path: Path, monkeypatch) -> None:
+    """Every dub runs on ``dub_threads`` torch threads (1 is faster than 2 with passive waiting on this
+    machine's model sizes), and the process's own count comes back afterwards."""
+    import torch
+    from omegaconf import OmegaConf
+
+    from lipsync import demo
+
+    seen = []
+
+    class Pipe:
+        net, config = torch.nn.Linear(2, 2), {"crop": 16}
+
+        def __call__(self, a, wav, result, options):
+            seen.append(torch.get_num_threads())
+            Path(result).write_bytes(b"")
+
+    monkeypatch.setattr(demo, "driving_wav", lambda b, folder, seconds=None: folder / f"{b.stem}.wav")
+    cfg = OmegaConf.create({"infer": {"preset": "fast", "seed": 0, "progress": False}, "dub_threads": 1})
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        done = demo.dub(cfg, Pipe(), [(tmp_path / "a.mp4", tmp_path / "b.mp4")] * 2, tmp_path / "r", 2.0)
+        assert seen == [1] and torch.get_num_threads() == 2  # the second job's result was on disk already
+        assert [d[3].name for d in done] == ["a__b.mp4", "a__b.mp4"]
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_kept_results_are_reused_only_for_the_same_weights_and_options(tmp_path: Path) -> None:
