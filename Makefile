@@ -6,7 +6,7 @@ DEBIAN_PACKAGES := espeak-ng chromium chromium-driver
 PYTEST_FAST := -m "not slow and not weights and not gpu"
 
 .DEFAULT_GOAL := help
-.PHONY: help venv system-deps assets test test-slow demo bench bench-sync eval app clean gpu-prep gpu-wheels gpu-check
+.PHONY: help venv system-deps assets test test-slow demo bench bench-sync eval app clean gpu-prep gpu-wheels gpu-check showcase-data
 
 help: ## show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -54,6 +54,9 @@ eval: venv ## inference + every paper metric: make eval DATA=dir CKPT=path
 
 gpu-prep: venv ## wheels + a 10 s input video for a GPU machine without network (.gpu/, git-ignored)
 	$(PY) benchmarks/gpu_prep.py
+
+showcase-data: venv ## the showcase model's stage-4 training shards (320 identities, outputs/showcase/stage4, ~6 min)
+	$(PY) benchmarks/gpu_prep.py --showcase-only outputs/showcase/stage4 --identities 320
 
 gpu-wheels: venv ## only the wheels part of gpu-prep (.gpu/wheels, manylinux x86_64 CPython 3.12, < 60 MB)
 	$(PY) benchmarks/gpu_prep.py --wheels-only
