@@ -72,7 +72,9 @@ def main(argv: list[str] | None = None) -> dict:
     jobs = demo.pairs(held)[: args.pairs]
     done = demo.dub(cfg, pipe, jobs, results, guidance, args.seconds)
     scores = demo.score(done)
-    report = {"model": str(args.model), "preset": args.preset, "guidance": guidance,
+    named = Path(args.model).resolve()
+    named = named.relative_to(ROOT) if named.is_relative_to(ROOT) else named  # no machine path in the results
+    report = {"model": str(named), "preset": args.preset, "guidance": guidance,
               "pairs": [asdict(s) for s in scores], "summary": demo.summarize(scores),
               "seconds": args.seconds, "resolution": int(pipe.crop.resolution)}
     if args.quality:

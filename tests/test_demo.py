@@ -60,7 +60,7 @@ def test_bench_sync_command_runs_every_stage_and_resumes(tmp_path: Path) -> None
     assert list(variants) == ["full", "full_no_guidance", "lips_mask"]
     assert variants["full_no_guidance"]["trained_as"] == "full" and variants["full_no_guidance"]["guidance"] == 1.0
     assert variants["full_no_guidance"]["steps"] == variants["full"]["steps"] == 3  # the step budget, exactly
-    assert report["train_threads"] == 1
+    assert report["train_threads"] == 1 and report["dub_threads"] == 1
     # the shipped model: on every pair and whole clips under bench-sync, scored like the own model
     shipped = report["shipped"]
     assert shipped["pairs_scored"] == 2 and shipped["seconds"] is None and shipped["resolution"] == 32
@@ -140,8 +140,11 @@ def test_ceilings_scored_early_are_reused_only_for_the_same_framing_and_mask() -
     """The demo scores the resolution ceilings with the shipped model's crop and mask while its own model
     trains; they stand for the own model only when it frames and masks the face the same way."""
     from lipsync.data.masks import AdaptiveMask
-    from lipsync.demo import same_region
+    from lipsync.demo import Quality, region_key
     from lipsync.prepare.crop import CropSpec
+
+    def same_region(a, b) -> bool:
+        return region_key(*a) == region_key(*b)
 
     crop = CropSpec(resolution=32, scale=0.8, shift_y=0.15, alpha=0.2)
     own = (CropSpec(resolution=16, scale=0.8, shift_y=0.15, alpha=0.2), AdaptiveMask())
@@ -149,6 +152,17 @@ def test_ceilings_scored_early_are_reused_only_for_the_same_framing_and_mask() -
     assert not same_region((CropSpec(resolution=32, scale=1.5, shift_y=0.15, alpha=0.2), AdaptiveMask()), own)
     assert not same_region((crop, AdaptiveMask(pad_bottom=0.3)), own)
     assert not same_region((crop, AdaptiveMask(points="mouth")), own)
+
+    # Quality.ceilings scores each framing once: the own model's call after the shipped one's is free.
+    from omegaconf import OmegaConf
+
+    quality = Quality.__new__(Quality)
+    quality.cfg, quality._ceilings, scored = OmegaConf.create({"ceilings": [16, 32]}), {}, []
+    quality.ceiling = lambda r, c, m: scored.append((r, c.scale)) or {"resolution": r}
+    first = quality.ceilings(crop, AdaptiveMask())
+    assert quality.ceilings(*own) is first and scored == [(16, 0.8), (32, 0.8)]
+    quality.ceilings(own[0], AdaptiveMask(pad_bottom=0.3))
+    assert scored[2:] == [(16, 0.8), (32, 0.8)]  # another mask: scored again
 
 
 def test_dubs_run_on_dub_threads_and_restore_the_process_count(tmp_path: Path, monkeypatch) -> None:

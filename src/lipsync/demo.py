@@ -53,6 +53,7 @@ from lipsync.evaluate.reconstruction import summarize as summarize_quality
 from lipsync.infer.convert import convert
 from lipsync.infer.pipeline import LipSyncPipeline, options_from_mapping
 from lipsync.media import MODEL_FPS
+from lipsync.models.weights import state_dict_sha256
 from lipsync.models.whisper_convert import ensure_whisper_tiny_en
 from lipsync.prepare.crop import CropSpec
 from lipsync.prepare.preview import preview
@@ -214,18 +215,15 @@ def forget_other_results(results: Path, pipe: LipSyncPipeline, opts: Any, second
     defaults) and the options): a result on disk is reused only when
     it is what this call would write (after more training steps, a new shipped model, or ``make bench-sync``'s
     paper preset in the folder of a ``make demo`` run)."""
-    digest = hashlib.sha1()
-    for name, tensor in sorted(pipe.net.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     options = {k: v for k, v in asdict(opts).items() if k != "progress"} | {"seconds": seconds, "config": pipe.config}
-    digest.update(json.dumps(options, sort_keys=True, default=str).encode())
+    made_by = hashlib.sha256((state_dict_sha256(pipe.net) + json.dumps(options, sort_keys=True, default=str))
+                             .encode()).hexdigest()
     stamp = results / ".made_by"
-    if results.exists() and not (stamp.exists() and stamp.read_text() == digest.hexdigest()):
+    if results.exists() and not (stamp.exists() and stamp.read_text() == made_by):
         for old in results.glob("*.mp4"):
             old.unlink()
     results.mkdir(parents=True, exist_ok=True)
-    stamp.write_text(digest.hexdigest())
+    stamp.write_text(made_by)
 
 
 def score(done: list[tuple], max_frames: int | None = None) -> list[PairScore]:
@@ -288,6 +286,7 @@ class Quality:
         self._sources = {v: read_first(v, self.frames) for v in self.videos}
         self._squares: dict[Path, np.ndarray] = {}  # FID's crop squares: the first row's, kept for every row
         self._real_done = False  # the source side of FID extracted (by whichever row is scored first)
+        self._ceilings: dict[tuple, dict[str, dict]] = {}  # per region_key
 
     def region(self, video: Path, crop: CropSpec, mask: MaskSpec) -> EditRegion:
         """The model's mask rectangles on ``video``, with the crop squares FID compares on (fixed per video)."""
@@ -314,17 +313,19 @@ class Quality:
         return self._rows(outputs, crop, mask) | {"resolution": int(resolution)}
 
     def ceilings(self, crop: CropSpec, mask: MaskSpec) -> dict[str, dict]:
-        """Every ``quality.ceilings`` resolution, for models with this crop framing and mask."""
-        return {str(r): self.ceiling(int(r), crop, mask) for r in self.cfg.ceilings}
+        """Every ``quality.ceilings`` resolution for models with this crop framing and mask. Kept per
+        :func:`region_key`: the demo scores them with the shipped model's framing while its own model trains,
+        and the own model's call reuses them when it frames and masks the face alike."""
+        key = region_key(crop, mask)
+        if key not in self._ceilings:
+            self._ceilings[key] = {str(r): self.ceiling(int(r), crop, mask) for r in self.cfg.ceilings}
+        return self._ceilings[key]
 
 
-def same_region(a: tuple[CropSpec, MaskSpec], b: tuple[CropSpec, MaskSpec]) -> bool:
-    """Whether two (crop, mask) pairs frame and mask the face alike (the crop's resolution aside): then a
-    resolution ceiling scored for one holds for the other."""
-    def mask_state(mask: MaskSpec) -> tuple[type, str]:  # masks are plain classes: compare their settings
-        return type(mask), json.dumps(vars(mask), sort_keys=True, default=repr)
-
-    return replace(a[0], resolution=0) == replace(b[0], resolution=0) and mask_state(a[1]) == mask_state(b[1])
+def region_key(crop: CropSpec, mask: MaskSpec) -> tuple:
+    """What a resolution ceiling depends on: the crop's framing (its resolution aside, which a ceiling sets)
+    and the mask's class and settings (masks are plain classes, compared by their attributes)."""
+    return replace(crop, resolution=0), type(mask), json.dumps(vars(mask), sort_keys=True, default=repr)
 
 
 def _steps(run_dir: Path) -> int:
@@ -383,12 +384,11 @@ def _run_shipped(cfg: DictConfig, model_dir: Path, held: Path, out: Path, qualit
     done = dub(cfg, pipe, jobs, out / "shipped" / "results", guidance, seconds)
     scores = score(done)
     selfs = dub(cfg, pipe, own_audio_pairs(cfg, held), out / "shipped" / "self", guidance, quality_seconds(cfg))
+    quality.ceilings(pipe.crop, pipe.mask)  # while the own model still trains: they need only crop and mask
     return {"model": str(model_dir), "guidance": guidance, "pairs_scored": len(jobs), "seconds": seconds,
             "frames": [num_frames(d[3]) for d in done], "resolution": int(pipe.crop.resolution),
             "summary": summarize(scores), "pairs": [asdict(s) for s in scores],
-            "quality": quality.of_results(selfs, pipe), "_done": done,
-            # the resolution ceilings too, while the own model still trains (they need only crop and mask)
-            "_region": (pipe.crop, pipe.mask), "_ceilings": quality.ceilings(pipe.crop, pipe.mask)}
+            "quality": quality.of_results(selfs, pipe), "_done": done}
 
 
 def shipped_on_everything(shipped: dict, heldout_pairs: int) -> bool:
@@ -455,12 +455,7 @@ def run(cfg: DictConfig) -> None:
     selfs = dub(cfg, own_pipe, own_audio_pairs(cfg, held_dir), out / "results" / "self", own["guidance"],
                 quality_seconds(cfg))
     own["quality"] = quality.of_results(selfs, own_pipe)
-    region = (own_pipe.crop, own_pipe.mask)
-    early = shipped.pop("_ceilings") if shipped is not None else None
-    if early is not None and same_region(shipped.pop("_region"), region):
-        ceilings = early  # scored while the own model trained
-    else:
-        ceilings = quality.ceilings(*region)
+    ceilings = quality.ceilings(own_pipe.crop, own_pipe.mask)  # scored early when the shipped model frames alike
     if shipped is not None and not shipped_on_everything(shipped, len(own["pairs"])):
         frames = max(shipped["frames"])  # the own model on exactly the shipped one's pairs and frames
         own["on_shipped_pairs"] = summarize(score(own["_done"][: shipped["pairs_scored"]], max_frames=frames))
@@ -477,6 +472,7 @@ def run(cfg: DictConfig) -> None:
               "ceilings": ceilings, "quality_seconds": quality_seconds(cfg),
               "quality_identities": len(quality.videos), "files": files,
               "threads": torch.get_num_threads(), "train_threads": int(cfg.train_threads),
+              "dub_threads": int(cfg.dub_threads),
               "load_average": [round(x, 2) for x in os.getloadavg()],
               "stage_minutes": clock.minutes(), "wall_minutes": clock.total_minutes()}
     write_report(out, report)
@@ -551,7 +547,7 @@ def write_report(out: Path, report: dict[str, Any]) -> None:
         "# lipsync demo report", "",
         f"{report['heldout_pairs']} held-out identities, each driven by another held-out clip's speech; own "
         f"model trained {report['train_steps']:,} steps (budget {report['train_steps_budget']:,}) on "
-        f"{report['train_threads']} CPU thread(s), the rest on {report['threads']}; load average at the end {report['load_average']}.", "",
+        f"{report['train_threads']} CPU thread(s), dubs on {report['dub_threads']}, scoring on {report['threads']}; load average at the end {report['load_average']}.", "",
         *report_rows(report), "",
         "sync = corr(measured mouth opening, opening the driving audio asks for); leak = corr(measured "
         "opening, the source video's own opening); copy-input = the untouched source scored for sync (chance).",

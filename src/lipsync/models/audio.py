@@ -27,6 +27,7 @@ from whisper.audio import HOP_LENGTH, N_SAMPLES, SAMPLE_RATE, log_mel_spectrogra
 from whisper.model import AudioEncoder, ModelDimensions
 
 from lipsync.media import MODEL_FPS, atomic_path, read_audio
+from lipsync.models.weights import state_dict_sha256
 from lipsync.models.whisper_convert import ensure_whisper_tiny_en
 
 SAMPLES_PER_STEP = 2 * HOP_LENGTH  # 320: mel hop 160, then conv2 stride 2
@@ -107,11 +108,7 @@ class WhisperAudioEncoder(nn.Module):
 
     def weights_sha256(self) -> str:
         """SHA-256 over the encoder's tensors (sorted names, float32 bytes): the identity of its weights."""
-        digest = hashlib.sha256()
-        for name, tensor in sorted(self.encoder.state_dict().items()):
-            digest.update(name.encode())
-            digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
-        return digest.hexdigest()
+        return state_dict_sha256(self.encoder)
 
     @property
     def dim(self) -> int:

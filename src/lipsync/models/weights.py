@@ -8,8 +8,13 @@ When the file is absent the metric is reported as
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 
 class MissingWeights(FileNotFoundError):
@@ -26,3 +31,14 @@ def require_file(path: str | os.PathLike | None, config_key: str, what: str) -> 
     if path is None or str(path) == "" or not Path(path).is_file():
         raise MissingWeights(path if path else "<unset>", config_key, what)
     return Path(path)
+
+
+def state_dict_sha256(module: "torch.nn.Module") -> str:
+    """SHA-256 over a module's tensors (sorted names, float32 bytes): the identity of its weights."""
+    import torch
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return digest.hexdigest()
