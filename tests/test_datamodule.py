@@ -77,6 +77,25 @@ def test_reference_comes_from_the_same_source_video(shard_dir: str, encoder) -> 
     assert all(o["ref_frames"] == item["ref_frames"] for o in others if o["video_id"] == item["video_id"])
 
 
+def test_a_steady_masks_reference_has_the_segments_box_size(shard_dir: str) -> None:
+    # At inference the reference frame is masked with its video's steady box; training does the same.
+    mask = AdaptiveMask(size="steady")
+    data = LipSyncClips(shard_dir, num_frames=8, mask=mask)
+    item = dict(StreamingDataset(shard_dir)[0])
+    item["audio_feats"] = np.zeros((200, 4), np.float32)
+    layout, lm, refs = shards.layout_of(item), np.asarray(item["landmarks"]), np.asarray(item["ref_landmarks"])
+    differs = 0
+    for seed in range(6):
+        sample = data.sample(item, np.random.default_rng(seed))
+        rng = np.random.default_rng(seed)  # the draws sample() makes: window start, then reference index
+        rng.integers(0, shards.num_frames(item) - 8 + 1)
+        j = int(rng.integers(0, len(item["ref_offsets"]) - 1))
+        expected = mask(refs[j:j + 1], layout, 64, 64, size_from=lm)[0]
+        np.testing.assert_array_equal(sample[B.REF_MASK].numpy(), expected)
+        differs += not np.array_equal(expected, mask(refs[j:j + 1], layout, 64, 64)[0])
+    assert differs > 0  # sized by its own frame alone, some reference masks would be smaller
+
+
 def test_missing_encoder_and_mask_mismatch_are_clear_errors(shard_dir: str) -> None:
     item = StreamingDataset(shard_dir)[0]
     with pytest.raises(ValueError, match="data.audio_encoder"):

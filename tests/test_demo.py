@@ -21,7 +21,8 @@ SMOKE = [
     "corpus.train_videos=2", "corpus.heldout_videos=2", "corpus.seconds=4.4", "corpus.workers=1",
     "train_steps=3", 'train_overrides=["data.batch_size=2","trainer.log_every_n_steps=1"]', "infer.num_steps=1", "infer.progress=false",
     "quality.seconds=0.8", "quality.fid_stride=10",  # 20 frames a video, 2 of them into FID
-    "~variants.no_cfg", "~variants.no_audio", "~variants.full_seed1",  # keep full, full_no_guidance, lips_mask
+    "~variants.no_cfg", "~variants.no_audio", "~variants.full_seed1", "~variants.lips_mask",
+    # keep full, full_no_guidance and steady_mask (its box sized per clip in training, per video when dubbing)
 ]
 
 
@@ -57,7 +58,7 @@ def test_bench_sync_command_runs_every_stage_and_resumes(tmp_path: Path) -> None
 
     report = json.loads((out / "report.json").read_text())
     variants = report["variants"]
-    assert list(variants) == ["full", "full_no_guidance", "lips_mask"]
+    assert list(variants) == ["full", "full_no_guidance", "steady_mask"]
     assert variants["full_no_guidance"]["trained_as"] == "full" and variants["full_no_guidance"]["guidance"] == 1.0
     assert variants["full_no_guidance"]["steps"] == variants["full"]["steps"] == 3  # the step budget, exactly
     assert report["train_threads"] == 1 and report["dub_threads"] == 1
@@ -72,7 +73,10 @@ def test_bench_sync_command_runs_every_stage_and_resumes(tmp_path: Path) -> None
     ceilings = report["ceilings"]
     assert set(ceilings) == {"16", "32"} and ceilings["32"]["ssim"] > ceilings["16"]["ssim"]
     assert ceilings["32"]["psnr"] > ceilings["16"]["psnr"]
-    assert variants["lips_mask"]["overrides"] == ["mask=lips"] and variants["lips_mask"]["steps"] > 0
+    assert variants["steady_mask"]["overrides"] == ["mask=steady"] and variants["steady_mask"]["steps"] > 0
+    steady = json.loads((out / "runs" / "steady_mask" / "model" / "config.json").read_text())["components"]["mask"]
+    own_mask = json.loads((out / "model" / "config.json").read_text())["components"]["mask"]
+    assert steady["size"] == "steady" and own_mask["size"] == "frame"
     assert not (out / "runs" / "full_no_guidance" / "checkpoints").exists()  # sampled, never trained
     for v in variants.values():
         assert len(v["pairs"]) == 2 and all(-1 <= p["sync"] <= 1 and -1 <= p["leak"] <= 1 for p in v["pairs"])
@@ -134,6 +138,15 @@ def test_the_report_table_puts_shipped_own_and_ceilings_in_one_table() -> None:
     assert rows[3].startswith("| own (full), same pairs as shipped | 1,200 steps | first 2 pairs, first 4 s |")
     assert rows[4].startswith("| own (full), CFG 2 | 1,200 steps | 4 pairs, whole clips | 0.71 ± 0.05 |")
     assert rows[5] == "| ceiling of a 16 px model | source crop resized | — | — | — | — | 0.750 | 24.06 | 80.0 |"
+    assert len(rows) == 6
+    # The shipped model masks the face otherwise (a steady box): its numbers get their own ceiling, named.
+    report["shipped"]["ceilings"] = {"16": {"ssim": 0.78, "psnr": 23.6, "fid": 70.0}}
+    rows = report_rows(report)
+    assert rows[5] == ("| ceiling of a 16 px model, shipped model's mask | source crop resized | — | — | — | — | "
+                       "0.780 | 23.60 | 70.0 |")
+    assert rows[6].startswith("| ceiling of a 16 px model, own model's mask | source crop resized |")
+    report["shipped"]["ceilings"] = report["ceilings"]  # the same rectangle: one set of ceilings, unnamed
+    assert len(report_rows(report)) == 6
 
 
 def test_ceilings_scored_early_are_reused_only_for_the_same_framing_and_mask() -> None:

@@ -97,7 +97,54 @@ def test_lips_mask_is_inside_the_adaptive_mask_and_fixed_ignores_landmarks() -> 
         FixedMask((0.5, 0.5, 0.4, 1.0))
 
 
-@pytest.mark.parametrize("name", ["adaptive", "unsmoothed", "lips", "fixed"])
+def talking_face_landmarks(openings: np.ndarray, seed: int = 0) -> np.ndarray:
+    """iBUG-68 landmarks (in pixels of a 32 px crop) of one synthetic identity at the given mouth openings."""
+    from lipsync.synth.render import face_landmarks, sample_identity
+
+    ident = sample_identity(np.random.default_rng(seed))
+    return np.stack([face_landmarks(ident, float(o)) for o in openings]) * 12.0 + 16.0
+
+
+def test_a_per_frame_box_tells_the_opening_and_a_steady_box_does_not() -> None:
+    # The synthetic jaw drops with the mouth (as a real one does): the per-frame box's bottom edge follows
+    # the opening, so the mask alone hands the network the source mouth. The steady box keeps each frame's
+    # top edge and centre but one size, the sequence's largest, so it still covers every lower-face point.
+    openings = np.abs(np.sin(np.linspace(0, 6, 40)))
+    lm = talking_face_landmarks(openings)
+    per_frame = AdaptiveMask(alpha=1.0).boxes(lm, IBUG_68, 32, 32)
+    steady = AdaptiveMask(alpha=1.0, size="steady").boxes(lm, IBUG_68, 32, 32)
+    assert np.corrcoef(per_frame[:, 3], openings)[0, 1] > 0.99
+    assert np.ptp(per_frame[:, 3]) > 2.0  # pixels of a 32 px crop: a cue a network reads easily
+    heights, widths = steady[:, 3] - steady[:, 1], steady[:, 2] - steady[:, 0]
+    assert np.ptp(heights) < 1e-4 and np.ptp(widths) < 1e-4
+    np.testing.assert_allclose(heights[0], (per_frame[:, 3] - per_frame[:, 1]).max(), rtol=1e-5)
+    np.testing.assert_allclose(steady[:, 0] + steady[:, 2], per_frame[:, 0] + per_frame[:, 2], atol=1e-4)
+    # The head is still, and the top edge is the nose base's less a padding of the steady height: no edge
+    # moves with the mouth, not even by the fraction of a pixel that flips a row of the rendered mask.
+    assert np.ptp(steady[:, 1]) < 1e-4 and np.ptp(steady[:, 3]) < 1e-4
+    assert np.ptp(per_frame[:, 1]) > 0.1  # a per-frame box's top edge moves too (padding grows with it)
+    idx = np.union1d(IBUG_68.mouth_idx, IBUG_68.lower_face_idx)
+    assert (lm[:, idx, 1] <= steady[:, 3:4]).all() and (lm[:, idx, 0] >= steady[:, 0:1]).all()
+
+
+def test_a_steady_box_is_sized_by_its_sequence() -> None:
+    # The reference frame of a training sample is masked with its video's box size, as at inference.
+    lm = talking_face_landmarks(np.linspace(0, 1, 9))
+    mask = AdaptiveMask(alpha=1.0, size="steady")
+    whole = mask.boxes(lm, IBUG_68, 32, 32)
+    np.testing.assert_allclose(mask.boxes(lm[2:3], IBUG_68, 32, 32, size_from=lm)[0], whole[2], rtol=1e-6)
+    alone = mask.boxes(lm[2:3], IBUG_68, 32, 32)[0]
+    assert alone[3] < whole[2, 3] - 1.0  # sized by a nearly closed mouth alone, it would be too short
+    median = AdaptiveMask(alpha=1.0, size="steady", size_quantile=0.5).boxes(lm, IBUG_68, 32, 32)
+    assert median[0, 3] - median[0, 1] < whole[0, 3] - whole[0, 1]
+    assert "steady" in repr(mask) and "steady" not in repr(AdaptiveMask())  # shards' cached-latent check
+    with pytest.raises(ValueError, match="size"):
+        AdaptiveMask(size="clip")
+    with pytest.raises(ValueError, match="size_quantile"):
+        AdaptiveMask(size="steady", size_quantile=1.5)
+
+
+@pytest.mark.parametrize("name", ["adaptive", "unsmoothed", "lips", "fixed", "steady"])
 def test_every_mask_config_instantiates_and_renders(name: str) -> None:
     with initialize_config_dir(config_dir=str(config_dir() / "mask"), version_base="1.3"):
         mask = instantiate(compose(config_name=name))
@@ -106,7 +153,9 @@ def test_every_mask_config_instantiates_and_renders(name: str) -> None:
     masks = mask(lm, MEDIAPIPE_478, 256, 256)
     assert masks.shape == (5, 1, 256, 256) and (masks.reshape(5, -1).sum(1) > 0).all()
     expected = {"adaptive": (AdaptiveMask, 0.5), "unsmoothed": (AdaptiveMask, 1.0), "lips": (AdaptiveMask, 0.5),
-                "fixed": (FixedMask, None)}[name]
+                "fixed": (FixedMask, None), "steady": (AdaptiveMask, 0.5)}[name]
     assert isinstance(mask, expected[0]) and getattr(mask, "alpha", None) == expected[1]
     if name == "lips":
         assert mask.points == "mouth"
+    if name == "steady":
+        assert mask.size == "steady" and mask.size_quantile == 1.0

@@ -384,8 +384,9 @@ def _run_shipped(cfg: DictConfig, model_dir: Path, held: Path, out: Path, qualit
     done = dub(cfg, pipe, jobs, out / "shipped" / "results", guidance, seconds)
     scores = score(done)
     selfs = dub(cfg, pipe, own_audio_pairs(cfg, held), out / "shipped" / "self", guidance, quality_seconds(cfg))
-    quality.ceilings(pipe.crop, pipe.mask)  # while the own model still trains: they need only crop and mask
+    ceilings = quality.ceilings(pipe.crop, pipe.mask)  # while the own model trains: they need only crop and mask
     return {"model": str(model_dir), "guidance": guidance, "pairs_scored": len(jobs), "seconds": seconds,
+            "mask": repr(pipe.mask), "ceilings": ceilings,
             "frames": [num_frames(d[3]) for d in done], "resolution": int(pipe.crop.resolution),
             "summary": summarize(scores), "pairs": [asdict(s) for s in scores],
             "quality": quality.of_results(selfs, pipe), "_done": done}
@@ -455,6 +456,7 @@ def run(cfg: DictConfig) -> None:
     selfs = dub(cfg, own_pipe, own_audio_pairs(cfg, held_dir), out / "results" / "self", own["guidance"],
                 quality_seconds(cfg))
     own["quality"] = quality.of_results(selfs, own_pipe)
+    own["mask"] = repr(own_pipe.mask)
     ceilings = quality.ceilings(own_pipe.crop, own_pipe.mask)  # scored early when the shipped model frames alike
     if shipped is not None and not shipped_on_everything(shipped, len(own["pairs"])):
         frames = max(shipped["frames"])  # the own model on exactly the shipped one's pairs and frames
@@ -533,8 +535,13 @@ def report_rows(report: dict[str, Any]) -> list[str]:
         trained = f"{v['steps']:,} steps" + ("" if v["trained_as"] == name else f" (as {v['trained_as']})")
         label = "own (full)" if name == "full" else name
         rows.append(_row(f"{label}, CFG {v['guidance']:g}", trained, pairs_all, v["summary"], v.get("quality")))
-    for r, q in report["ceilings"].items():
-        rows.append(_row(f"ceiling of a {r} px model", "source crop resized", "—", None, q))
+    # A ceiling is scored in a model's own mask rectangle; when the shipped model masks (or frames) the face
+    # otherwise than the own model, each gets its own ceiling rows, named.
+    apart = bool(shipped) and shipped.get("ceilings", report["ceilings"]) != report["ceilings"]
+    for whose, ceilings in ([("shipped", shipped["ceilings"])] if apart else []) + [("own", report["ceilings"])]:
+        for r, q in ceilings.items():
+            label = f"ceiling of a {r} px model" + (f", {whose} model's mask" if apart else "")
+            rows.append(_row(label, "source crop resized", "—", None, q))
     return rows
 
 

@@ -86,7 +86,8 @@ class LipSyncClips(StreamingDataset):
         mask = torch.from_numpy(self.mask(np.asarray(item["landmarks"]), layout, h, w)[start:start + t])
         j = int(rng.integers(0, len(item["ref_offsets"]) - 1))
         ref = _to_tensor(shards.decode_jpegs(item["ref_frames"], item["ref_offsets"], [j]))[0]
-        ref_mask = torch.from_numpy(self.mask(np.asarray(item["ref_landmarks"])[j:j + 1], layout, h, w)[0])
+        ref_mask = torch.from_numpy(self.mask(np.asarray(item["ref_landmarks"])[j:j + 1], layout, h, w,
+                                              size_from=np.asarray(item["landmarks"]))[0])
         vid, clip, first = item["key"].split("/")
         sample = {B.VIDEO: video, B.MASK: mask, B.MASKED_VIDEO: video * (1 - mask), B.REF: ref, B.REF_MASK: ref_mask,
                   B.AUDIO_FEATS: self.audio_windows(item, start), B.KEY: f"{vid}/{clip}/{int(first) + start:06d}"}

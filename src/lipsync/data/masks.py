@@ -5,6 +5,10 @@ new mask variant needs no re-curation. Variants are sibling classes picked by ``
 
 - ``adaptive`` (default): :class:`AdaptiveMask` over the lips and the lower-face muscles (nose base to
   below the chin, cheek to cheek) plus padding, coordinates smoothed over time;
+- ``steady``: the same rectangle with ``size: steady``: it follows the head but keeps one width and
+  height per sequence (the widest opening's), so its bottom edge no longer drops with the chin as the
+  mouth opens (a per-frame box hands the network the mouth opening of the *source* video, whatever the
+  audio says: motion leakage through the mask itself);
 - ``unsmoothed``: the same rectangle with ``alpha = 1`` (no temporal smoothing);
 - ``lips``: a small rectangle over the lips only (``points: mouth``), for the leakage benchmark;
 - ``fixed``: :class:`FixedMask`, one large rectangle in crop coordinates (the "w/o Mask" ablation).
@@ -121,15 +125,22 @@ def render_masks(boxes: np.ndarray, height: int, width: int) -> np.ndarray:
 
 
 class MaskSpec(ABC):
-    """A mask variant: landmarks of consecutive frames -> one rectangle per frame."""
+    """A mask variant: landmarks of consecutive frames -> one rectangle per frame.
+
+    ``size_from`` (optional, (M, K, 2)) are the landmarks of the sequence the frames belong to, for
+    variants whose rectangle size is a property of the whole sequence (``AdaptiveMask(size="steady")``):
+    a training sample's reference frame is masked with its video's rectangle size, as at inference.
+    """
 
     @abstractmethod
-    def boxes(self, landmarks: np.ndarray, layout: LandmarkLayout, height: int, width: int) -> np.ndarray:
+    def boxes(self, landmarks: np.ndarray, layout: LandmarkLayout, height: int, width: int,
+              size_from: np.ndarray | None = None) -> np.ndarray:
         """(N, 4) mask rectangles for landmarks (N, K, 2) of an image of ``height x width`` pixels."""
 
-    def __call__(self, landmarks: np.ndarray, layout: LandmarkLayout, height: int, width: int) -> np.ndarray:
+    def __call__(self, landmarks: np.ndarray, layout: LandmarkLayout, height: int, width: int,
+                 size_from: np.ndarray | None = None) -> np.ndarray:
         """(N, 1, height, width) float32 masks of consecutive frames."""
-        return render_masks(self.boxes(landmarks, layout, height, width), height, width)
+        return render_masks(self.boxes(landmarks, layout, height, width, size_from), height, width)
 
 
 class AdaptiveMask(MaskSpec):
@@ -143,16 +154,29 @@ class AdaptiveMask(MaskSpec):
         pad_bottom: padding below the chin, fraction of its height.
         max_gap: face-less frames filled from context (longer gaps are an error at render time).
         points: "lower_face" (lips, nose base, chin, cheeks) or "mouth" (lips only: the small mask).
+        size: "frame" (each frame's own padded box, the paper's) or "steady": each frame keeps its box's
+            top edge (the nose base, which the jaw does not move) and horizontal centre, but the width and
+            height are the ``size_quantile`` of the padded boxes over the sequence. The jaw drops as the
+            mouth opens, so a per-frame box grows with the opening and its edge tells the network how far
+            the *source* mouth is open; a steady box covers the widest opening and tells it nothing.
+        size_quantile: which quantile of the sequence's widths and heights a steady box takes (1 = the
+            largest: the chin stays inside the mask at the widest opening).
     """
 
     def __init__(self, alpha: float = 0.5, pad_x: float = 0.1, pad_top: float = 0.05, pad_bottom: float = 0.15,
-                 max_gap: int = 8, points: Literal["lower_face", "mouth"] = "lower_face") -> None:
+                 max_gap: int = 8, points: Literal["lower_face", "mouth"] = "lower_face",
+                 size: Literal["frame", "steady"] = "frame", size_quantile: float = 1.0) -> None:
         if not 0.0 < alpha <= 1.0:
             raise ValueError(f"mask alpha must be in (0, 1], got {alpha}")
         if points not in ("lower_face", "mouth"):
             raise ValueError(f"mask points must be 'lower_face' or 'mouth', got {points!r}")
+        if size not in ("frame", "steady"):
+            raise ValueError(f"mask size must be 'frame' or 'steady', got {size!r}")
+        if not 0.0 <= size_quantile <= 1.0:
+            raise ValueError(f"mask size_quantile must be in [0, 1], got {size_quantile}")
         self.alpha, self.max_gap, self.points = alpha, max_gap, points
         self.pad_x, self.pad_top, self.pad_bottom = pad_x, pad_top, pad_bottom
+        self.size, self.size_quantile = size, size_quantile
 
     def point_indices(self, layout: LandmarkLayout) -> np.ndarray:
         """The landmark indices whose bounding box is the unpadded rectangle."""
@@ -160,14 +184,31 @@ class AdaptiveMask(MaskSpec):
             return layout.mouth_idx
         return np.union1d(layout.mouth_idx, layout.lower_face_idx)
 
-    def boxes(self, landmarks: np.ndarray, layout: LandmarkLayout, height: int, width: int) -> np.ndarray:
-        raw = landmark_boxes(landmarks, self.point_indices(layout))
-        filled, _ = fill_gaps(raw, self.max_gap)
-        return smooth_boxes(pad_boxes(filled, self.pad_x, self.pad_top, self.pad_bottom), self.alpha)
+    def raw(self, landmarks: np.ndarray, layout: LandmarkLayout) -> np.ndarray:
+        """(N, 4) per-frame boxes of the landmark points, short face-less gaps filled, unpadded."""
+        return fill_gaps(landmark_boxes(landmarks, self.point_indices(layout)), self.max_gap)[0]
+
+    def boxes(self, landmarks: np.ndarray, layout: LandmarkLayout, height: int, width: int,
+              size_from: np.ndarray | None = None) -> np.ndarray:
+        raw = self.raw(landmarks, layout)
+        if self.size == "frame":
+            return smooth_boxes(pad_boxes(raw, self.pad_x, self.pad_top, self.pad_bottom), self.alpha)
+        sizes = raw if size_from is None else self.raw(size_from, layout)
+        sizes = sizes[~np.isnan(sizes).any(axis=1)]
+        if not len(sizes):  # nothing to size by: NaN boxes, refused at render time like the per-frame ones
+            return raw
+        w = float(np.quantile(sizes[:, 2] - sizes[:, 0], self.size_quantile))
+        h = float(np.quantile(sizes[:, 3] - sizes[:, 1], self.size_quantile))
+        # Anchors that the jaw does not move: the top edge (nose base) and the horizontal centre.
+        anchors = smooth_boxes(np.stack([(raw[:, 0] + raw[:, 2]) / 2, raw[:, 1]] * 2, axis=1), self.alpha)
+        cx, top = anchors[:, 0], anchors[:, 1]
+        steady = np.stack([cx - w / 2, top, cx + w / 2, top + h], axis=1)
+        return pad_boxes(steady, self.pad_x, self.pad_top, self.pad_bottom).astype(np.float32)
 
     def __repr__(self) -> str:
+        steady = f", size='steady', size_quantile={self.size_quantile}" if self.size == "steady" else ""
         return (f"AdaptiveMask(alpha={self.alpha}, pad=({self.pad_x}, {self.pad_top}, {self.pad_bottom}), "
-                f"points={self.points!r})")
+                f"points={self.points!r}{steady})")
 
 
 class FixedMask(MaskSpec):
@@ -183,7 +224,8 @@ class FixedMask(MaskSpec):
             raise ValueError(f"fixed mask box must be x0 < x1, y0 < y1 fractions in [0, 1], got {box}")
         self.box = box
 
-    def boxes(self, landmarks: np.ndarray, layout: LandmarkLayout, height: int, width: int) -> np.ndarray:
+    def boxes(self, landmarks: np.ndarray, layout: LandmarkLayout, height: int, width: int,
+              size_from: np.ndarray | None = None) -> np.ndarray:
         scale = np.array([width, height, width, height], dtype=np.float32)
         return np.tile(np.array(self.box, dtype=np.float32) * scale, (len(landmarks), 1))
 
