@@ -33,6 +33,30 @@ def corpus(tmp_path_factory) -> dict:
     return prepared_corpus(tmp_path_factory.getbasetemp() / "data_corpus")
 
 
+# --- writing: the same frames give the same file on any machine ------------------------------------
+
+_WRITE_ON_ONE_CORE = """
+import os, sys, numpy as np
+os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+from lipsync import media
+frames = np.load(sys.argv[1])
+media.write_video(sys.argv[2], frames, 25)
+"""
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs 2 usable cores to compare with 1")
+def test_a_video_is_the_same_file_whatever_cores_the_writer_may_use(tmp_path: Path) -> None:
+    # x264 picks its thread count from the usable cores unless told, and its output depends on it: a
+    # dub written on one core and on two decoded to different pixels (sync 0.03 apart on one pair).
+    rng = np.random.default_rng(0)
+    frames = np.clip(astronaut_frames(24, 128) + rng.normal(0, 12, (24, 128, 128, 3)), 0, 255).astype(np.uint8)
+    np.save(tmp_path / "frames.npy", frames)
+    here = media.write_video(tmp_path / "two_cores.mp4", frames, 25)
+    subprocess.run([sys.executable, "-c", _WRITE_ON_ONE_CORE, str(tmp_path / "frames.npy"),
+                    str(tmp_path / "one_core.mp4")], check=True, cwd=ROOT)
+    assert here.read_bytes() == (tmp_path / "one_core.mp4").read_bytes()
+
+
 # --- decoding on the model's clock -----------------------------------------------------------------
 
 
