@@ -72,9 +72,7 @@ def main(argv: list[str] | None = None) -> dict:
     jobs = demo.pairs(held)[: args.pairs]
     done = demo.dub(cfg, pipe, jobs, results, guidance, args.seconds)
     scores = demo.score(done)
-    named = Path(args.model).resolve()
-    named = named.relative_to(ROOT) if named.is_relative_to(ROOT) else named  # no machine path in the results
-    report = {"model": str(named), "preset": args.preset, "guidance": guidance,
+    report = {"model": in_checkout(Path(args.model)), "preset": args.preset, "guidance": guidance,
               "pairs": [asdict(s) for s in scores], "summary": demo.summarize(scores),
               "seconds": args.seconds, "resolution": int(pipe.crop.resolution)}
     if args.quality:
@@ -83,12 +81,18 @@ def main(argv: list[str] | None = None) -> dict:
         report["quality"] = quality.of_results(selfs, pipe)
         report["ceilings"] = {str(r): quality.ceiling(int(r), pipe.crop, pipe.mask) for r in cfg.quality.ceilings}
     report.update(wall_s=round(time.perf_counter() - t0, 1), threads=torch.get_num_threads(),
-                  load_average=[round(x, 2) for x in os.getloadavg()], results=str(results))
-    report["frames_png"] = str(frames_picture(done[0], ROOT / "bench_results" / f"{args.name}_frames.png"))
+                  load_average=[round(x, 2) for x in os.getloadavg()], results=in_checkout(results))
+    report["frames_png"] = in_checkout(frames_picture(done[0], ROOT / "bench_results" / f"{args.name}_frames.png"))
     write(report, ROOT / "bench_results", args.name)
     if tmp is not None:
         tmp.cleanup()
     return report
+
+
+def in_checkout(path: Path) -> str:
+    """``path`` relative to the checkout when inside it: no machine path in the committed results."""
+    path = path.resolve()
+    return str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path)
 
 
 def frames_picture(job: tuple, path: Path, count: int = 6, scale: int = 2) -> Path:
