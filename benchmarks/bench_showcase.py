@@ -1,7 +1,7 @@
 """Score a trained model on the demo's held-out pairs, as ``make demo`` scores it (issue 18).
 
     python benchmarks/bench_showcase.py [--model models/showcase] [--preset paper] [--pairs N] [--seconds S]
-                                        [--quality] [--name showcase]
+                                        [--quality] [--guidance G] [--name showcase]
 
 ``--model`` is a pipeline folder or a training checkpoint (converted on the fly, e.g. a periodic
 ``step=*.ckpt`` of a run in progress). The demo's 4 held-out identities are rendered once (``conf/demo.yaml``:
@@ -34,6 +34,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--pairs", type=int, default=None, help="the first N held-out pairs (default: all)")
     parser.add_argument("--seconds", type=float, default=None, help="the first S s of speech (default: all)")
     parser.add_argument("--quality", action="store_true", help="add self-reconstruction SSIM/PSNR/FID")
+    parser.add_argument("--guidance", type=float, default=None, help="CFG scale (default: the model's recorded one)")
     parser.add_argument("--work", default=str(ROOT / "outputs" / "bench_showcase"))
     parser.add_argument("--name", default="showcase")
     args = parser.parse_args(argv)
@@ -67,7 +68,7 @@ def main(argv: list[str] | None = None) -> dict:
         model = convert(model, Path(tmp.name) / "model", audio_encoder="packaged")
     t0 = time.perf_counter()
     pipe = demo.load_pipeline(model)
-    guidance = pipe.guidance_scale(demo.options_from_mapping(dict(cfg.infer)))
+    guidance = args.guidance or pipe.guidance_scale(demo.options_from_mapping(dict(cfg.infer)))
     results = Path(tempfile.mkdtemp(prefix="bench_showcase_", dir=work))
     jobs = demo.pairs(held)[: args.pairs]
     done = demo.dub(cfg, pipe, jobs, results, guidance, args.seconds)
