@@ -68,7 +68,8 @@ def main(argv: list[str] | None = None) -> dict:
         model = convert(model, Path(tmp.name) / "model", audio_encoder="packaged")
     t0 = time.perf_counter()
     pipe = demo.load_pipeline(model)
-    guidance = args.guidance if args.guidance is not None else pipe.guidance_scale(demo.options_from_mapping(dict(cfg.infer)))
+    recorded = pipe.guidance_scale(demo.options_from_mapping(dict(cfg.infer)))
+    guidance = recorded if args.guidance is None else args.guidance
     results = Path(tempfile.mkdtemp(prefix="bench_showcase_", dir=work))
     jobs = demo.pairs(held)[: args.pairs]
     done = demo.dub(cfg, pipe, jobs, results, guidance, args.seconds)
