@@ -278,6 +278,7 @@ class Quality:
 
     def __init__(self, cfg: DictConfig, held_dir: Path) -> None:
         self.cfg, self.videos = cfg.quality, [a for a, _ in own_audio_pairs(cfg, held_dir)]
+        self.crf = options_from_mapping(dict(cfg.infer)).crf  # the dubs' H.264 quality: ceilings are written alike
         self.frames = None if self.cfg.seconds is None else int(round(float(self.cfg.seconds) * MODEL_FPS))
         fid = build_fid(self.cfg.fid_weights, config_key="quality.fid_weights") if self.cfg.fid else None
         if fid is not None:
@@ -286,7 +287,7 @@ class Quality:
         self._sources = {v: read_first(v, self.frames) for v in self.videos}
         self._squares: dict[Path, np.ndarray] = {}  # FID's crop squares: the first row's, kept for every row
         self._real_done = False  # the source side of FID extracted (by whichever row is scored first)
-        self._ceilings: dict[tuple, dict[str, dict]] = {}  # per region_key
+        self._ceilings: dict[str, dict[str, dict]] = {}  # per region_key
 
     def region(self, video: Path, crop: CropSpec, mask: MaskSpec) -> EditRegion:
         """The model's mask rectangles on ``video``, with the crop squares FID compares on (fixed per video)."""
@@ -306,9 +307,11 @@ class Quality:
         return self._rows(outputs, pipe.crop, pipe.mask)
 
     def ceiling(self, resolution: int, crop: CropSpec, mask: MaskSpec) -> dict:
-        """A perfect ``resolution``-px model: each source crop resized to it and back, scored the same way."""
+        """A perfect ``resolution``-px model: each source crop resized to it and back, pasted as the pipeline
+        pastes, written to H.264 as the pipeline writes its output, and scored the same way as a dub."""
         crop = replace(crop, resolution=int(resolution))
-        outputs = {v: resolution_ceiling(self._sources[v], self.region(v, crop, mask), int(resolution))
+        outputs = {v: media.as_written(resolution_ceiling(self._sources[v], self.region(v, crop, mask),
+                                                          int(resolution)), MODEL_FPS, self.crf)
                    for v in self.videos}
         return self._rows(outputs, crop, mask) | {"resolution": int(resolution)}
 
@@ -322,10 +325,12 @@ class Quality:
         return self._ceilings[key]
 
 
-def region_key(crop: CropSpec, mask: MaskSpec) -> tuple:
-    """What a resolution ceiling depends on: the crop's framing (its resolution aside, which a ceiling sets)
-    and the mask's class and settings (masks are plain classes, compared by their attributes)."""
-    return replace(crop, resolution=0), type(mask), json.dumps(vars(mask), sort_keys=True, default=repr)
+def region_key(crop: CropSpec, mask: MaskSpec) -> str:
+    """What a resolution ceiling depends on, as a string the report keeps: the crop's framing (its resolution
+    aside, which a ceiling sets) and the mask's class and settings (masks are plain classes, compared by
+    their attributes)."""
+    return json.dumps({"crop": asdict(replace(crop, resolution=0)), "mask": type(mask).__qualname__,
+                       "settings": vars(mask)}, sort_keys=True, default=repr)
 
 
 def _steps(run_dir: Path) -> int:
@@ -386,7 +391,7 @@ def _run_shipped(cfg: DictConfig, model_dir: Path, held: Path, out: Path, qualit
     selfs = dub(cfg, pipe, own_audio_pairs(cfg, held), out / "shipped" / "self", guidance, quality_seconds(cfg))
     ceilings = quality.ceilings(pipe.crop, pipe.mask)  # while the own model trains: they need only crop and mask
     return {"model": str(model_dir), "guidance": guidance, "pairs_scored": len(jobs), "seconds": seconds,
-            "mask": repr(pipe.mask), "ceilings": ceilings,
+            "mask": repr(pipe.mask), "region": region_key(pipe.crop, pipe.mask), "ceilings": ceilings,
             "frames": [num_frames(d[3]) for d in done], "resolution": int(pipe.crop.resolution),
             "summary": summarize(scores), "pairs": [asdict(s) for s in scores],
             "quality": quality.of_results(selfs, pipe), "_done": done}
@@ -456,7 +461,7 @@ def run(cfg: DictConfig) -> None:
     selfs = dub(cfg, own_pipe, own_audio_pairs(cfg, held_dir), out / "results" / "self", own["guidance"],
                 quality_seconds(cfg))
     own["quality"] = quality.of_results(selfs, own_pipe)
-    own["mask"] = repr(own_pipe.mask)
+    own["mask"], own["region"] = repr(own_pipe.mask), region_key(own_pipe.crop, own_pipe.mask)
     ceilings = quality.ceilings(own_pipe.crop, own_pipe.mask)  # scored early when the shipped model frames alike
     if shipped is not None and not shipped_on_everything(shipped, len(own["pairs"])):
         frames = max(shipped["frames"])  # the own model on exactly the shipped one's pairs and frames
@@ -537,7 +542,7 @@ def report_rows(report: dict[str, Any]) -> list[str]:
         rows.append(_row(f"{label}, CFG {v['guidance']:g}", trained, pairs_all, v["summary"], v.get("quality")))
     # A ceiling is scored in a model's own mask rectangle; when the shipped model masks (or frames) the face
     # otherwise than the own model, each gets its own ceiling rows, named.
-    apart = bool(shipped) and shipped.get("ceilings", report["ceilings"]) != report["ceilings"]
+    apart = bool(shipped) and shipped.get("region") != own.get("region")
     for whose, ceilings in ([("shipped", shipped["ceilings"])] if apart else []) + [("own", report["ceilings"])]:
         for r, q in ceilings.items():
             label = f"ceiling of a {r} px model" + (f", {whose} model's mask" if apart else "")

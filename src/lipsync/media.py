@@ -242,6 +242,14 @@ def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: Frac
     return Path(path)
 
 
+def as_written(frames: np.ndarray, fps: Fraction | float, crf: int = 18) -> np.ndarray:
+    """Frames ``(N, H, W, 3)`` uint8 as a reader gets them back from the mp4 :class:`VideoWriter` makes of
+    them (H.264, 4:2:0 chroma, ``crf``): what anyone scoring a written video sees."""
+    with tempfile.TemporaryDirectory(prefix="lipsync_as_written_") as folder:
+        path = write_video(Path(folder) / "frames.mp4", frames, fps, crf=crf)
+        return read_frames(path)[:, : frames.shape[1], : frames.shape[2]]
+
+
 def write_wav(path: str | os.PathLike, audio: np.ndarray, sample_rate: int) -> Path:
     """Write float audio ``(samples,)`` or ``(channels, samples)`` as 16-bit PCM WAV, atomically."""
     audio = np.atleast_2d(np.asarray(audio, dtype=np.float32))
