@@ -147,6 +147,46 @@ def test_paste_round_trip_and_untouched_outside() -> None:
     np.testing.assert_array_equal(paste_back(frame, image * 0, crop, [box], 3, weight=0).frame, frame)
 
 
+def test_poisson_paste_removes_a_colour_offset_and_keeps_the_detail() -> None:
+    """Poisson blending: a generated crop that is the source plus a constant colour offset (a visible box)
+    comes back as the source; a crop carrying new detail keeps that detail's gradients inside the region
+    and the source's values on its border; outside, the source, bit for bit."""
+    from lipsync.infer.paste import paste_crop, poisson_paste
+
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:64, 0:80]
+    frame = np.clip(np.stack([90 + x, 60 + y, 120 + 0 * x], -1) + rng.normal(0, 3, (64, 80, 3)), 0, 255)
+    frame = frame.astype(np.uint8)
+    crop = np.array([20, 8, 52, 40], np.float64)  # a 32 px square at integer offset: scale 1
+    box = crop_to_frame(np.array([4, 4, 28, 28.0]), crop, 32)  # frame pixels 24..48 x 12..36
+    image = crop_square(frame, crop, 32).astype(np.float64)
+    shifted = np.clip(image + np.array([-12.0, 5.0, 20.0]), 0, 255)  # a colour cast over the whole crop
+    out = poisson_paste(frame, shifted, crop, [box])
+    inner = (slice(16, 32), slice(28, 44))
+    cast = np.abs(out.frame[inner].astype(float) - frame[inner]).mean()
+    assert cast < 1.5  # rounding; the feathered paste keeps the cast (12-20 levels per channel)
+    feathered = paste_crop(frame, shifted, crop, box, None, 32, blend="feather")
+    assert np.abs(feathered.frame[inner].astype(float) - frame[inner]).mean() > 10
+
+    mouth = image.copy()
+    mouth[14:18, 10:22] = 20.0  # a dark mouth slit, new detail the source does not have
+    out = poisson_paste(frame, mouth, crop, [box])
+    expected = frame.copy()
+    expected[22:26, 30:42] = 20
+    # Exact (but for rounding) when the detail lies a few pixels inside the border: within ~2 px of it,
+    # OpenCV's guidance field takes the source's gradients, so detail there blends into the source.
+    assert np.abs(out.frame.astype(int) - expected).max() <= 1
+    outside = np.ones(frame.shape[:2], bool)
+    outside[12:36, 24:48] = False
+    np.testing.assert_array_equal(out.frame[outside], frame[outside])
+    np.testing.assert_array_equal(out.region, [24, 12, 48, 36])
+    np.testing.assert_array_equal(poisson_paste(frame, image, crop, [box], weight=0).frame, frame)
+    half = poisson_paste(frame, mouth, crop, [box], weight=0.5).frame[22:26, 30:42].astype(float).mean()
+    assert abs(half - (20 + frame[22:26, 30:42].mean()) / 2) < 1.0
+    with pytest.raises(ValueError, match="paste_blend"):
+        paste_crop(frame, image, crop, box, None, 32, blend="alpha")
+
+
 # --- silence ----------------------------------------------------------------------------------------
 def test_silence_needs_quiet_lasting_min_duration() -> None:
     rate, fps = 16000, 25

@@ -46,18 +46,25 @@ def test_masked_ssim_is_one_for_identical_and_ignores_what_lies_far_outside() ->
 
 def test_the_ceiling_keeps_what_a_low_resolution_crop_can_hold_and_loses_the_rest() -> None:
     """A linear ramp survives the 16 px round trip (bilinear both ways, crop and paste on one grid: no
-    shift); stripes 2 px wide average to grey at 16 px (4x), PSNR 10 log10(1 / 0.25) = 6.02 dB."""
+    shift); stripes 2 px wide average to grey at 16 px (4x), PSNR 10 log10(1 / 0.25) = 6.02 dB, with the
+    paper's feathered paste (a Poisson paste keeps the source's gradients in a ~2 px band at the border)."""
+    from lipsync.infer.options import InferenceOptions
+
+    feather, poisson = InferenceOptions(), InferenceOptions(paste_blend="poisson")
     x = np.arange(W, dtype=np.float64)
     ramp = np.broadcast_to((60 + x)[None, :, None], (H, W, 3)).astype(np.uint8)[None]
-    back = resolution_ceiling(ramp, _region(), 16)
+    back = resolution_ceiling(ramp, _region(), 16, feather)
+    assert masked_psnr(resolution_ceiling(ramp, _region(), 16, poisson), ramp, _mask())[0] > 45  # the same
     assert masked_psnr(back, ramp, _mask())[0] > 45  # exact but for uint8 rounding
     np.testing.assert_array_equal(back[0, :50], ramp[0, :50])  # above the (dilated) mask: the source
 
     stripes = np.zeros((1, H, W, 3), np.uint8)
     stripes[0, :, (np.arange(W) // 2) % 2 == 1] = 255
-    low = masked_psnr(resolution_ceiling(stripes, _region(), 16), stripes, _mask())[0]
+    low = masked_psnr(resolution_ceiling(stripes, _region(), 16, feather), stripes, _mask())[0]
     assert low == pytest.approx(6.02, abs=0.3)
-    mid = resolution_ceiling(stripes, _region(), 64)  # 1:1: nothing lost
+    blended = masked_psnr(resolution_ceiling(stripes, _region(), 16, poisson), stripes, _mask())[0]
+    assert low < blended < low + 2  # Poisson: the border band keeps some of the source's stripes
+    mid = resolution_ceiling(stripes, _region(), 64, feather)  # 1:1: nothing lost
     assert masked_psnr(mid, stripes, _mask())[0] > 40
 
 
@@ -83,7 +90,8 @@ def test_a_ceiling_is_written_to_h264_as_a_dub_is_before_it_is_scored() -> None:
 
     quality = Quality.__new__(Quality)
     video = Path("synth_00000.mp4")
-    quality.videos, quality._sources, quality.crf = [video], {video: texture}, 18
+    from lipsync.infer.options import InferenceOptions
+    quality.videos, quality._sources, quality.options = [video], {video: texture}, InferenceOptions()
     quality.region = lambda v, crop, mask: _region(4)
     quality._rows = lambda outputs, crop, mask: {"frames": outputs[video]}
 

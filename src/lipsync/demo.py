@@ -278,7 +278,7 @@ class Quality:
 
     def __init__(self, cfg: DictConfig, held_dir: Path) -> None:
         self.cfg, self.videos = cfg.quality, [a for a, _ in own_audio_pairs(cfg, held_dir)]
-        self.crf = options_from_mapping(dict(cfg.infer)).crf  # the dubs' H.264 quality: ceilings are written alike
+        self.options = options_from_mapping(dict(cfg.infer))  # the dubs' paste and H.264 quality: ceilings alike
         self.frames = None if self.cfg.seconds is None else int(round(float(self.cfg.seconds) * MODEL_FPS))
         fid = build_fid(self.cfg.fid_weights, config_key="quality.fid_weights") if self.cfg.fid else None
         if fid is not None:
@@ -308,10 +308,11 @@ class Quality:
 
     def ceiling(self, resolution: int, crop: CropSpec, mask: MaskSpec) -> dict:
         """A perfect ``resolution``-px model: each source crop resized to it and back, pasted as the pipeline
-        pastes, written to H.264 as the pipeline writes its output, and scored the same way as a dub."""
+        pastes (the same ``paste_blend``), written to H.264 as the pipeline writes its output (the same
+        ``crf``), and scored the same way as a dub."""
         crop = replace(crop, resolution=int(resolution))
         outputs = {v: media.as_written(resolution_ceiling(self._sources[v], self.region(v, crop, mask),
-                                                          int(resolution)), MODEL_FPS, self.crf)
+                                                          int(resolution), self.options), MODEL_FPS, self.options.crf)
                    for v in self.videos}
         return self._rows(outputs, crop, mask) | {"resolution": int(resolution)}
 

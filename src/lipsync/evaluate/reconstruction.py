@@ -33,7 +33,7 @@ from lipsync.data.faces import FaceBackend, crop_square
 from lipsync.data.masks import MaskSpec, render_masks
 from lipsync.evaluate.frame_metrics import PSNR_CAP_DB
 from lipsync.infer.options import InferenceOptions
-from lipsync.infer.paste import crop_to_frame, feather_width, paste_back, paste_boxes
+from lipsync.infer.paste import crop_to_frame, paste_crop
 from lipsync.infer.plan import crop_boxes, mask_boxes, track_faces
 from lipsync.prepare.crop import CropSpec
 
@@ -174,8 +174,8 @@ def resolution_ceiling(frames: np.ndarray, region: EditRegion, resolution: int,
     out = np.empty_like(frames)
     for i, frame in enumerate(frames):
         small = crop_square(frame, region.crops[i], resolution)
-        boxes = paste_boxes(region.masks[i], None, region.crops[i], resolution, opts.paste_dilate)
-        out[i] = paste_back(frame, small, region.crops[i], boxes, feather_width(boxes[0], opts.paste_feather)).frame
+        out[i] = paste_crop(frame, small, region.crops[i], region.masks[i], None, resolution, opts.paste_blend,
+                            opts.paste_dilate, opts.paste_feather).frame
     return out
 
 

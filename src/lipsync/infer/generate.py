@@ -22,7 +22,7 @@ from lipsync.data.faces import FaceBackend
 from lipsync.data.masks import landmark_boxes, render_masks
 from lipsync.infer.frames import FrameSource
 from lipsync.infer.options import InferenceOptions
-from lipsync.infer.paste import crop_to_frame, feather_width, paste_back, paste_boxes
+from lipsync.infer.paste import crop_to_frame, paste_crop
 from lipsync.infer.plan import FramePlan, Inputs
 from lipsync.infer.segments import OverlapBlender, Segment, frame_noise, plan_segments
 from lipsync.infer.silence import mute_frames
@@ -161,9 +161,8 @@ def paste_frame(plan: FramePlan, t: int, frame: np.ndarray, crop: np.ndarray | N
         original = crop_to_frame(plan.mask_boxes[t], plan.crops[t], size)
     else:
         original = plan.face_boxes[t].astype(np.float64)
-    boxes = paste_boxes(original, generated, plan.crops[t], size, opts.paste_dilate)
-    pasted = paste_back(frame, crop, plan.crops[t], boxes, feather_width(boxes[0], opts.paste_feather),
-                        float(plan.weights[t]))
+    pasted = paste_crop(frame, crop, plan.crops[t], original, generated, size, opts.paste_blend, opts.paste_dilate,
+                        opts.paste_feather, float(plan.weights[t]))
     return pasted.frame, pasted.region
 
 

@@ -11,6 +11,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from lipsync.infer.face_choice import parse_face
+from lipsync.infer.paste import PASTE_BLENDS
 from lipsync.infer.silence import check_policy
 from lipsync.sampling.presets import PRESET_FIELDS, fill_from_preset
 from lipsync.sampling.samplers import SVD_SIGMA_MAX, SVD_SIGMA_MIN
@@ -47,9 +48,13 @@ class InferenceOptions:
         silence_threshold_db: quiet = this many dB under the track's speech level (95th percentile).
         silence_min_duration: seconds a quiet run must last to count as silence.
         paste_region: "mask" (the model's edit rectangle, default) or "face" (the whole face box).
-        paste_dilate: dilation of each paste box, fraction of its size.
-        paste_feather: width of the inward alpha ramp, fraction of the box's shorter side.
-        detect_generated: also detect the face in the generated crops and paste the union of boxes.
+        paste_blend: "feather" (the paper's alpha ramp over the dilated region) or "poisson" (the
+            generated gradients inside the edit region, the source's values on its border, so no colour
+            offset can draw a box). :mod:`lipsync.infer.paste`.
+        paste_dilate: dilation of each paste box, fraction of its size (feather only).
+        paste_feather: width of the inward alpha ramp, fraction of the box's shorter side (feather only).
+        detect_generated: also detect the face in the generated crops and paste the union of boxes
+            (feather only: a Poisson paste keeps to the edit region).
         face: which face to dub where several are in frame: "largest", "speaker", "index:N" (or N),
             "point:X,Y", "box:X0,Y0,X1,Y1" (source pixels), decided per shot (:mod:`.face_choice`).
         crf: H.264 quality of the output (lower = closer to the source).
@@ -75,6 +80,7 @@ class InferenceOptions:
     silence_threshold_db: float = -35.0
     silence_min_duration: float = 0.3
     paste_region: str = "mask"
+    paste_blend: str = "feather"
     paste_dilate: float = 0.1
     paste_feather: float = 0.15
     detect_generated: bool = True
@@ -87,6 +93,8 @@ class InferenceOptions:
         parse_face(self.face)
         if self.paste_region not in ("mask", "face"):
             raise ValueError(f"paste_region must be 'mask' or 'face', got {self.paste_region!r}")
+        if self.paste_blend not in PASTE_BLENDS:
+            raise ValueError(f"paste_blend must be one of {PASTE_BLENDS}, got {self.paste_blend!r}")
         r = fill_from_preset(self.preset, {k: getattr(self, k) for k in PRESET_FIELDS})
         if r["num_steps"] < 1 or self.segment_length < 1 or not 0 <= r["overlap"] < self.segment_length:
             raise ValueError(

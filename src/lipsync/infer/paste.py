@@ -1,9 +1,15 @@
 """Paste the generated face crop back into the full frame (paper Appendix B, SPEC section 6).
 
-The region is the union of the original frame's and the generated frame's face boxes, each dilated
-slightly (a generated jaw may open lower than the original one). The blend weight ``alpha`` is 1 deep
-inside that union and falls to 0 *at* its border over ``feather`` pixels (measured inward, by a distance
-transform), so every pixel outside the dilated boxes is the source pixel, bit for bit. Only the region's
+The region is the union of the original frame's and the generated frame's face boxes. Two blends:
+
+- ``feather`` (the paper's): each box dilated slightly (a generated jaw may open lower than the original
+  one); the blend weight ``alpha`` is 1 deep inside that union and falls to 0 *at* its border over
+  ``feather`` pixels (measured inward, by a distance transform).
+- ``poisson`` (:func:`poisson_paste`): the generated gradients inside the edit region (undilated), the
+  source's values on its border. A colour or brightness offset of the generated region, the visible box
+  users complain of, cannot survive it.
+
+Either way every pixel outside the region is the source pixel, bit for bit, and only the region's
 bounding rectangle is warped and blended: the CPU cost is the face's size, not the frame's.
 """
 
@@ -127,6 +133,56 @@ def paste_back(
     return PasteResult(out, np.array(rect, dtype=np.int64))
 
 
+def poisson_paste(
+    frame: np.ndarray,
+    crop_image: np.ndarray,
+    crop: np.ndarray,
+    boxes: Sequence[np.ndarray],
+    weight: float = 1.0,
+) -> PasteResult:
+    """Composite ``crop_image`` into ``frame`` by Poisson blending (Perez et al. 2003, OpenCV's
+    ``seamlessClone``): inside the union of ``boxes`` (clipped to the crop square) the result has the
+    generated crop's gradients, on the union's border it takes the source frame's values. A brightness or
+    colour offset of the generated region against the face around it (a visible box) is spread out to
+    nothing; the generated detail (gradients) is kept.
+
+    Same arguments as :func:`paste_back`, without the feather: ``boxes`` are the region's own boxes, not
+    dilated (the border is where the source takes over, so there is no seam to hide). Pixels outside
+    the union are the source's, bit for bit; ``weight`` < 1 mixes the blend with the source frame.
+    """
+    h, w = frame.shape[:2]
+    rect = union_rect(boxes, h, w) if weight > 0 and len(boxes) else None
+    if rect is None:
+        return PasteResult(frame, np.zeros(4, dtype=np.int64))
+    # Work on the rectangle grown by 2 px (the solver needs source pixels around the region).
+    x0, y0, x1, y1 = max(0, rect[0] - 2), max(0, rect[1] - 2), min(w, rect[2] + 2), min(h, rect[3] + 2)
+    inside = feathered_alpha(boxes, (x0, y0, x1, y1), 0.0, limit=np.asarray(crop, dtype=np.float64)) > 0
+    inside[[0, -1], :] = False  # seamlessClone needs a 1 px frame of source around the region
+    inside[:, [0, -1]] = False
+    ys, xs = np.nonzero(inside)
+    if len(ys) == 0:
+        return PasteResult(frame, np.zeros(4, dtype=np.int64))
+    size = crop_image.shape[0]
+    scale = (crop[2] - crop[0]) / size
+    to_rect = np.array([[scale, 0, crop[0] - x0], [0, scale, crop[1] - y0]], dtype=np.float64)
+    image = crop_image if crop_image.dtype == np.uint8 else np.clip(np.rint(crop_image), 0, 255).astype(
+        np.uint8)
+    warped = cv2.warpAffine(np.ascontiguousarray(image), to_rect, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR,
+                            borderMode=cv2.BORDER_REPLICATE)
+    src = np.ascontiguousarray(frame[y0:y1, x0:x1])
+    # seamlessClone places the mask's bounding box centred on ``center`` (integer halves): this centre
+    # maps it onto itself, so source and generated stay registered.
+    bx0, by0, bx1, by1 = xs.min(), ys.min(), xs.max() + 1, ys.max() + 1
+    center = (int(bx0 + (bx1 - bx0) // 2), int(by0 + (by1 - by0) // 2))
+    blended = cv2.seamlessClone(warped, src, inside.astype(np.uint8) * 255, center, cv2.NORMAL_CLONE)
+    if weight < 1.0:
+        blended = cv2.addWeighted(blended, float(weight), src, 1.0 - float(weight), 0.0)
+    out = frame.copy()  # the source frame may be shown again (ping-pong): never paste into it
+    region = out[y0:y1, x0:x1]
+    region[inside] = blended[inside]  # outside the region: the source, bit for bit
+    return PasteResult(out, np.array([x0 + bx0, y0 + by0, x0 + bx1, y0 + by1], dtype=np.int64))
+
+
 def paste_boxes(
     original: np.ndarray, generated: np.ndarray | None, crop: np.ndarray, size: int, dilate: float
 ) -> list[np.ndarray]:
@@ -141,3 +197,26 @@ def paste_boxes(
 def feather_width(box: np.ndarray, fraction: float) -> float:
     """The alpha ramp: ``fraction`` of the box's shorter side, in pixels."""
     return fraction * float(min(box[2] - box[0], box[3] - box[1]))
+
+
+PASTE_BLENDS = ("feather", "poisson")
+
+
+def paste_crop(frame: np.ndarray, crop_image: np.ndarray, crop: np.ndarray, original: np.ndarray,
+               generated: np.ndarray | None, size: int, blend: str = "feather", dilate: float = 0.1,
+               feather: float = 0.15, weight: float = 1.0) -> PasteResult:
+    """Paste a ``size`` px generated crop over the region ``original`` (frame pixels) (:data:`PASTE_BLENDS`):
+
+    - ``poisson``: in ``original`` itself, the model's edit region. Its border is where the source takes
+      over, so it must be the edit's own border: past it a model that keeps the unmasked pixels
+      (``keep_unmasked``) returns the source resampled, and a region reaching there would keep the step
+      between the two, colour offset included. ``generated`` is not used.
+    - ``feather``: the union of ``original`` and ``generated`` (crop pixels, when given), each dilated by
+      ``dilate``, with an inward ramp of ``feather`` times the first box's shorter side (the paper's).
+    """
+    if blend == "poisson":
+        return poisson_paste(frame, crop_image, crop, [np.asarray(original, dtype=np.float64)], weight)
+    if blend != "feather":
+        raise ValueError(f"paste_blend must be one of {PASTE_BLENDS}, got {blend!r}")
+    boxes = paste_boxes(original, generated, crop, size, dilate)
+    return paste_back(frame, crop_image, crop, boxes, feather_width(boxes[0], feather), weight)

@@ -167,7 +167,8 @@ class LipSyncPipeline:
         else:
             log.warning("%s: no frame with a face to edit; the video passes through with the new audio",
                         video)
-        detector = self.generated_faces if opts.detect_generated else None
+        # the generated crop's own box widens a feathered paste; a Poisson paste keeps to the edit region
+        detector = self.generated_faces if opts.detect_generated and opts.paste_blend == "feather" else None
         regions = render(plan, inputs, self.model, conditions, self.sampling(opts), detector, output,
                          opts)  # 6. generate, paste, write
         clock.lap("generate")
