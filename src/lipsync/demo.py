@@ -567,8 +567,8 @@ def write_report(out: Path, report: dict[str, Any]) -> None:
         f"Quality = self-reconstruction: {report['quality_identities']} held-out identities, each dubbed with "
         f"its own speech ({'whole clips' if q_seconds is None else f'first {q_seconds:g} s'}); SSIM and PSNR over the "
         "training-mask rectangle at the frame's resolution; FID (shipped Inception) over the crop squares, "
-        f"{some.get('fid_frames', 0)} frames a side. A ceiling is the source crop resized to r px and back: "
-        "the best an r-px model can score.", "",
+        f"{some.get('fid_frames', 0)} frames a side. A ceiling is the source crop resized to r px and back, "
+        "pasted and written to H.264 as a dub is: the best an r-px model can score.", "",
         "Wall minutes per stage: " + ", ".join(f"{k} {v}" for k, v in report["stage_minutes"].items()) +
         f"; total {report['wall_minutes']}.", "",
         *(f"- {k}: `{v}`" for k, v in report.get("files", {}).items()), ""])
