@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> dict:
         quality = demo.Quality(cfg, held)
         selfs = demo.dub(cfg, pipe, demo.own_audio_pairs(cfg, held), results / "self", guidance, args.seconds)
         report["quality"] = quality.of_results(selfs, pipe)
-        report["ceilings"] = {str(r): quality.ceiling(int(r), pipe.crop, pipe.mask) for r in cfg.quality.ceilings}
+        report["ceilings"] = quality.ceilings(pipe.crop, pipe.mask)
     report.update(wall_s=round(time.perf_counter() - t0, 1), threads=torch.get_num_threads(),
                   load_average=[round(x, 2) for x in os.getloadavg()], results=in_checkout(results))
     report["frames_png"] = in_checkout(frames_picture(done[0], ROOT / "bench_results" / f"{args.name}_frames.png"))

@@ -113,6 +113,32 @@ def test_shorter_audio_truncates_and_keeps_everything_outside_the_face(media, pi
     assert sorted(p.name for p in tmp_path.iterdir()) == ["short.mp4"]  # no temporary file left behind
 
 
+def test_a_poisson_paste_keeps_to_the_edit_rectangle_and_skips_the_generated_face_pass(media, pipe,
+                                                                                     tmp_path: Path) -> None:
+    """paste_blend=poisson through the pipeline: outside its region the output is the source, as with the
+    paper's paste; the region is the undilated edit rectangle, inside the feathered paste's dilated one; and
+    the detector on the generated crops (which only widens a feathered paste) is not run."""
+    feathered = pipe(media["face"], media["short"], tmp_path / "feather.mp4", **FAST)
+
+    class NoDetector:
+        def track(self, *args, **kwargs):
+            raise AssertionError("a Poisson paste does not use the generated crops' faces")
+
+    kept, pipe.generated_faces = pipe.generated_faces, NoDetector()
+    try:
+        result = pipe(media["face"], media["short"], tmp_path / "poisson.mp4",
+                      **{**FAST, "detect_generated": True, "paste_blend": "poisson"})
+    finally:
+        pipe.generated_faces = kept
+    check_outside(result, media, "face")
+    inner, outer = result.paste_region, feathered.paste_region
+    assert (inner[:, :2] >= outer[:, :2]).all() and (inner[:, 2:] <= outer[:, 2:]).all()
+    area = lambda r: (r[:, 2] - r[:, 0]) * (r[:, 3] - r[:, 1])  # noqa: E731
+    assert (area(inner) > 0).all() and area(inner).sum() < 0.9 * area(outer).sum()
+    out, fed = read_frames(result.output), read_frames(feathered.output)
+    assert not np.array_equal(out, fed)  # the blend itself differs inside
+
+
 def test_longer_audio_ping_pongs_and_carries_stereo_44k(media, pipe, tmp_path: Path) -> None:
     result = pipe(media["face"], media["long"], tmp_path / "long.mp4", **FAST, guidance_scale=1.0)
     check_streams(result.output, media["face"], media["long"])

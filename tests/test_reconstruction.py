@@ -88,21 +88,23 @@ def test_a_ceiling_is_written_to_h264_as_a_dub_is_before_it_is_scored() -> None:
     assert 28 < psnr < 45
     assert masked_psnr(media.as_written(texture, 25, crf=40), texture, _mask(4)).mean() < psnr - 2  # crf is used
 
+    # Quality.ceiling pastes with the dubs' options and writes with their crf (a Poisson paste and crf 30
+    # here: neither is the default, so a ceiling that ignored the options would come out otherwise).
+    from lipsync.infer.options import InferenceOptions
+    from lipsync.prepare.crop import CropSpec
+
+    options = InferenceOptions(paste_blend="poisson", crf=30)
     quality = Quality.__new__(Quality)
     video = Path("synth_00000.mp4")
-    from lipsync.infer.options import InferenceOptions
-    quality.videos, quality._sources, quality.options = [video], {video: texture}, InferenceOptions()
+    quality.videos, quality._sources, quality.options = [video], {video: texture}, options
     quality.region = lambda v, crop, mask: _region(4)
     quality._rows = lambda outputs, crop, mask: {"frames": outputs[video]}
-
-    class Crop:  # what Quality.ceiling needs of a CropSpec: a dataclass with a resolution
-        resolution: int = 32
-
-    from dataclasses import dataclass
-    scored = quality.ceiling(16, dataclass(Crop)(), None)["frames"]
-    raw = resolution_ceiling(texture, _region(4), 16)
-    np.testing.assert_array_equal(scored, media.as_written(raw, 25))
+    scored = quality.ceiling(16, CropSpec(resolution=32, scale=0.8, shift_y=0.15, alpha=0.2), None)["frames"]
+    raw = resolution_ceiling(texture, _region(4), 16, options)
+    np.testing.assert_array_equal(scored, media.as_written(raw, 25, crf=30))
     assert not np.array_equal(scored, raw)
+    assert not np.array_equal(scored, media.as_written(resolution_ceiling(texture, _region(4), 16), 25, crf=30))
+    assert not np.array_equal(scored, media.as_written(raw, 25))
 
 
 def test_the_scorer_averages_frames_then_videos_and_fid_counts_every_frame() -> None:

@@ -156,9 +156,10 @@ class AdaptiveMask(MaskSpec):
         points: "lower_face" (lips, nose base, chin, cheeks) or "mouth" (lips only: the small mask).
         size: "frame" (each frame's own padded box, the paper's) or "steady": each frame keeps its box's
             top edge (the nose base, which the jaw does not move) and horizontal centre, but the width and
-            height are the ``size_quantile`` of the boxes' over the sequence (padding added after). The jaw drops as the
-            mouth opens, so a per-frame box grows with the opening and its edge tells the network how far
-            the *source* mouth is open; a steady box covers the widest opening and tells it nothing.
+            height are the ``size_quantile`` of the unpadded boxes' sizes over the sequence, padded after.
+            The jaw drops as the mouth opens, so a per-frame box grows with the opening and its edge tells
+            the network how far the *source* mouth is open; a steady box covers the widest opening and
+            tells it nothing.
         size_quantile: which quantile of the sequence's widths and heights a steady box takes (1 = the
             largest: the chin stays inside the mask at the widest opening).
     """

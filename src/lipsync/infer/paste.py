@@ -89,6 +89,18 @@ def feathered_alpha(
     return (t * t * (3 - 2 * t)).astype(np.float32)  # smoothstep: no visible kink at either end
 
 
+def warp_into(crop_image: np.ndarray, crop: np.ndarray, rect: tuple[int, int, int, int]) -> np.ndarray:
+    """The ``(S, S, 3)`` crop (float or uint8, values in [0, 255]) resampled onto the frame rectangle
+    ``rect`` (x0, y0, x1, y1): ``(y1 - y0, x1 - x0, 3)`` uint8, bilinear, edges replicated."""
+    x0, y0, x1, y1 = rect
+    scale = (crop[2] - crop[0]) / crop_image.shape[0]
+    # crop pixel (u, v) lands at frame (crop0 + scale*u); shift by the rect's origin to warp into it only.
+    to_rect = np.array([[scale, 0, crop[0] - x0], [0, scale, crop[1] - y0]], dtype=np.float64)
+    image = crop_image if crop_image.dtype == np.uint8 else np.clip(np.rint(crop_image), 0, 255).astype(np.uint8)
+    return cv2.warpAffine(np.ascontiguousarray(image), to_rect, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REPLICATE)
+
+
 def paste_back(
     frame: np.ndarray,
     crop_image: np.ndarray,
@@ -116,16 +128,7 @@ def paste_back(
         return PasteResult(frame, np.zeros(4, dtype=np.int64))
     x0, y0, x1, y1 = rect
     alpha = feathered_alpha(boxes, rect, feather, limit=np.asarray(crop, dtype=np.float64)) * float(weight)
-    size = crop_image.shape[0]
-    scale = (crop[2] - crop[0]) / size
-    # crop pixel (u, v) lands at frame (crop0 + scale*u); shift by the rect's origin to warp into it only.
-    to_rect = np.array([[scale, 0, crop[0] - x0], [0, scale, crop[1] - y0]], dtype=np.float64)
-    image = crop_image if crop_image.dtype == np.uint8 else np.clip(np.rint(crop_image), 0, 255).astype(
-        np.uint8)
-    warped = cv2.warpAffine(
-        np.ascontiguousarray(image), to_rect, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR,
-        borderMode=cv2.BORDER_REPLICATE,
-    )
+    warped = warp_into(crop_image, crop, rect)
     out = frame.copy()  # the source frame may be shown again (ping-pong): never paste into it
     # OpenCV's per-pixel blend (a*warped + (1-a)*src, rounded): where alpha is 0 it returns src exactly.
     src = np.ascontiguousarray(frame[y0:y1, x0:x1])
@@ -162,13 +165,7 @@ def poisson_paste(
     ys, xs = np.nonzero(inside)
     if len(ys) == 0:
         return PasteResult(frame, np.zeros(4, dtype=np.int64))
-    size = crop_image.shape[0]
-    scale = (crop[2] - crop[0]) / size
-    to_rect = np.array([[scale, 0, crop[0] - x0], [0, scale, crop[1] - y0]], dtype=np.float64)
-    image = crop_image if crop_image.dtype == np.uint8 else np.clip(np.rint(crop_image), 0, 255).astype(
-        np.uint8)
-    warped = cv2.warpAffine(np.ascontiguousarray(image), to_rect, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR,
-                            borderMode=cv2.BORDER_REPLICATE)
+    warped = warp_into(crop_image, crop, (x0, y0, x1, y1))
     src = np.ascontiguousarray(frame[y0:y1, x0:x1])
     # seamlessClone places the mask's bounding box centred on ``center`` (integer halves): this centre
     # maps it onto itself, so source and generated stay registered.
