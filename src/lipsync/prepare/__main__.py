@@ -26,7 +26,8 @@ def build_curator(cfg: DictConfig) -> Curator:
     return Curator(
         staging=output / "staging", faces=instantiate(cfg.faces),
         min_face=instantiate(f.min_face), min_duration=instantiate(f.min_duration),
-        quality=instantiate(f.quality), sync=instantiate(f.sync), crop=instantiate(cfg.crop),
+        quality=instantiate(f.quality), sync=instantiate(f.sync), speech=instantiate(f.speech),
+        crop=instantiate(cfg.crop),
         max_gap=f.max_gap, max_shift=f.max_shift, max_scale=f.max_scale,
         segment_frames=cfg.segment_frames, ref_pool=cfg.ref_pool, fps=cfg.fps, sample_rate=cfg.sample_rate,
         jpeg_quality=cfg.jpeg_quality, patch_margin=cfg.patch_margin, patch_budget_mb=cfg.patch_budget_mb,

@@ -34,8 +34,8 @@ from lipsync.data.masks import MaskSpec
 from lipsync.media import MODEL_FPS, MediaError, _open
 from lipsync.prepare.crop import CropSpec
 from lipsync.prepare.decode import read_audio_aligned, resampled_frames
-from lipsync.prepare.filters import (Clip, ClipData, MinDuration, MinFaceSize, QualityFilter, SyncFilter,
-                                     split_track)
+from lipsync.prepare.filters import (Clip, ClipData, MinDuration, MinFaceSize, QualityFilter, SpeechFilter,
+                                     SyncFilter, split_track)
 from lipsync.prepare.patches import FacePatches
 
 RECORD = "record.json"
@@ -84,6 +84,7 @@ class Curator:
         faces: builds the face backend (a Hydra partial), called once per worker.
         min_face: whole-video face size filter.
         min_duration: clip length filter.
+        speech: drops clips without sound in enough frames (no weights).
         quality, sync: model-based filters, run when their weights exist.
         crop: the stored crop.
         max_gap, max_shift, max_scale: clip cutting (see :func:`split_track`).
@@ -105,6 +106,7 @@ class Curator:
     min_duration: MinDuration = field(default_factory=MinDuration)
     quality: QualityFilter = field(default_factory=QualityFilter)
     sync: SyncFilter = field(default_factory=SyncFilter)
+    speech: SpeechFilter = field(default_factory=SpeechFilter)
     crop: CropSpec = field(default_factory=CropSpec)
     max_gap: int = 8
     max_shift: float = 0.3
@@ -269,7 +271,7 @@ class Curator:
     def _model_filters(self, kept: list[tuple[int, Clip]], crops: dict[int, dict], audio: np.ndarray,
                        rows_info: list[dict], info: dict) -> list[tuple[int, Clip]]:
         active = []
-        for f in (self.quality, self.sync):
+        for f in (self.speech, self.quality, self.sync):
             skip = f.skip_reason()
             if skip:
                 info["skipped_filters"].append(skip)

@@ -149,6 +149,42 @@ class MinDuration:
         return None
 
 
+@dataclass(frozen=True)
+class SpeechFilter:
+    """Drop clips without speech to learn from: no sound at all, or sound in too few frames.
+
+    A frame is voiced when its audio level (80 ms RMS, :func:`lipsync.infer.silence.frame_levels_db`) is
+    within ``range_db`` of the clip's loud level (its 95th percentile) and above ``floor_db``. It needs
+    no weights, and it cannot tell speech from music: a clip of music only passes.
+
+    Args:
+        floor_db: a clip whose loud level is under this (dBFS) is silent.
+        range_db: how far under the loud level a frame still counts as voiced.
+        min_voiced: the fraction of voiced frames a clip needs.
+    """
+
+    floor_db: float = -50.0
+    range_db: float = 25.0
+    min_voiced: float = 0.3
+    fps: float = MODEL_FPS
+    sample_rate: int = 16_000
+
+    def skip_reason(self) -> str | None:
+        return None  # needs no weights
+
+    def __call__(self, clip: ClipData) -> str | None:
+        from lipsync.infer.silence import frame_levels_db
+
+        levels = frame_levels_db(clip.audio, self.sample_rate, self.fps, len(clip.crops))
+        loud = float(np.percentile(levels, 95))
+        if loud < self.floor_db:
+            return f"no speech: the sound stays under {self.floor_db:g} dBFS (loudest {loud:.0f})"
+        voiced = float(np.mean(levels >= max(loud - self.range_db, self.floor_db)))
+        if voiced < self.min_voiced:
+            return f"no speech: sound in {100 * voiced:.0f} % of frames (< {100 * self.min_voiced:g} %)"
+        return None
+
+
 def _missing_weights(path: str | None, key: str, what: str) -> str | None:
     if path and Path(path).expanduser().is_file():
         return None

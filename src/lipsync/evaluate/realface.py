@@ -1,0 +1,412 @@
+"""The real-face protocol (``evaluate=realface``): lip sync and quality on real talking faces, from the face
+mesh alone (:mod:`lipsync.evaluate.mouth`), with the baselines that say what a number means.
+
+Over a folder of real clips with their own sound (a part of the committed split, ``data/realfaces``):
+
+- **self-reconstruction** (each clip dubbed with its own audio): LMD and the correlation of the mouth
+  opening with the true one (``opening_r``); SSIM / PSNR (/ LPIPS) inside the edit mask and FID over the
+  crop squares (:mod:`lipsync.evaluate.reconstruction`). Beside the model, the same scores of three
+  baselines on the same frames: the **resolution ceilings** of the model's crop size and of half of it
+  (the source crop resized and pasted back as a dub is) and a **still mouth** (the first frame's crop
+  pasted on every frame: a model that ignores the audio);
+- **cross-driven** (clip A dubbed with the audio of clip B, the next clip in the folder's order):
+  **sync** = r(opening of the result, B's true opening: the truth for that audio, measured the same way),
+  **leak** = r(result, A's own opening), and **chance** = r(A's opening, B's opening) (copy-input sync);
+- **sanity** of the measurement on the true clips: a clip against itself written to H.264 (near 1),
+  against itself shifted by ``shift_frames`` (near 0) and against the next clip (near 0).
+
+Every mean has a percentile bootstrap interval over clips (each clip counts once).
+"""
+
+from __future__ import annotations
+
+import json
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence
+
+import cv2
+import numpy as np
+import torch
+
+from lipsync import media
+from lipsync.data.faces import MediaPipeFaces, crop_square
+from lipsync.data.masks import MaskSpec, render_masks
+from lipsync.evaluate import mouth
+from lipsync.evaluate.frechet import mean_interval
+from lipsync.evaluate.reconstruction import (EditRegion, edit_region, fid_crops, masked_psnr, masked_ssim,
+                                             resolution_ceiling)
+from lipsync.infer.options import InferenceOptions
+from lipsync.infer.paste import paste_crop
+from lipsync.prepare.crop import CropSpec
+
+if TYPE_CHECKING:
+    from torchmetrics.image.fid import FrechetInceptionDistance
+
+    from lipsync.infer.pipeline import LipSyncPipeline
+
+#: scores of a self-reconstruction row, per clip
+SELF_KEYS = ("lmd", "opening_r", "ssim", "psnr")
+#: scores of a cross-driven row, per pair
+CROSS_KEYS = ("sync", "leak", "chance")
+
+
+@dataclass
+class Clip:
+    """One real clip: its frames, the edit region a pipeline uses on it, and its true mouth.
+
+    Attributes:
+        name: file name.
+        frames: (N, H, W, 3) uint8.
+        region: crop squares and mask rectangles (frame pixels) of the model's crop and mask.
+        landmarks: (N, 478, 2) face mesh of the true frames (NaN where no face).
+    """
+
+    name: str
+    frames: np.ndarray
+    region: EditRegion
+    landmarks: np.ndarray
+
+    @property
+    def opening(self) -> np.ndarray:
+        """(N,) true mouth opening (:func:`lipsync.evaluate.mouth.opening`)."""
+        return mouth.opening(self.landmarks)
+
+
+def still_mouth(frames: np.ndarray, region: EditRegion, resolution: int, index: int = 0,
+                options: InferenceOptions | None = None) -> np.ndarray:
+    """The ``index``-th frame's crop (at ``resolution`` px) pasted into every frame's crop square, exactly
+    as a dub is pasted: a model that paints the reference's mouth whatever the audio says."""
+    opts = options or InferenceOptions()
+    still = crop_square(frames[index], region.crops[index], resolution)
+    out = np.empty_like(frames)
+    for i, frame in enumerate(frames):
+        out[i] = paste_crop(frame, still, region.crops[i], region.masks[i], None, resolution, opts.paste_blend,
+                            opts.paste_dilate, opts.paste_feather).frame
+    return out
+
+
+def self_scores(clip: Clip, frames: np.ndarray, landmarks: np.ndarray,
+                lpips_net: torch.nn.Module | None = None) -> dict[str, float]:
+    """LMD, opening correlation and SSIM / PSNR (/ LPIPS with ``lpips_net``) in the mask of ``frames`` (a
+    reconstruction of ``clip``)."""
+    n = min(len(frames), len(clip.frames))
+    masks = render_masks(clip.region.masks[:n], *clip.frames.shape[1:3])[:, 0]
+    scores = {"lmd": mouth.lmd(landmarks[:n], clip.landmarks[:n]),
+              "opening_r": mouth.correlation(mouth.opening(landmarks[:n]), clip.opening[:n]),
+              "ssim": float(masked_ssim(frames[:n], clip.frames[:n], masks).mean()),
+              "psnr": float(masked_psnr(frames[:n], clip.frames[:n], masks).mean())}
+    if lpips_net is not None:
+        scores["lpips"] = masked_lpips(lpips_net, frames[:n], clip.frames[:n], clip.region.masks[:n])
+    return scores
+
+
+def masked_lpips(net: torch.nn.Module, generated: np.ndarray, truth: np.ndarray, boxes: np.ndarray,
+                 size: int = 64) -> float:
+    """LPIPS of the mask rectangles (frame pixels, (N, 4)) resized to ``size`` px, mean over frames."""
+    def cut(frames: np.ndarray) -> torch.Tensor:
+        out = []
+        for frame, box in zip(frames, boxes):
+            x0, y0, x1, y1 = (int(round(v)) for v in box)
+            patch = frame[max(y0, 0):max(y1, y0 + 1), max(x0, 0):max(x1, x0 + 1)]
+            out.append(cv2.resize(patch, (size, size), interpolation=cv2.INTER_AREA))
+        return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).float() / 255.0
+
+    from lipsync.evaluate.frame_metrics import lpips
+
+    return float(lpips(net, cut(generated), cut(truth)).mean())
+
+
+def cross_scores(result_landmarks: np.ndarray, source: Clip, driver: Clip) -> dict[str, float]:
+    """Sync with the driver's true mouth, leak of the source's, and the chance level between the two."""
+    opened = mouth.opening(result_landmarks)
+    return {"sync": mouth.correlation(opened, driver.opening),
+            "leak": mouth.correlation(opened, source.opening),
+            "chance": mouth.correlation(source.opening, driver.opening)}
+
+
+def sanity_scores(clip: Clip, other: Clip, written_landmarks: np.ndarray, shift: int) -> dict[str, float]:
+    """The measurement on true clips: itself through H.264, itself shifted by ``shift`` frames, another."""
+    o = clip.opening
+    return {"written": mouth.correlation(mouth.opening(written_landmarks), o),
+            "shifted": mouth.correlation(o[shift:], o[:-shift]) if len(o) > shift + 2 else float("nan"),
+            "other_clip": mouth.correlation(o, other.opening)}
+
+
+def baselines(clip: Clip, resolution: int, options: InferenceOptions, fps: float,
+              crf: int) -> dict[str, np.ndarray]:
+    """The baseline rows' frames for one clip, written to H.264 as a dub is (``media.as_written``)."""
+    half = max(4, resolution // 2)
+    made = {f"ceiling_{resolution}px": resolution_ceiling(clip.frames, clip.region, resolution, options),
+            f"ceiling_{half}px": resolution_ceiling(clip.frames, clip.region, half, options),
+            "still_mouth": still_mouth(clip.frames, clip.region, resolution, 0, options)}
+    return {k: media.as_written(v, fps, crf) for k, v in made.items()}
+
+
+@dataclass
+class Table:
+    """Per-clip scores of every row, and their means with bootstrap intervals (:meth:`summary`)."""
+
+    rows: dict[str, list[dict]] = field(default_factory=dict)
+
+    def add(self, row: str, clip: str, scores: Mapping[str, float]) -> None:
+        self.rows.setdefault(row, []).append({"clip": clip, **scores})
+
+    def summary(self, resamples: int = 1000, level: float = 0.95, seed: int = 0) -> dict[str, dict]:
+        """Row -> metric -> {mean, interval, n}: NaN clips (no face, constant mouth) are left out."""
+        out: dict[str, dict] = {}
+        for row, items in self.rows.items():
+            keys = [k for k in items[0] if k != "clip"]
+            out[row] = {k: _mean(np.array([it[k] for it in items], np.float64), resamples, level, seed)
+                        for k in keys}
+        return out
+
+
+def _mean(values: np.ndarray, resamples: int, level: float, seed: int) -> dict:
+    ok = values[np.isfinite(values)]
+    if not len(ok):
+        return {"mean": None, "interval": None, "n": 0}
+    interval = mean_interval(list(ok), resamples, level, seed)
+    return {"mean": float(ok.mean()), "interval": list(interval) if interval else None, "n": int(len(ok))}
+
+
+def pair_order(names: Sequence[str]) -> list[tuple[int, int]]:
+    """Cross-driven pairs: each clip driven by the next one's audio (cyclic), never by its own."""
+    n = len(names)
+    if n < 2:
+        raise ValueError(f"cross-driven scoring needs at least 2 clips, got {n}")
+    return [(i, (i + 1) % n) for i in range(n)]
+
+
+Tracker = Callable[[np.ndarray], np.ndarray]
+
+
+# --- the run: dub, measure, summarise ---------------------------------------------------------------
+
+
+def load_clip(path: Path, crop: CropSpec, mask: MaskSpec, faces: MediaPipeFaces,
+              num_frames: int | None = None) -> Clip:
+    """A real clip's frames, edit region (as the pipeline finds it) and true face mesh."""
+    frames = media.read_frames(path, stop=num_frames)
+    region = edit_region(path, len(frames), faces, crop, mask)
+    return Clip(path.name, frames, region, mouth.track_frames(frames, faces).landmarks)
+
+
+def driving_audio(driver: Path, seconds: float, out: Path) -> Path:
+    """The driver's own sound (its rate and channels), cut to ``seconds``, as a WAV at ``out``."""
+    if not out.exists():
+        audio, rate = media.read_audio(driver, sample_rate=None, mono=False)
+        media.write_wav(out, audio[:, : int(round(seconds * rate))], rate)
+    return out
+
+
+def dub_all(pipe: "LipSyncPipeline", videos: Sequence[Path], out: Path, options: InferenceOptions,
+            progress: bool = True) -> tuple[list[Path], list[Path]]:
+    """Self-reconstructions (``out/self``) and cross-driven dubs (``out/cross``, A driven by the next clip's
+    sound); a result already on disk is kept (a rerun resumes)."""
+    from tqdm import tqdm
+
+    jobs = [(v, v, out / "self" / v.name) for v in videos]
+    jobs += [(videos[i], videos[j], out / "cross" / f"{videos[i].stem}__{videos[j].stem}.mp4")
+             for i, j in pair_order([v.name for v in videos])]
+    for video, driver, result in tqdm(jobs, desc="dubbing", unit="video", disable=not progress):
+        if result.exists():
+            continue
+        result.parent.mkdir(parents=True, exist_ok=True)
+        audio = video if driver == video else driving_audio(
+            driver, media.probe(video).duration_s, out / "audio" / f"{driver.stem}.wav")
+        pipe(video, audio, result, options=options)
+    n = len(videos)
+    return [j[2] for j in jobs[:n]], [j[2] for j in jobs[n:]]
+
+
+@dataclass
+class Scorer:
+    """Scores every row of the protocol into a :class:`Table`, FID per self-reconstruction row.
+
+    Args:
+        faces: the face mesh (every frame) used for the truth and every result alike.
+        resolution: the model's crop side in px (its ceiling, and half of it, are rows).
+        options: the paste the baselines are made with (the dubs' own).
+        fid: builds a torchmetrics FID metric; None skips FID.
+        lpips: an LPIPS net (:func:`lipsync.evaluate.frame_metrics.build_lpips`); None skips LPIPS.
+        shift_frames: the sanity row's time shift (frames).
+        crf: the H.264 quality the baselines are written with, as the dubs are.
+    """
+
+    faces: MediaPipeFaces
+    resolution: int
+    options: InferenceOptions
+    fid: Callable[[], "FrechetInceptionDistance"] | None = None
+    lpips: torch.nn.Module | None = None
+    shift_frames: int = 12
+    crf: int = 18
+    table: Table = field(default_factory=Table)
+    _fid: dict = field(default_factory=dict)
+
+    def self_rows(self, clip: Clip, generated: np.ndarray, fps: float) -> None:
+        rows = {"model": generated, **baselines(clip, self.resolution, self.options, fps, self.crf)}
+        for row, frames in rows.items():
+            landmarks = mouth.track_frames(frames, self.faces).landmarks
+            self.table.add(f"self/{row}", clip.name, self_scores(clip, frames, landmarks, self.lpips))
+            self._add_fid(row, clip, frames)
+
+    def cross_row(self, result: np.ndarray, source: Clip, driver: Clip) -> None:
+        landmarks = mouth.track_frames(result, self.faces).landmarks
+        self.table.add("cross/model", f"{source.name}<-{driver.name}", cross_scores(landmarks, source, driver))
+
+    def sanity_row(self, clip: Clip, other: Clip, fps: float) -> None:
+        written = mouth.track_frames(media.as_written(clip.frames, fps, self.crf), self.faces).landmarks
+        self.table.add("sanity/true_video", clip.name, sanity_scores(clip, other, written, self.shift_frames))
+
+    def _add_fid(self, row: str, clip: Clip, frames: np.ndarray) -> None:
+        if self.fid is None:
+            return
+        metric = self._fid.setdefault(row, self.fid())
+        n = min(len(frames), len(clip.frames))
+        region = EditRegion(clip.region.crops[:n], clip.region.masks[:n])
+        metric.update(fid_crops(clip.frames[:n], region), real=True)
+        metric.update(fid_crops(frames[:n], region), real=False)
+
+    def fids(self) -> dict[str, float | None]:
+        """FID of each self-reconstruction row's crops against the true crops (all clips pooled)."""
+        return {row: float(m.compute()) if int(m.fake_features_num_samples) >= 2 else None
+                for row, m in self._fid.items()}
+
+
+def score(scorer: Scorer, clips: Sequence[Clip], selfs: Sequence[Path], crosses: Sequence[Path],
+          progress: bool = True) -> None:
+    """Every row for every clip (the dubs as written by :func:`dub_all`, in the same order)."""
+    from tqdm import tqdm
+
+    pairs = pair_order([c.name for c in clips])
+    for k, clip in enumerate(tqdm(clips, desc="scoring", unit="clip", disable=not progress)):
+        fps = float(media.probe(selfs[k]).fps)
+        scorer.self_rows(clip, media.read_frames(selfs[k]), fps)
+        i, j = pairs[k]
+        scorer.cross_row(media.read_frames(crosses[k]), clips[i], clips[j])
+        scorer.sanity_row(clip, clips[j], fps)
+
+
+def protocol(cfg: Mapping, resolution: int) -> dict:
+    """What metrics.json records about how the numbers were made."""
+    return {"preset": "realface", "reproduces": None, "assumptions": {
+        "mouth": "MediaPipe face mesh on every frame (478 points); opening = inner-lip gap (13-14, 82-87, "
+                 "312-317) / outer eye corners (33-263); LMD = 40 lip points / inter-ocular distance",
+        "self": "each clip dubbed with its own sound; SSIM/PSNR (LPIPS) inside the edit mask, FID over the "
+                "crop squares at frame resolution, all clips pooled",
+        "cross": "clip i dubbed with clip i+1's sound (cyclic, cut to clip i's length); sync = r(result, "
+                 "driver's true opening), leak = r(result, source's opening), chance = r(source, driver)",
+        "baselines": f"ceilings: the source crop at {resolution} px and {max(4, resolution // 2)} px pasted "
+                     "back as a dub is; still_mouth: the first frame's crop on every frame; all written to "
+                     "H.264 as the dubs are",
+        "sanity": f"true clip vs itself through H.264 (written), shifted by {cfg['shift_frames']} frames, "
+                  "and the next clip (other_clip)",
+        "intervals": f"percentile bootstrap over clips, {cfg['bootstrap']['resamples']} resamples, "
+                     f"level {cfg['bootstrap']['level']}"}}
+
+
+def markdown(summary: Mapping[str, Mapping], fids: Mapping[str, float | None]) -> str:
+    """The summary as markdown tables: self-reconstruction rows, then the cross-driven and sanity rows."""
+    def cell(m: Mapping | None) -> str:
+        if not m or m["mean"] is None:
+            return "-"
+        iv = m["interval"]
+        return f"{m['mean']:.3f}" + (f" [{iv[0]:.3f}, {iv[1]:.3f}]" if iv else "")
+
+    selfs = {k.split("/", 1)[1]: v for k, v in summary.items() if k.startswith("self/")}
+    keys = [k for k in ("lmd", "opening_r", "ssim", "psnr", "lpips") if any(k in v for v in selfs.values())]
+    lines = ["| self-reconstruction | " + " | ".join(keys) + " | FID |", "|---" * (len(keys) + 2) + "|"]
+    for row, v in selfs.items():
+        fid = fids.get(row)
+        lines.append(f"| {row} | " + " | ".join(cell(v.get(k)) for k in keys)
+                     + f" | {'-' if fid is None else f'{fid:.1f}'} |")
+    for group, names in (("cross/model", CROSS_KEYS), ("sanity/true_video", ("written", "shifted", "other_clip"))):
+        if group in summary:
+            lines += ["", f"| {group} | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|",
+                      f"| {summary[group][names[0]]['n']} clips | "
+                      + " | ".join(cell(summary[group].get(k)) for k in names) + " |"]
+    return "\n".join(lines) + "\n"
+
+
+# --- the command ------------------------------------------------------------------------------------
+
+
+def build_metrics(cfg: Mapping) -> tuple[Callable | None, torch.nn.Module | None, list[str]]:
+    """The FID factory and LPIPS net the config's weights allow, and one line per metric left out."""
+    from functools import partial
+
+    from lipsync.evaluate.fid import build_fid
+    from lipsync.evaluate.frame_metrics import build_lpips
+    from lipsync.models.weights import MissingWeights
+
+    missing, fid, net = [], None, None
+    try:
+        build_fid(cfg["fid"]["weights"], cfg["fid"]["resize"])
+        fid = partial(build_fid, cfg["fid"]["weights"], cfg["fid"]["resize"])
+    except MissingWeights as err:
+        missing.append(f"FID not computed: {err}")
+    try:
+        net = build_lpips(cfg["lpips"]["backbone"], cfg["lpips"]["linear"])
+    except MissingWeights as err:
+        missing.append(f"LPIPS not computed: {err}")
+    return fid, net, missing
+
+
+def run(cfg: Mapping, out_dir: Path) -> dict:
+    """Dub and score the folder ``cfg['clips']`` with ``cfg['ckpt']``; writes metrics.json and realface.md."""
+    from lipsync.infer.options import options_from_mapping
+    from lipsync.infer.pipeline import LipSyncPipeline
+
+    videos = sorted(p for p in Path(cfg["clips"]).glob("*.mp4"))
+    if len(videos) < 2:
+        raise ValueError(f"clips={cfg['clips']}: needs at least 2 .mp4 clips, found {len(videos)}")
+    pipe = LipSyncPipeline.from_pretrained(cfg["ckpt"])
+    opts = options_from_mapping(cfg["options"])
+    selfs, crosses = dub_all(pipe, videos, Path(cfg["output"] or out_dir / "generated"), opts)
+    faces = MediaPipeFaces(mesh_every=1)
+    clips = [load_clip(v, pipe.crop, pipe.mask, faces) for v in videos]
+    fid, lpips_net, missing = build_metrics(cfg)
+    scorer = Scorer(faces, int(pipe.crop.resolution), opts.resolved(), fid, lpips_net, int(cfg["shift_frames"]),
+                    int(cfg["crf"]))
+    score(scorer, clips, selfs, crosses)
+    boot = cfg["bootstrap"]
+    summary = scorer.table.summary(int(boot["resamples"]), float(boot["level"]), int(boot["seed"]))
+    metrics = {"ckpt": str(cfg["ckpt"]), "clips": str(cfg["clips"]), "videos": [v.name for v in videos],
+               "protocol": protocol(cfg, int(pipe.crop.resolution)), "summary": summary, "fid": scorer.fids(),
+               "per_clip": scorer.table.rows, "missing_weights": missing}
+    _write(out_dir / "metrics.json", json.dumps(metrics, indent=1, default=float))
+    _write(out_dir / "realface.md", markdown(summary, metrics["fid"]))
+    return metrics
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with media.atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def main_cli() -> None:
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    from lipsync.cli import hydra_main
+
+    @hydra_main("evaluate_realface", "lipsync-evaluate-realface")
+    def main(cfg) -> None:
+        from lipsync.cli import configure_threads
+
+        configure_threads(int(cfg.threads))
+        out_dir = Path(HydraConfig.get().runtime.output_dir)
+        metrics = run(OmegaConf.to_container(cfg, resolve=True), out_dir)
+        print((out_dir / "realface.md").read_text())
+        print(f"metrics: {out_dir / 'metrics.json'}")
+        for line in metrics["missing_weights"]:
+            print(line)
+
+    main()
+
+
+if __name__ == "__main__":
+    main_cli()

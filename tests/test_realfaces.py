@@ -1,0 +1,193 @@
+"""Real faces (issue 26): the committed split and its cutter, the speech filter, close-up face detection,
+the face-mesh lip-sync metrics (closed form first), and the protocol's pieces; on the real corpus where
+``../shared/realfaces`` is present."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from lipsync import media
+from lipsync.data.faces import MediaPipeFaces, _detections
+from lipsync.evaluate import mouth, realface
+from lipsync.evaluate.reconstruction import EditRegion
+from lipsync.prepare import split
+from lipsync.prepare.filters import ClipData, SpeechFilter
+
+ROOT = Path(__file__).resolve().parents[1]
+CORPUS = ROOT.parent / "shared" / "realfaces"
+needs_corpus = pytest.mark.skipif(not CORPUS.is_dir(), reason=f"real-face corpus absent: {CORPUS} (issue 26)")
+
+
+# --- the face-mesh metrics, closed form -------------------------------------------------------------
+
+
+def mesh(gap: float, iod: float = 100.0, lips_dx: float = 0.0) -> np.ndarray:
+    """478 points at the origin but the eye corners ``iod`` apart, the inner lips ``gap`` apart, and the
+    lip points moved by ``lips_dx``."""
+    p = np.zeros((478, 2))
+    p[33], p[263] = (0.0, 0.0), (iod, 0.0)
+    for up, down in mouth.INNER_LIP_PAIRS:
+        p[up], p[down] = (50.0, 80.0), (50.0, 80.0 + gap)
+    from lipsync.data.faces import MEDIAPIPE_478
+
+    p[MEDIAPIPE_478.mouth_idx, 0] += lips_dx
+    return p
+
+
+def test_opening_is_the_inner_lip_gap_over_the_eye_distance() -> None:
+    assert mouth.opening(mesh(12.0)) == pytest.approx(0.12)
+    assert mouth.opening(mesh(12.0, iod=200.0)) == pytest.approx(0.06)
+    batch = np.stack([mesh(g) for g in (0.0, 5.0, 20.0)])
+    np.testing.assert_allclose(mouth.opening(batch), [0.0, 0.05, 0.2])
+    assert np.isnan(mouth.opening(np.full((478, 2), np.nan)))
+
+
+def test_lmd_is_the_lip_shift_over_the_eye_distance_and_skips_faceless_frames() -> None:
+    truth = np.stack([mesh(10.0)] * 3)
+    moved = np.stack([mesh(10.0, lips_dx=4.0)] * 3)
+    assert mouth.lmd(moved, truth) == pytest.approx(0.04)
+    assert mouth.lmd(truth, truth) == 0.0
+    moved[1] = np.nan
+    assert mouth.lmd(moved, truth) == pytest.approx(0.04)
+
+
+def test_correlation_uses_common_finite_frames() -> None:
+    a = np.array([0.0, 1.0, 2.0, np.nan, 4.0, 5.0])
+    assert mouth.correlation(a, 2 * a + 1) == pytest.approx(1.0)
+    assert mouth.correlation(a, -a) == pytest.approx(-1.0)
+    assert mouth.correlation(a, a[:4]) == pytest.approx(1.0)  # the shorter length
+    assert np.isnan(mouth.correlation(a, np.ones(6)))  # constant
+    assert np.isnan(mouth.correlation(a[:2], a[:2]))  # too few frames
+
+
+def test_cross_scores_read_sync_from_the_driver_and_leak_from_the_source() -> None:
+    t = np.arange(40)
+    src_open, drv_open = 5 + 4 * np.sin(t / 3.0), 5 + 4 * np.cos(t / 1.7)
+    source = realface.Clip("a", np.zeros((40, 8, 8, 3), np.uint8), None, np.stack([mesh(g) for g in src_open]))
+    driver = realface.Clip("b", np.zeros((40, 8, 8, 3), np.uint8), None, np.stack([mesh(g) for g in drv_open]))
+    follows_driver = realface.cross_scores(np.stack([mesh(g) for g in drv_open]), source, driver)
+    assert follows_driver["sync"] == pytest.approx(1.0)
+    assert follows_driver["leak"] == pytest.approx(follows_driver["chance"])
+    copies_source = realface.cross_scores(source.landmarks, source, driver)
+    assert copies_source["leak"] == pytest.approx(1.0) and copies_source["sync"] == pytest.approx(
+        copies_source["chance"])
+
+
+def test_pair_order_never_drives_a_clip_with_its_own_sound() -> None:
+    assert realface.pair_order(["a", "b", "c"]) == [(0, 1), (1, 2), (2, 0)]
+    with pytest.raises(ValueError, match="at least 2"):
+        realface.pair_order(["a"])
+
+
+def test_table_summary_leaves_out_nan_clips_and_bootstraps_the_mean() -> None:
+    table = realface.Table()
+    for clip, value in (("a", 0.2), ("b", 0.4), ("c", float("nan")), ("d", 0.6)):
+        table.add("cross/model", clip, {"sync": value})
+    row = table.summary(resamples=200)["cross/model"]["sync"]
+    assert row["n"] == 3 and row["mean"] == pytest.approx(0.4)
+    assert 0.2 <= row["interval"][0] <= 0.4 <= row["interval"][1] <= 0.6
+
+
+def test_still_mouth_pastes_the_first_frames_crop_and_nothing_outside_the_region() -> None:
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 255, (3, 64, 64, 3), dtype=np.uint8)
+    region = EditRegion(np.array([[8, 8, 56, 56]] * 3, np.float64), np.array([[20, 30, 44, 50]] * 3, np.float64))
+    out = realface.still_mouth(frames, region, 48)
+    assert np.array_equal(out[0], realface.still_mouth(frames[:1], EditRegion(region.crops[:1], region.masks[:1]),
+                                                        48)[0])
+    # frames 1 and 2 get frame 0's mouth: the same pixels in the mask's core, their own far from it
+    np.testing.assert_array_equal(out[1][36:44, 28:36], out[0][36:44, 28:36])
+    np.testing.assert_array_equal(out[2][:8], frames[2][:8])
+
+
+# --- the split ------------------------------------------------------------------------------------
+
+
+def test_committed_split_holds_out_whole_people_and_names_every_corpus_file() -> None:
+    committed = split.load_split(ROOT / "data" / "realfaces" / "split.json")
+    held = {f for fs in committed["heldout_people"].values() for f in fs}
+    train = {f for fs in committed["train_people"].values() for f in fs}
+    assert len(committed["heldout_people"]) >= 3 and not held & train
+    assert committed["tail_fraction"] == 0.2
+    if CORPUS.is_dir():
+        assert held | train == {p.name for p in CORPUS.glob("*.mp4")}
+
+
+def test_split_rejects_a_file_listed_twice(tmp_path: Path) -> None:
+    bad = {"corpus": ".", "tail_fraction": 0.2, "heldout_people": {"a": ["x.mp4"]}, "train_people": {"b": ["x.mp4"]}}
+    (tmp_path / "s.json").write_text(json.dumps(bad))
+    with pytest.raises(ValueError, match="listed twice"):
+        split.load_split(tmp_path / "s.json")
+
+
+def test_tail_start_keeps_the_last_fifth() -> None:
+    assert split.tail_start(100, 0.2) == 80
+    assert split.tail_start(201, 0.2) == 161  # 40.2 frames of tail round to 40
+
+
+def test_cut_writes_head_and_tail_whose_frames_and_sound_add_up(tmp_path: Path) -> None:
+    rate, fps, n = 16000, 25, 50
+    frames = np.stack([np.full((32, 32, 3), 5 * i, np.uint8) for i in range(n)])
+    audio = np.sin(np.arange(n * rate // fps) / 7.0).astype(np.float32) * 0.3
+    corpus = tmp_path / "corpus"
+    media.write_video(corpus / "v.mp4", frames, fps, audio=audio, audio_rate=rate, crf=0)
+    parts = [split.Part("train", "p", "v.mp4", 0, 40, fps), split.Part("tail", "p", "v.mp4", 40, 50, fps)]
+    head, tail = (split.cut(p, corpus, tmp_path / "out") for p in parts)
+    assert media.probe(head).num_frames == 40 and media.probe(tail).num_frames == 10
+    assert abs(int(media.read_frames(tail)[0].mean()) - 200) <= 2  # the tail starts at frame 40
+    assert media.read_audio(head)[0].size / rate == pytest.approx(1.6, abs=0.05)
+    assert media.read_audio(tail)[0].size / rate == pytest.approx(0.4, abs=0.07)
+
+
+# --- curation on real video -----------------------------------------------------------------------
+
+
+def test_speech_filter_drops_silence_and_sparse_sound_keeps_speech_like_sound() -> None:
+    crops = np.zeros((100, 8, 8, 3), np.uint8)
+    samples = 100 * 640
+    t = np.arange(samples) / 16000
+    tone = 0.3 * np.sin(2 * np.pi * 200 * t)
+    syllables = tone * (np.sin(2 * np.pi * 4 * t) > -0.3)  # on ~60 % of the time, 4 syllables per second
+    sparse = tone * (t < 0.4)  # 10 % of the clip
+    f = SpeechFilter()
+    assert "under -50 dBFS" in f(ClipData(crops, None, np.zeros(samples, np.float32)))
+    assert "% of frames" in f(ClipData(crops, None, sparse.astype(np.float32)))
+    assert f(ClipData(crops, None, syllables.astype(np.float32))) is None
+
+
+def test_full_range_detector_finds_a_face_that_fills_the_frame() -> None:
+    """A face filling the frame (as in a 224 px VoxCeleb2 crop) defeats the full-range detector; the padded
+    second look finds it, at the right place."""
+    from mediapipe.python.solutions import face_detection
+    from skimage import data
+
+    img = data.astronaut()
+    close_up = cv2.resize(img[30:210, 140:320], (224, 224))
+    with face_detection.FaceDetection(model_selection=1, min_detection_confidence=0.5) as detector:
+        assert _detections(detector, close_up) == []  # what broke curation of voxceleb2_pcavs_00010
+        (box,) = MediaPipeFaces._detect_all(detector, close_up)
+        whole = _detections(detector, img)[0]
+    expected = (whole - [140, 30, 140, 30]) * 224 / 180  # the astronaut's box in the close-up's pixels
+    assert np.abs(box - expected).max() < 20
+
+
+# --- on the real corpus ---------------------------------------------------------------------------
+
+
+@needs_corpus
+def test_mouth_opening_separates_the_true_mouth_from_shifted_and_other_mouths() -> None:
+    faces = MediaPipeFaces(mesh_every=1)
+    a = mouth.track_video(CORPUS / "voxceleb2_pcavs_00086.mp4", 100, faces).landmarks
+    b = mouth.track_video(CORPUS / "voxceleb2_pcavs_00373.mp4", 100, faces).landmarks
+    written = media.as_written(media.read_frames(CORPUS / "voxceleb2_pcavs_00086.mp4", stop=100), 25, crf=18)
+    again = mouth.track_frames(written, faces).landmarks
+    oa = mouth.opening(a)
+    assert mouth.correlation(mouth.opening(again), oa) > 0.95
+    assert abs(mouth.correlation(oa[12:], oa[:-12])) < 0.4
+    assert abs(mouth.correlation(oa, mouth.opening(b))) < 0.4
+    assert mouth.lmd(again, a) < 0.02
