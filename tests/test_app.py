@@ -293,15 +293,18 @@ def test_checkpoints_and_examples_come_from_disk(ckpt_dir: Path, tmp_path: Path)
 
 
 def test_the_shipped_model_is_the_first_and_default_choice(ckpt_dir: Path, tmp_path: Path) -> None:
-    from lipsync.app.catalog import SHIPPED_MODEL
+    from lipsync.app.catalog import SHIPPED_MODELS
     from lipsync.app.ui import _checkpoint_choices
 
-    assert AppSettings().shipped == SHIPPED_MODEL == ROOT / "models" / "showcase"
+    assert AppSettings().shipped == SHIPPED_MODELS
+    assert SHIPPED_MODELS == (ROOT / "models" / "showcase", ROOT / "models" / "realface")
     shipped = ckpt_dir / "tiny"  # any pipeline folder stands in for models/showcase
     choices = _checkpoint_choices(AppSettings(shipped=shipped, ckpt_dir=ckpt_dir))
     assert list(choices) == ["shipped: tiny", "tiny"] and choices["shipped: tiny"] == shipped
     assert list(_checkpoint_choices(AppSettings(shipped=tmp_path / "absent", ckpt_dir=ckpt_dir))) == ["tiny"]
     assert list(_checkpoint_choices(AppSettings(shipped=None, ckpt_dir=ckpt_dir))) == ["tiny"]
+    both = _checkpoint_choices(AppSettings(shipped=(tmp_path / "absent", shipped), ckpt_dir=ckpt_dir))
+    assert list(both) == ["shipped: tiny", "tiny"]  # an absent shipped folder is left out
 
 
 def test_side_by_side_shows_several_results_for_as_long_as_the_shortest(tmp_path: Path) -> None:
@@ -362,6 +365,8 @@ def test_command_line_binds_to_loopback_unless_told() -> None:
     assert (args.host, args.port, args.overrides) == ("0.0.0.0", 8000, ["device=cpu", "options.fade=8"])
     with pytest.raises(SystemExit):
         parse_args(["--queue", "0"])
+    picked = parse_args(["--shipped", "models/realface", "--shipped", "models/showcase", "device=cpu"])
+    assert picked.shipped == [Path("models/realface"), Path("models/showcase")] and picked.overrides == ["device=cpu"]
 
 
 def test_side_by_side_pairs_each_result_frame_with_its_length_matched_source_frame(tmp_path: Path) -> None:

@@ -191,3 +191,55 @@ def test_mouth_opening_separates_the_true_mouth_from_shifted_and_other_mouths() 
     assert abs(mouth.correlation(oa[12:], oa[:-12])) < 0.4
     assert abs(mouth.correlation(oa, mouth.opening(b))) < 0.4
     assert mouth.lmd(again, a) < 0.02
+
+
+# --- per-person fine-tuning (issue 27) ------------------------------------------------------------
+
+
+def _talking_video(path: Path, n: int = 50, fps: int = 25, rate: int = 16000) -> Path:
+    frames = np.stack([np.full((32, 32, 3), 4 * i, np.uint8) for i in range(n)])
+    audio = (0.3 * np.sin(np.arange(n * rate // fps) / 5.0)).astype(np.float32)
+    return media.write_video(path, frames, fps, audio=audio, audio_rate=rate, crf=0)
+
+
+def test_finetune_cuts_the_last_fifth_off_and_refuses_a_tail_longer_than_the_head(tmp_path: Path) -> None:
+    from lipsync import finetune
+
+    video = _talking_video(tmp_path / "person.mp4")
+    person = finetune.cut_person(video, tmp_path / "out", 0.2)
+    assert media.probe(person.head).num_frames == 40 and media.probe(person.tail).num_frames == 10
+    assert finetune.cut_person(video, tmp_path / "out", 0.0) == finetune.Person(video, None)
+    with pytest.raises(ValueError, match="holdout=0.6"):
+        finetune.cut_person(video, tmp_path / "out", 0.6)
+
+
+def test_finetune_curates_at_the_base_models_crop_and_trains_from_its_weights(tmp_path: Path) -> None:
+    from lipsync import finetune
+
+    crop = finetune.base_crop(ROOT / "models" / "showcase")
+    prep = finetune.prepare_command(Path("head.mp4"), Path("p"), crop, "w.pt")
+    assert "crop.resolution=32" in prep and "crop.scale=0.8" in prep and "crop.shift_y=0.15" in prep
+    cfg = {"experiment": "realface", "base": "models/realface", "steps": 250, "batch_size": 4, "lr": 2e-4,
+           "threads": 1}
+    cmd = finetune.train_command(cfg, Path("p/shards"), tmp_path / "runs" / "finetune")
+    assert {"experiment=realface", "init_from=models/realface", "trainer.max_steps=250",
+            "data.shards=p/shards", f"paths.log_dir={tmp_path / 'runs'}", "name=finetune"} <= set(cmd)
+    with pytest.raises(ValueError, match="steps=0"):
+        finetune.train_command({**cfg, "steps": 0}, Path("p"), tmp_path)
+    with pytest.raises(FileNotFoundError, match="config.json missing"):
+        finetune.base_crop(tmp_path)
+
+
+def test_finetune_train_command_composes(tmp_path: Path) -> None:
+    """The command's overrides are valid for the training config (Hydra composes them)."""
+    from hydra import compose, initialize_config_dir
+
+    from lipsync import finetune
+
+    cfg = {"experiment": "realface", "base": "models/realface", "steps": 7, "batch_size": 2, "lr": 1e-4,
+           "threads": 1}
+    overrides = finetune.train_command(cfg, Path("p/shards"), tmp_path / "runs" / "ft")[3:]
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        composed = compose("train", overrides=overrides)
+    assert composed.trainer.max_steps == 7 and composed.model.scheduler.T_max == 7
+    assert composed.init_from == "models/realface" and composed.data.batch_size == 2

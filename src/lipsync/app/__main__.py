@@ -15,7 +15,7 @@ os.environ.setdefault("GLOG_minloglevel", "2")  # MediaPipe's C++ logging: warni
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-from lipsync.app.catalog import SHIPPED_MODEL  # noqa: E402
+from lipsync.app.catalog import SHIPPED_MODELS  # noqa: E402
 from lipsync.app.ui import AppSettings, build_app  # noqa: E402
 from lipsync.cli import ArgumentParser, user_errors  # noqa: E402
 
@@ -26,9 +26,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--host", default="127.0.0.1",
                    help="interface to bind (default 127.0.0.1; use 0.0.0.0 to serve other machines)")
     p.add_argument("--port", type=int, default=7860, help="TCP port (default 7860)")
-    p.add_argument("--shipped", type=Path, default=SHIPPED_MODEL,
-                   help="the shipped model, offered first and chosen by default (default models/showcase "
-                        "of the checkout; an empty value leaves it out)")
+    p.add_argument("--shipped", type=Path, action="append",
+                   help="a shipped model, offered first; repeat for several, the first is chosen by default "
+                        "(default models/showcase and models/realface of the checkout; '' leaves them out)")
     p.add_argument("--ckpt-dir", type=Path, default=Path("outputs"),
                    help="folder scanned for save_pretrained pipeline folders (default outputs/)")
     p.add_argument("--demo-dir", type=Path, default=Path("outputs/demo"),
@@ -53,7 +53,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # Gradio's own health checks, one line per request
-    shipped = args.shipped if str(args.shipped) not in ("", ".") else None
+    given = SHIPPED_MODELS if args.shipped is None else args.shipped
+    shipped = tuple(p for p in given if str(p) not in ("", ".")) or None
     settings = AppSettings(shipped=shipped, ckpt_dir=args.ckpt_dir, demo_dir=args.demo_dir, queue_size=args.queue,
                            max_age_s=args.max_age, overrides=tuple(args.overrides))
     with user_errors("lipsync-app"):

@@ -1,6 +1,7 @@
 """What the app offers from the local disk: checkpoints to choose from and example (video, audio) pairs.
 
-The shipped showcase model (``models/showcase``) is offered first and is the default choice.
+The shipped models are offered first: the showcase model (``models/showcase``, the default choice; the
+synthetic world) and the real-face model (``models/realface``, real talking heads).
 
 Both lists are read from the file system each time the page loads, so a model that ``make demo`` or a
 training run writes while the app is up shows up on the next reload without a restart.
@@ -15,6 +16,8 @@ from lipsync import assets
 from lipsync.infer import checkpoint
 
 SHIPPED_MODEL = assets.ROOT / "models" / "showcase"  # the committed showcase model (README): the default
+REALFACE_MODEL = assets.ROOT / "models" / "realface"  # the committed real-face model (models/realface/README.md)
+SHIPPED_MODELS = (SHIPPED_MODEL, REALFACE_MODEL)
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi")
 AUDIO_SUFFIXES = (".wav", ".m4a", ".mp3", ".flac", ".ogg", ".aac")
 

@@ -20,7 +20,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import gradio as gr  # noqa: E402
 
 from lipsync import assets  # noqa: E402
-from lipsync.app.catalog import (SHIPPED_MODEL, Example, find_checkpoints, find_examples,  # noqa: E402
+from lipsync.app.catalog import (SHIPPED_MODELS, Example, find_checkpoints, find_examples,  # noqa: E402
                                  is_pipeline_folder)
 from lipsync.app.jobs import (DubRequest, PipelineCache, PipelineFactory, error_message,  # noqa: E402
                               infer_config, infer_options, pipeline_from_pretrained, run_dub)
@@ -47,8 +47,8 @@ class AppSettings:
     """Where the app looks for models and examples, and how it treats requests.
 
     Attributes:
-        shipped: the committed showcase model (``models/showcase``): the first choice and the default when
-            it is there; None leaves it out.
+        shipped: the committed models (``models/showcase``, the default choice, and ``models/realface``),
+            offered first where they are there; one folder, or None to leave them out.
         ckpt_dir: scanned recursively for ``save_pretrained`` pipeline folders.
         demo_dir: where ``make demo`` leaves example clips (video + same-stem audio).
         assets_dir: the packaged real media (carphone clip, pyannote speech).
@@ -61,7 +61,7 @@ class AppSettings:
 
     ckpt_dir: Path = Path("outputs")
     demo_dir: Path = Path("outputs/demo")
-    shipped: Path | None = SHIPPED_MODEL
+    shipped: Path | tuple[Path, ...] | None = SHIPPED_MODELS
     assets_dir: Path = assets.DEFAULT_DIR
     queue_size: int = 8
     max_age_s: float = 3600.0
@@ -70,9 +70,11 @@ class AppSettings:
 
 
 def _checkpoint_choices(settings: AppSettings) -> dict[str, Path]:
-    """The shipped model first (the default choice), then every pipeline folder under ``ckpt_dir``."""
+    """The shipped models first (the first is the default choice), then every pipeline folder under
+    ``ckpt_dir``."""
     shipped = settings.shipped
-    first = {f"shipped: {shipped.name}": shipped} if shipped is not None and is_pipeline_folder(shipped) else {}
+    listed = () if shipped is None else (shipped,) if isinstance(shipped, Path) else tuple(shipped)
+    first = {f"shipped: {p.name}": p for p in listed if is_pipeline_folder(p)}
     return first | find_checkpoints(settings.ckpt_dir)
 
 
@@ -93,7 +95,8 @@ def _inputs_column(settings: AppSettings, examples: list[Example], d: InferenceO
     with gr.Row():
         found = list(_checkpoint_choices(settings))  # also rescanned on every page load
         w["ckpt"] = gr.Dropdown(label="Checkpoint", choices=found, value=found[0] if found else None,
-                                elem_id="ckpt", scale=4, info=f"the shipped model, then pipeline folders under {settings.ckpt_dir}")
+                                elem_id="ckpt", scale=4, info=f"the shipped models (showcase: cartoon world; realface: real faces), then "
+                                     f"pipeline folders under {settings.ckpt_dir}")
         w["refresh"] = gr.Button("Rescan", scale=1, size="sm")
     with gr.Accordion("Sampling", open=True):
         w["preset"] = gr.Radio([(f"{p}: {PRESET_HELP.get(p, p)}", p) for p in PRESETS], value=d.preset,
