@@ -19,9 +19,10 @@ from torch import nn
 from lipsync.assets import ROOT
 from lipsync.cli import config_dir
 from lipsync.evaluate.__main__ import find_datasets, run
-from lipsync.evaluate.make_lists import SEED, draw, listed_videos, read_list
+from lipsync.evaluate import make_lists
+from lipsync.evaluate.make_lists import LISTS_DIR, SEED, draw, listed_videos, read_list
 from lipsync.evaluate.regions import fill_gaps, square_crop
-from lipsync.evaluate.report import PAPER_TABLE1, sweep_table
+from lipsync.evaluate.report import PAPER_TABLE1, summary, sweep_table
 from lipsync.models.syncnet import SyncNetV2
 from lipsync.media import write_video
 
@@ -133,6 +134,15 @@ def test_missing_weights_skip_only_their_metric(setup, tmp_path) -> None:
         "sync": "SyncNet v2 weights not found at /nonexistent/syncnet_v2.model (set syncnet.weights=PATH)",
     }
     assert set(hdtf["metrics"]) == {"psnr"}
+    payload = json.loads((tmp_path / "metrics.json").read_text())
+    assert payload["missing_weights"] == {
+        "fvd": {"config_key": "fvd.weights", "path": "/nonexistent/i3d.pt"},
+        "sync": {"config_key": "syncnet.weights", "path": "/nonexistent/syncnet_v2.model"}}
+    lines = summary(payload).splitlines()
+    assert lines[-1] == ("not computed, weights missing: fvd (set fvd.weights=PATH; nothing at "
+                         "/nonexistent/i3d.pt), sync (set syncnet.weights=PATH; nothing at "
+                         "/nonexistent/syncnet_v2.model)")
+    assert sum("weights" in line for line in lines) == 1  # one line, not one per dataset and metric
 
 
 def test_bad_folder_is_one_line_and_exit_1(tmp_path) -> None:
@@ -171,9 +181,62 @@ def test_seeded_lists_are_reproducible(tmp_path) -> None:
     listed = read_list(lists / "hdtf_test30.txt")
     (data / f"{listed[0]}.mp4").write_bytes(b"")
     (data / "unlisted.mp4").write_bytes(b"")
-    assert [p.name for p in listed_videos(tmp_path / "data", "hdtf")] == [f"{listed[0]}.mp4"]
-    with pytest.raises(ValueError, match="none of the avaspeech_test30.txt videos"):
+    found = listed_videos(tmp_path / "data", "hdtf")
+    assert [p.name for p in found.videos] == [f"{listed[0]}.mp4"]
+    assert found.missing == tuple(listed[1:]) and found.list_path == lists / "hdtf_test30.txt"
+    assert found.as_json() == {"list": str(lists / "hdtf_test30.txt"), "listed": 30, "missing": listed[1:]}
+    with pytest.raises(ValueError, match="none of the .*avaspeech_test30.txt videos"):
         listed_videos(tmp_path / "data", "avaspeech")
+
+
+def test_run_reads_the_list_make_lists_wrote_beside_the_data(tmp_path) -> None:
+    from lipsync.evaluate.run import select_videos
+
+    data = tmp_path / "data"
+    (data / "hdtf").mkdir(parents=True)
+    for i in range(35):
+        (data / "hdtf" / f"clip_{i:02d}.mp4").write_bytes(b"")
+    with pytest.raises(ValueError, match=f"none of the {LISTS_DIR / 'hdtf_test30.txt'} videos"):
+        select_videos(data, use_lists=True)  # no list beside the data yet: the official one, none present
+    assert make_lists.main([str(data)]) == 0
+    drawn = read_list(data / "hdtf_test30.txt")
+    assert len(drawn) == 30 and drawn == draw([f"clip_{i:02d}" for i in range(35)])
+    (data / "hdtf" / f"{drawn[4]}.mp4").unlink()
+    selection = select_videos(data, use_lists=True)
+    listed = selection.lists["hdtf"]
+    assert listed.list_path == data / "hdtf_test30.txt" and listed.missing == (drawn[4],)
+    assert [p.stem for p in selection.videos["hdtf"]] == drawn[:4] + drawn[5:]
+    assert len(select_videos(data, use_lists=False).videos["hdtf"]) == 34
+
+
+def test_listed_videos_without_a_file_are_counted_and_named(setup, tmp_path) -> None:
+    ref = setup["root"] / "ref"
+    list_path = tmp_path / "hdtf_test30.txt"
+    list_path.write_text("a\nb\nWDA_Gone_001\nWRA_Gone_002\n")
+    listed = {"hdtf": listed_videos(ref, "hdtf", list_path)}
+    payload = json.loads(run(compose_cfg(setup, "metrics=[psnr]"), tmp_path, listed).read_text())
+    hdtf = payload["datasets"]["hdtf"]
+    assert (hdtf["num_videos"], hdtf["listed"], hdtf["list"]) == (2, 4, str(list_path))
+    assert hdtf["missing"] == ["WDA_Gone_001", "WRA_Gone_002"]
+    assert summary(payload).splitlines()[-1] == (
+        "missing listed videos, not scored: hdtf 2 of 4 (WDA_Gone_001, WRA_Gone_002) (all named in "
+        "metrics.json datasets.<name>.missing)")
+
+
+@pytest.mark.parametrize("preset", [None, "latentsync"])
+def test_make_eval_passes_the_preset_to_the_run(preset: str | None) -> None:
+    """`make eval ... EVAL=NAME` composes conf/evaluate_run.yaml with that protocol preset (Hydra group)."""
+    extra = [f"EVAL={preset}"] if preset else []
+    dry = subprocess.run(["make", "-n", "eval", "DATA=/data", "CKPT=/model", *extra], cwd=ROOT,
+                         capture_output=True, text=True, timeout=60, check=True).stdout
+    line = next(row for row in dry.splitlines() if "-m lipsync.evaluate.run" in row)
+    overrides = line.split("-m lipsync.evaluate.run", 1)[1].split()
+    assert overrides[:2] == ["data_dir=/data", "ckpt=/model"] and len(overrides) == 2 + bool(preset)
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = compose(config_name="evaluate_run", overrides=overrides)
+    assert cfg.protocol.preset == (preset or "paper") and cfg.reference == "/data"
+    assert list(cfg.metrics) == (["fvd", "sync"] if preset else ["fid", "fvd", "ssim", "psnr", "lpips",
+                                                                 "sync"])
 
 
 def test_region_crop_and_gap_filling() -> None:
@@ -195,7 +258,8 @@ def test_run_generates_self_reconstructions_then_scores(tmp_path, save_tiny_pipe
     frames = read_frames(asset_path("carphone_pristine.mp4"), 0, 20)
     speech, rate = read_audio(asset_path("sample.wav"))
     audio = speech[rate:rate + 20 * 640]
-    write_video(tmp_path / "data" / "clip.mp4", frames, 25, audio=audio, audio_rate=rate)
+    write_video(tmp_path / "data" / "hdtf" / "clip.mp4", frames, 25, audio=audio, audio_rate=rate)
+    (tmp_path / "data" / "hdtf_test30.txt").write_text("clip\nWDA_NotDownloaded_001\n")  # a make_lists list
     ckpt = save_tiny_pipeline(tmp_path / "ckpt")
     overrides = [f"data_dir={tmp_path / 'data'}", f"ckpt={ckpt}", f"output={tmp_path / 'gen'}", "device=cpu",
                  "options.num_steps=1", "options.detect_generated=false", "metrics=[ssim,psnr]",
@@ -208,8 +272,11 @@ def test_run_generates_self_reconstructions_then_scores(tmp_path, save_tiny_pipe
         result = json.loads(run_protocol(cfg, tmp_path / "run").read_text())
     finally:
         torch.set_num_threads(threads)
-    generated = tmp_path / "gen" / "clip.mp4"
+    generated = tmp_path / "gen" / "hdtf" / "clip.mp4"
     assert generated.exists()
-    video = result["datasets"]["data"]["per_video"]["clip"]
+    hdtf = result["datasets"]["hdtf"]
+    assert hdtf["list"] == str(tmp_path / "data" / "hdtf_test30.txt")
+    assert hdtf["missing"] == ["WDA_NotDownloaded_001"]
+    video = hdtf["per_video"]["clip"]
     assert video["frames"] == 20 and 10 < video["psnr"] < 100  # the mouth region was re-generated
     assert result["generated"] == str(tmp_path / "gen") and result["reference"] == str(tmp_path / "data")

@@ -9,9 +9,10 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 import lipsync.evaluate.__main__  # noqa: F401  registers the ${asset:} and ${torch_hub:} resolvers
+from lipsync.evaluate import frechet as frechet_module
 from lipsync.assets import ROOT
 from lipsync.evaluate.frechet import FeatureStats, frechet_distance, frechet_interval, mean_interval
-from lipsync.evaluate.frechet import resample_counts, weighted_sum
+from lipsync.evaluate.frechet import resample_counts, trace_sqrt_product, weighted_sum
 from lipsync.evaluate.regions import sync_track_rejection
 from lipsync.evaluate.report import describe_protocol, table3
 from lipsync.evaluate.score import PairScorer, Scorers
@@ -103,6 +104,62 @@ def test_frechet_interval_over_videos() -> None:
     assert max(abs(v) for v in same) < 1e-6  # identical sets in every resample
     with pytest.raises(ValueError, match="at least 2 samples"):
         frechet_distance(FeatureStats.of(torch.zeros(1, 3)), FeatureStats.of(torch.zeros(5, 3)))
+
+
+def test_trace_sqrt_product_closed_forms() -> None:
+    """Commuting (diagonal) covariances: Tr (S_r S_f)^1/2 = sum sqrt(a_i b_i), zeros included; a covariance
+    of n < D samples: the nuclear norm of C_r C_f^T / (n - 1), C the centred features."""
+    a = torch.tensor([4.0, 9.0, 1.0, 0.25], dtype=torch.float64)
+    b = torch.tensor([1.0, 4.0, 16.0, 4.0], dtype=torch.float64)
+    assert trace_sqrt_product(torch.diag(a), torch.diag(b)) == pytest.approx(2 + 6 + 4 + 1, rel=1e-12)
+    a[1:3] = 0  # rank 2: not positive definite, so the eigendecomposition path
+    assert trace_sqrt_product(torch.diag(a), torch.diag(b)) == pytest.approx(2 + 1, rel=1e-12)
+    gen = torch.Generator().manual_seed(0)
+    x_r, x_f = (torch.randn(12, 40, generator=gen, dtype=torch.float64) for _ in range(2))
+    (_, s_r), (_, s_f) = FeatureStats.of(x_r).mean_cov(), FeatureStats.of(x_f).mean_cov()
+    c_r, c_f = x_r - x_r.mean(0), x_f - x_f.mean(0)
+    nuclear = float(torch.linalg.svdvals(c_r @ c_f.T).sum()) / 11
+    assert trace_sqrt_product(s_r, s_f) == pytest.approx(nuclear, rel=1e-10)
+
+
+@pytest.mark.parametrize("dim", [16, 256])
+def test_frechet_distance_equals_the_scipy_sqrtm_formula(dim: int) -> None:
+    from scipy.linalg import sqrtm
+
+    gen = torch.Generator().manual_seed(dim)
+    real = FeatureStats.of(torch.randn(3 * dim, dim, generator=gen, dtype=torch.float64))
+    fake = FeatureStats.of(torch.randn(3 * dim, dim, generator=gen, dtype=torch.float64) * 1.3 + 0.2)
+    (mu_r, s_r), (mu_f, s_f) = (s.mean_cov() for s in (real, fake))
+    s_r, s_f = s_r.numpy(), s_f.numpy()
+    expected = (float(((mu_r - mu_f) ** 2).sum()) + np.trace(s_r) + np.trace(s_f)
+                - 2 * np.trace(sqrtm(s_r @ s_f).real))  # Heusel et al. 2017, eq. 6, as pytorch-fid has it
+    assert frechet_distance(real, fake) == pytest.approx(expected, rel=1e-6)
+
+
+def _interval_every_resample(real: list, fake: list, resamples: int, seed: int) -> tuple[float, float]:
+    """The bootstrap interval as it was computed before: every resample solved with torchmetrics' eigvals."""
+    from torchmetrics.image.fid import _compute_fid
+
+    values = []
+    for w in resample_counts(len(real), resamples, seed):
+        (mu_r, s_r), (mu_f, s_f) = weighted_sum(real, w).mean_cov(), weighted_sum(fake, w).mean_cov()
+        values.append(float(_compute_fid(mu_r, s_r, mu_f, s_f)))
+    return tuple(np.percentile(values, [2.5, 97.5]))
+
+
+@pytest.mark.parametrize("videos", [2, 5])
+def test_frechet_interval_equals_solving_every_resample(videos: int, monkeypatch) -> None:
+    gen = torch.Generator().manual_seed(videos)
+    real = [FeatureStats.of(torch.randn(15, 6, generator=gen, dtype=torch.float64)) for _ in range(videos)]
+    fake = [FeatureStats.of(torch.randn(15, 6, generator=gen, dtype=torch.float64) * 1.5 + 0.3)
+            for _ in range(videos)]
+    expected = _interval_every_resample(real, fake, resamples=100, seed=3)
+    calls = []
+    solve = frechet_module.frechet_distance
+    monkeypatch.setattr(frechet_module, "frechet_distance", lambda *a, **k: calls.append(1) or solve(*a, **k))
+    assert frechet_interval(real, fake, resamples=100, seed=3) == pytest.approx(expected, rel=1e-9)
+    distinct = len(np.unique(resample_counts(videos, 100, 3), axis=0))
+    assert len(calls) == distinct and (videos > 2 or distinct == 3)  # 2 videos: (2, 0), (1, 1), (0, 2)
 
 
 def test_table3_flags_rows_scored_under_different_protocols() -> None:

@@ -12,8 +12,10 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from lipsync.cli import hydra_main
+from lipsync.evaluate.make_lists import ListedVideos
 from lipsync.evaluate.regions import Region
-from lipsync.evaluate.report import describe_protocol, plot_sync_curves, table1, write_json, write_text
+from lipsync.evaluate.report import (describe_protocol, plot_sync_curves, summary, table1, write_json,
+                                     write_text)
 from lipsync.evaluate.score import VIDEO_SUFFIXES, build_scorers, match_pairs, score_dataset
 
 log = logging.getLogger(__name__)
@@ -56,8 +58,13 @@ def build_region(cfg: DictConfig, device: str) -> tuple[Region, str]:
     return instantiate(cfg.region), faces
 
 
-def run(cfg: DictConfig, out_dir: Path) -> Path:
-    """Score every dataset; write metrics.json and table1.md into ``out_dir``; return metrics.json's path."""
+def run(cfg: DictConfig, out_dir: Path, lists: dict[str, ListedVideos] | None = None) -> Path:
+    """Score every dataset; write metrics.json and table1.md into ``out_dir``; return metrics.json's path.
+
+    Args:
+        lists: dataset sub-folder -> the test list its videos came from (``lipsync.evaluate.run``); each
+            dataset's result then records the list and the listed videos that had no file.
+    """
     device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
     datasets = find_datasets(Path(cfg.generated), Path(cfg.reference), cfg.dataset)
     settings = OmegaConf.to_container(cfg, resolve=True)
@@ -65,22 +72,16 @@ def run(cfg: DictConfig, out_dir: Path) -> Path:
     region, faces = build_region(cfg, device)
     results = {name: score_dataset(pairs, scorers, region, settings, device, name)
                for name, pairs in datasets.items()}
+    for sub, listed in (lists or {}).items():
+        if dataset_key(sub) in results:
+            results[dataset_key(sub)].update(listed.as_json())
     protocol = describe_protocol(settings, faces)
     payload = {"generated": str(cfg.generated), "reference": str(cfg.reference),
                "experiment": cfg.experiment_name, "device": device, "protocol": protocol,
-               "datasets": results}
+               "missing_weights": scorers.missing_weights(), "datasets": results}
     write_text(out_dir / "table1.md", table1(results, protocol))
     plot_sync_curves(results, out_dir / "sync_offsets.png")
     return write_json(out_dir / "metrics.json", payload)
-
-
-def _summary(results: dict) -> str:
-    lines = []
-    for name, result in results["datasets"].items():
-        lines.append(f"{name}: {result['num_videos']} videos")
-        lines += [f"  not computed: {key}: {why}" for key, why in result["not_computed"].items()]
-        lines += [f"  failed: {video}: {why}" for video, why in result["failed"].items()]
-    return "\n".join(lines)
 
 
 @hydra_main("evaluate", "lipsync-evaluate")
@@ -88,8 +89,8 @@ def main(cfg: DictConfig) -> None:
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     path = run(cfg, out_dir)
     print((out_dir / "table1.md").read_text())
-    print(_summary(json.loads(path.read_text())))
     print(f"metrics: {path}")
+    print(summary(json.loads(path.read_text())))
 
 
 if __name__ == "__main__":

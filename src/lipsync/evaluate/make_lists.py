@@ -9,12 +9,18 @@ HDTF annotation files define (``<subset>_<video>_<clip:03d>``, the names HDTF's 
 and ``avaspeech_all.txt``, the 160 video IDs of AVA-Speech's ``ava_speech_file_names_v1.txt``. Neither
 dataset defines a test split, so the draw is over all of them. From a DATA_DIR, the candidates are the
 file stems found there, and the lists are written beside the data (``DATA_DIR/<dataset>_test30.txt``).
+
+Which list a run reads (:func:`find_list`): ``DATA_DIR/<dataset>_test30.txt`` when it exists (the one
+``make_lists DATA_DIR`` wrote), else the official ``data/eval_lists/<dataset>_test30.txt``. Listed IDs
+with no file in ``DATA_DIR/<dataset>/`` are kept as ``missing`` (:class:`ListedVideos`), never dropped
+silently.
 """
 
 from __future__ import annotations
 
 import random
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from lipsync.assets import ROOT
@@ -50,22 +56,52 @@ def videos_in(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
 
 
-def listed_videos(data_dir: str | Path, dataset: str, list_path: str | Path | None = None) -> list[Path]:
-    """The files of a dataset's test list in ``data_dir/<dataset>/``: ``<id>.*`` or clips named ``<id>_*``.
+def list_name(dataset: str) -> str:
+    """The file name of a dataset's test list: ``<dataset>_test30.txt``."""
+    return f"{dataset}_test{SIZE}.txt"
+
+
+def find_list(data_dir: str | Path, dataset: str) -> Path:
+    """The list a run reads: ``data_dir/<dataset>_test30.txt`` if there (``make_lists DATA_DIR`` wrote it),
+    else the official one in ``data/eval_lists/``."""
+    beside = Path(data_dir) / list_name(dataset)
+    return beside if beside.is_file() else LISTS_DIR / list_name(dataset)
+
+
+@dataclass(frozen=True)
+class ListedVideos:
+    """A test list matched against the files of a dataset folder."""
+
+    list_path: Path
+    ids: tuple[str, ...]  # every ID of the list
+    videos: tuple[Path, ...]  # the files of listed IDs: <id>.* or clips <id>_*.*, sorted
+    missing: tuple[str, ...]  # listed IDs with no file
+
+    def as_json(self) -> dict:
+        """What metrics.json records per dataset: the list, how many it names, which had no file."""
+        return {"list": str(self.list_path), "listed": len(self.ids), "missing": list(self.missing)}
+
+
+def _is_clip_of(stem: str, video_id: str) -> bool:
+    return stem == video_id or stem.startswith(video_id + "_")
+
+
+def listed_videos(data_dir: str | Path, dataset: str, list_path: str | Path | None = None) -> ListedVideos:
+    """The files of a dataset's test list (default :func:`find_list`) in ``data_dir/<dataset>/``.
 
     Raises:
         ValueError: the folder has none of the listed videos (names the folder and the list).
     """
-    list_path = Path(list_path) if list_path else LISTS_DIR / f"{dataset}_test30.txt"
+    list_path = Path(list_path) if list_path else find_list(data_dir, dataset)
     folder = Path(data_dir) / dataset
-    files = videos_in(folder)
-    ids = read_list(list_path)
-    chosen = [f for f in files if any(f.stem == i or f.stem.startswith(i + "_") for i in ids)]
+    files, ids = videos_in(folder), read_list(list_path)
+    chosen = tuple(f for f in files if any(_is_clip_of(f.stem, i) for i in ids))
     if not chosen:
-        raise ValueError(f"none of the {list_path.name} videos is in {folder}: expected files named <id>.mp4 "
+        raise ValueError(f"none of the {list_path} videos is in {folder}: expected files named <id>.mp4 "
                          f"(see data/eval_lists/README.md), or draw a list from your data with "
                          f"`python -m lipsync.evaluate.make_lists {data_dir}`")
-    return chosen
+    missing = tuple(i for i in ids if not any(_is_clip_of(f.stem, i) for f in chosen))
+    return ListedVideos(list_path, tuple(ids), chosen, missing)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args:
         for name in DATASETS:
             ids = read_list(LISTS_DIR / f"{name}_all.txt")
-            path = write_list(LISTS_DIR / f"{name}_test{SIZE}.txt", draw(ids),
+            path = write_list(LISTS_DIR / list_name(name), draw(ids),
                               f"random.Random({SEED}).sample(sorted {name}_all.txt ({len(ids)} IDs), {SIZE})")
             print(f"wrote {path}")
         return 0
@@ -83,10 +119,11 @@ def main(argv: list[str] | None = None) -> int:
         if not ids:
             print(f"{data_dir / name}: no videos, no list")
             continue
-        path = write_list(data_dir / f"{name}_test{SIZE}.txt", draw(ids),
+        path = write_list(data_dir / list_name(name), draw(ids),
                           f"random.Random({SEED}).sample(sorted stems in {data_dir / name} "
                           f"({len(ids)}), {SIZE})")
-        print(f"wrote {path} ({min(SIZE, len(ids))} of {len(ids)} videos)")
+        print(f"wrote {path} ({min(SIZE, len(ids))} of {len(ids)} videos; "
+              f"`make eval DATA={data_dir}` reads it)")
     return 0
 
 

@@ -170,6 +170,45 @@ def table3(experiments: dict[str, dict], dataset: str = "hdtf") -> str:
     return "\n".join(rows + notes) + "\n"
 
 
+def _some(names: list[str], shown: int = 8) -> str:
+    """The first ``shown`` names, then how many more."""
+    more = f", +{len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
+
+
+def missing_videos_line(datasets: dict[str, dict]) -> str | None:
+    """One line counting and naming, per dataset, the listed videos that had no file; None if none."""
+    parts = [f"{name} {len(r['missing'])} of {r['listed']} ({_some(r['missing'])})"
+             for name, r in datasets.items() if r.get("missing")]
+    if not parts:
+        return None
+    return (f"missing listed videos, not scored: {'; '.join(parts)} (all named in metrics.json "
+            "datasets.<name>.missing)")
+
+
+def missing_weights_line(missing: dict[str, dict[str, str]]) -> str | None:
+    """One line naming each metric not computed for a missing weight file, with the key that enables it."""
+    if not missing:
+        return None
+    parts = [f"{metric} (set {m['config_key']}=PATH; nothing at {m['path']})"
+             for metric, m in missing.items()]
+    return "not computed, weights missing: " + ", ".join(parts)
+
+
+def summary(payload: dict) -> str:
+    """What a run prints last: per dataset the videos scored and other gaps, then the two warning lines."""
+    missing = payload.get("missing_weights") or {}
+    lines = []
+    for name, r in payload["datasets"].items():
+        listed = f" (list {r['list']}: {r['listed']} IDs)" if "list" in r else ""
+        lines.append(f"{name}: {r['num_videos']} videos scored{listed}")
+        lines += [f"  not computed: {key}: {why}"
+                  for key, why in r["not_computed"].items() if key not in missing]
+        lines += [f"  failed: {video}: {why}" for video, why in r["failed"].items()]
+    warnings = (missing_videos_line(payload["datasets"]), missing_weights_line(missing))
+    return "\n".join(lines + [w for w in warnings if w])
+
+
 def plot_sync_curves(datasets: dict[str, dict], path: str | os.PathLike) -> Path | None:
     """One panel per dataset: each generated video's mean SyncNet distance against the audio offset.
 

@@ -59,13 +59,22 @@ def match_pairs(generated: str | os.PathLike, reference: str | os.PathLike) -> l
 
 @dataclass
 class Scorers:
-    """The networks of one evaluation, built once from local files; ``skipped`` says why any is absent."""
+    """The networks of one evaluation, built once from local files; ``missing`` says why any is absent."""
 
     fid: FrechetInceptionDistance | None = None
     fvd: FrechetInceptionDistance | None = None
     lpips: torch.nn.Module | None = None
     syncnet: SyncNetScorer | None = None
-    skipped: dict[str, str] = field(default_factory=dict)
+    missing: dict[str, MissingWeights] = field(default_factory=dict)  # metric -> its absent weight file
+
+    @property
+    def skipped(self) -> dict[str, str]:
+        """Metric -> why it is not computed (its "not computed" entry in the results)."""
+        return {m: str(err) for m, err in self.missing.items()}
+
+    def missing_weights(self) -> dict[str, dict[str, str]]:
+        """Metric -> ``{"config_key", "path"}`` of its absent weight file (metrics.json "missing_weights")."""
+        return {m: {"config_key": err.config_key, "path": str(err.path)} for m, err in self.missing.items()}
 
     def reset(self) -> None:
         """Forget the accumulated FID/FVD statistics (between datasets)."""
@@ -96,7 +105,7 @@ def build_scorers(cfg: dict, device: str = "cpu") -> Scorers:
         try:
             setattr(scorers, name, build())
         except MissingWeights as err:
-            scorers.skipped["sync" if name == "syncnet" else name] = str(err)
+            scorers.missing["sync" if name == "syncnet" else name] = err
             log.warning("%s not computed: %s", name, err)
     return scorers
 
