@@ -21,11 +21,15 @@ from lipsync.assets import asset_path, ensure_assets
 from lipsync.cli import config_dir
 
 
+SPEECH_START_S = 6.0  # pyannote's sample is near-silent before this (frame levels under -45 dBFS)
+
+
 def speech(seconds: float) -> np.ndarray:
-    """The first ``seconds`` of pyannote's speech sample, 16 kHz mono float32."""
+    """``seconds`` of pyannote's speech sample from where the talking starts, 16 kHz mono float32."""
     ensure_assets()
     audio, _ = media.read_audio(asset_path("sample.wav"))
-    return audio[: int(seconds * 16000)]
+    start = int(SPEECH_START_S * 16000)
+    return audio[start: start + int(seconds * 16000)]
 
 
 def astronaut_frames(num_frames: int = 75, size: int = 128) -> list[np.ndarray]:

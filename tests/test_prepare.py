@@ -301,7 +301,9 @@ def test_preview_writes_mask_overlays_for_a_video_and_for_shards(corpus, tmp_pat
     ys, xs = np.nonzero(green)
     assert ys.mean() > 48 and 30 < xs.mean() < 66
     png = preview(corpus["output"] / "shards", tmp_path / "shards.png", mask="fixed", frames=2)
-    assert cv2.imread(str(png)).shape == (64, 128, 3)
+    assert cv2.imread(str(png)).shape == (128, 256, 3)  # two 64 px crops, drawn at 2x (at least 128 px)
+    png = preview(corpus["output"] / "shards", tmp_path / "steady.png", mask="steady", frames=1)  # on adaptive
+    assert cv2.imread(str(png)).shape == (128, 128, 3)
 
 
 def test_multi_node_split_and_node_zero_packs(kill_corpus: Path, tmp_path: Path, monkeypatch) -> None:

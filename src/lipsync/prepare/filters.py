@@ -163,7 +163,7 @@ class SpeechFilter:
         min_voiced: the fraction of voiced frames a clip needs.
     """
 
-    floor_db: float = -50.0
+    floor_db: float = -60.0
     range_db: float = 25.0
     min_voiced: float = 0.3
     fps: float = MODEL_FPS

@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
 
 from lipsync.cli import ArgumentParser, config_dir, config_file, user_errors
 from lipsync.data import shards
@@ -25,13 +26,23 @@ from lipsync.prepare.crop import CropSpec
 from lipsync.prepare.decode import resampled_frames
 
 
+MIN_TILE = 128  # px: stored crops smaller than this are enlarged by a whole factor in the overlay
+
+
 def load_mask(name: str) -> MaskSpec:
-    """Instantiate ``conf/mask/<name>.yaml`` (a plain file load: works inside another Hydra app too)."""
+    """Instantiate ``conf/mask/<name>.yaml`` (a plain file load: works inside another Hydra app too), its
+    ``defaults`` (other files of the group, e.g. ``steady`` on ``adaptive``) merged under it."""
     path = config_dir() / "mask" / f"{name}.yaml"
     if not path.is_file():
         raise ValueError(f"no mask variant '{name}': choose one of "
                          f"{sorted(p.stem for p in path.parent.glob('*.yaml'))}")
-    return instantiate(config_file(f"mask/{name}"))
+    return instantiate(_mask_config(name))
+
+
+def _mask_config(name: str) -> DictConfig:
+    cfg = config_file(f"mask/{name}")
+    bases = [str(d) for d in cfg.pop("defaults", []) if str(d) != "_self_"]
+    return OmegaConf.merge(*(_mask_config(b) for b in bases), cfg) if bases else cfg
 
 
 def draw(frame: np.ndarray, box: np.ndarray, landmarks: np.ndarray, layout: LandmarkLayout) -> np.ndarray:
@@ -86,7 +97,9 @@ def shard_tiles(folder: Path, mask: MaskSpec, num: int) -> list[np.ndarray]:
         frames = shards.decode_jpegs(item["frames"], item["frame_offsets"], [0])
         size = frames.shape[1]
         box = mask.boxes(np.asarray(item["landmarks"]), layout, size, size)[0]
-        tiles.append(draw(frames[0], box, np.asarray(item["landmarks"])[0], layout))
+        k = max(1, MIN_TILE // size)  # small training crops (48 px) are drawn enlarged, nearest-neighbour
+        big = cv2.resize(frames[0], (size * k, size * k), interpolation=cv2.INTER_NEAREST)
+        tiles.append(draw(big, box * k, np.asarray(item["landmarks"])[0] * k, layout))
     return tiles
 
 
