@@ -49,11 +49,16 @@ bench: venv ## benchmarks; results in bench_results/
 bench-sync: venv ## tiny-model ablations on the synthetic world (long; not in CI)
 	$(PY) -m lipsync.demo ablations=true infer.preset=paper quality.identities=null quality.seconds=null
 
-# EVAL picks a protocol preset of conf/evaluate/ (paper, the default; latentsync; stylegan_v; syncnet_python);
+# EVAL picks a protocol preset of conf/evaluate/ (paper, the default; latentsync; stylegan_v; syncnet_python),
+# or realface: the real-face protocol on a folder of real clips (lipsync.evaluate.realface, conf/evaluate_realface.yaml);
 # ARGS adds Hydra overrides of conf/evaluate_run.yaml, e.g. ARGS="fvd.weights=/w/i3d_torchscript.pt"
 eval: venv ## inference + every paper metric: make eval DATA=dir CKPT=path [EVAL=preset] [ARGS="key=value ..."]
-	@test -n "$(DATA)" -a -n "$(CKPT)" || { echo "usage: make eval DATA=dir CKPT=path [EVAL=paper|latentsync|stylegan_v|syncnet_python]" >&2; exit 2; }
+	@test -n "$(DATA)" -a -n "$(CKPT)" || { echo "usage: make eval DATA=dir CKPT=path [EVAL=paper|latentsync|stylegan_v|syncnet_python|realface]" >&2; exit 2; }
+ifeq ($(EVAL),realface)
+	$(PY) -m lipsync.evaluate.realface clips=$(DATA) ckpt=$(CKPT) $(ARGS)
+else
 	$(PY) -m lipsync.evaluate.run data_dir=$(DATA) ckpt=$(CKPT)$(if $(EVAL), evaluate=$(EVAL)) $(ARGS)
+endif
 
 gpu-prep: venv ## wheels + a 10 s input video for a GPU machine without network (.gpu/, git-ignored)
 	$(PY) benchmarks/gpu_prep.py

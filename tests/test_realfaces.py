@@ -243,3 +243,44 @@ def test_finetune_train_command_composes(tmp_path: Path) -> None:
         composed = compose("train", overrides=overrides)
     assert composed.trainer.max_steps == 7 and composed.model.scheduler.T_max == 7
     assert composed.init_from == "models/realface" and composed.data.batch_size == 2
+
+
+@pytest.mark.slow  # ~1 min of MediaPipe and Inception on one core
+def test_realface_protocol_end_to_end_on_real_faces_with_a_tiny_model(tmp_path: Path, save_tiny_pipeline) -> None:
+    """`python -m lipsync.evaluate.realface`: a tiny random pipeline on two real face clips with speech (the
+    astronaut and carphone): every row is scored and the baselines order as they must."""
+    import torch
+    from hydra import compose, initialize_config_dir
+
+    from _data_corpus import make_astronaut, make_carphone
+    from lipsync.cli import config_dir
+
+    clips = tmp_path / "clips"
+    make_astronaut(clips / "astronaut.mp4", seconds=1.2)
+    make_carphone(clips / "carphone.mp4", frames=36)
+    ckpt = save_tiny_pipeline(tmp_path / "ckpt")
+    overrides = [f"clips={clips}", f"ckpt={ckpt}", f"output={tmp_path / 'gen'}", "+options.num_steps=1",
+                 "+options.detect_generated=false", "fid_stride=6", "bootstrap.resamples=50",
+                 "bootstrap.frechet_resamples=5"]
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = compose(config_name="evaluate_realface", overrides=overrides)
+    from omegaconf import OmegaConf
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        metrics = realface.run(OmegaConf.to_container(cfg, resolve=True), tmp_path / "run")
+    finally:
+        torch.set_num_threads(threads)
+    s = metrics["summary"]
+    assert set(s) == {"self/model", "self/ceiling_32px", "self/ceiling_16px", "self/still_mouth", "cross/model",
+                      "sanity/true_video"}
+    assert s["sanity/true_video"]["written"]["n"] == 2  # (a panned photo's mouth does not move: no r near 1)
+    assert s["self/ceiling_32px"]["psnr"]["mean"] > s["self/ceiling_16px"]["psnr"]["mean"]
+    assert s["self/ceiling_32px"]["lmd"]["mean"] < s["self/still_mouth"]["lmd"]["mean"]
+    assert s["cross/model"]["sync"]["n"] == 2 and set(metrics["fid"]) == {
+        "model", "ceiling_32px", "ceiling_16px", "still_mouth"}
+    assert any("LPIPS not computed" in line and "lpips.backbone" in line for line in metrics["missing_weights"])
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["protocol"]["preset"] == "realface"
+    assert sorted(p.name for p in (tmp_path / "gen" / "cross").iterdir()) == [
+        "astronaut__carphone.mp4", "carphone__astronaut.mp4"]

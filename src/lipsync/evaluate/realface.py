@@ -34,7 +34,7 @@ from lipsync import media
 from lipsync.data.faces import MediaPipeFaces, crop_square
 from lipsync.data.masks import MaskSpec, render_masks
 from lipsync.evaluate import mouth
-from lipsync.evaluate.frechet import mean_interval
+from lipsync.evaluate.frechet import FeatureStats, frechet_distance, frechet_interval, mean_interval, weighted_sum
 from lipsync.evaluate.reconstruction import (EditRegion, edit_region, fid_crops, masked_psnr, masked_ssim,
                                              resolution_ceiling)
 from lipsync.infer.options import InferenceOptions
@@ -42,8 +42,6 @@ from lipsync.infer.paste import paste_crop
 from lipsync.prepare.crop import CropSpec
 
 if TYPE_CHECKING:
-    from torchmetrics.image.fid import FrechetInceptionDistance
-
     from lipsync.infer.pipeline import LipSyncPipeline
 
 #: scores of a self-reconstruction row, per clip
@@ -229,21 +227,24 @@ class Scorer:
         faces: the face mesh (every frame) used for the truth and every result alike.
         resolution: the model's crop side in px (its ceiling, and half of it, are rows).
         options: the paste the baselines are made with (the dubs' own).
-        fid: builds a torchmetrics FID metric; None skips FID.
+        fid: the FID Inception (crops uint8 (N, 3, S, S) -> (N, 2048)); None skips FID.
         lpips: an LPIPS net (:func:`lipsync.evaluate.frame_metrics.build_lpips`); None skips LPIPS.
         shift_frames: the sanity row's time shift (frames).
         crf: the H.264 quality the baselines are written with, as the dubs are.
+        fid_stride: every this-many-th frame into FID (neighbouring frames are near copies).
     """
 
     faces: MediaPipeFaces
     resolution: int
     options: InferenceOptions
-    fid: Callable[[], "FrechetInceptionDistance"] | None = None
+    fid: torch.nn.Module | None = None
     lpips: torch.nn.Module | None = None
     shift_frames: int = 12
     crf: int = 18
+    fid_stride: int = 2
     table: Table = field(default_factory=Table)
-    _fid: dict = field(default_factory=dict)
+    _real: dict = field(default_factory=dict)
+    _fake: dict = field(default_factory=dict)
 
     def self_rows(self, clip: Clip, generated: np.ndarray, fps: float) -> None:
         rows = {"model": generated, **baselines(clip, self.resolution, self.options, fps, self.crf)}
@@ -261,18 +262,30 @@ class Scorer:
         self.table.add("sanity/true_video", clip.name, sanity_scores(clip, other, written, self.shift_frames))
 
     def _add_fid(self, row: str, clip: Clip, frames: np.ndarray) -> None:
+        """Inception features of every ``fid_stride``-th crop square; the true side once per clip."""
         if self.fid is None:
             return
-        metric = self._fid.setdefault(row, self.fid())
         n = min(len(frames), len(clip.frames))
         region = EditRegion(clip.region.crops[:n], clip.region.masks[:n])
-        metric.update(fid_crops(clip.frames[:n], region), real=True)
-        metric.update(fid_crops(frames[:n], region), real=False)
+        if clip.name not in self._real:
+            self._real[clip.name] = self._features(fid_crops(clip.frames[:n], region, self.fid_stride))
+        self._fake.setdefault(row, []).append(
+            (self._real[clip.name], self._features(fid_crops(frames[:n], region, self.fid_stride))))
 
-    def fids(self) -> dict[str, float | None]:
-        """FID of each self-reconstruction row's crops against the true crops (all clips pooled)."""
-        return {row: float(m.compute()) if int(m.fake_features_num_samples) >= 2 else None
-                for row, m in self._fid.items()}
+    def _features(self, crops: torch.Tensor) -> FeatureStats:
+        return FeatureStats.of(torch.cat([self.fid(c) for c in crops.split(16)]))
+
+    def fids(self, resamples: int = 100, level: float = 0.95, seed: int = 0) -> dict[str, dict]:
+        """FID of each self-reconstruction row's crops against the true crops (all clips pooled), with a
+        bootstrap interval over clips."""
+        out = {}
+        for row, pairs in self._fake.items():
+            real, fake = [p[0] for p in pairs], [p[1] for p in pairs]
+            value = frechet_distance(weighted_sum(real), weighted_sum(fake))
+            interval = frechet_interval(real, fake, resamples=resamples, level=level, seed=seed)
+            out[row] = {"value": value, "interval": list(interval) if interval else None,
+                        "frames": sum(f.n for f in fake)}
+        return out
 
 
 def score(scorer: Scorer, clips: Sequence[Clip], selfs: Sequence[Path], crosses: Sequence[Path],
@@ -307,7 +320,7 @@ def protocol(cfg: Mapping, resolution: int) -> dict:
                      f"level {cfg['bootstrap']['level']}"}}
 
 
-def markdown(summary: Mapping[str, Mapping], fids: Mapping[str, float | None]) -> str:
+def markdown(summary: Mapping[str, Mapping], fids: Mapping[str, Mapping]) -> str:
     """The summary as markdown tables: self-reconstruction rows, then the cross-driven and sanity rows."""
     def cell(m: Mapping | None) -> str:
         if not m or m["mean"] is None:
@@ -320,8 +333,9 @@ def markdown(summary: Mapping[str, Mapping], fids: Mapping[str, float | None]) -
     lines = ["| self-reconstruction | " + " | ".join(keys) + " | FID |", "|---" * (len(keys) + 2) + "|"]
     for row, v in selfs.items():
         fid = fids.get(row)
-        lines.append(f"| {row} | " + " | ".join(cell(v.get(k)) for k in keys)
-                     + f" | {'-' if fid is None else f'{fid:.1f}'} |")
+        fid_cell = "-" if fid is None else f"{fid['value']:.1f}" + (
+            f" [{fid['interval'][0]:.1f}, {fid['interval'][1]:.1f}]" if fid["interval"] else "")
+        lines.append(f"| {row} | " + " | ".join(cell(v.get(k)) for k in keys) + f" | {fid_cell} |")
     for group, names in (("cross/model", CROSS_KEYS), ("sanity/true_video", ("written", "shifted", "other_clip"))):
         if group in summary:
             lines += ["", f"| {group} | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|",
@@ -333,18 +347,16 @@ def markdown(summary: Mapping[str, Mapping], fids: Mapping[str, float | None]) -
 # --- the command ------------------------------------------------------------------------------------
 
 
-def build_metrics(cfg: Mapping) -> tuple[Callable | None, torch.nn.Module | None, list[str]]:
-    """The FID factory and LPIPS net the config's weights allow, and one line per metric left out."""
-    from functools import partial
-
-    from lipsync.evaluate.fid import build_fid
+def build_metrics(cfg: Mapping) -> tuple[torch.nn.Module | None, torch.nn.Module | None, list[str]]:
+    """The FID Inception and the LPIPS net the config's weights allow, and one line per metric left out."""
+    from lipsync.evaluate.fid import TorchScriptInception
     from lipsync.evaluate.frame_metrics import build_lpips
-    from lipsync.models.weights import MissingWeights
+    from lipsync.models.weights import MissingWeights, require_file
 
     missing, fid, net = [], None, None
     try:
-        build_fid(cfg["fid"]["weights"], cfg["fid"]["resize"])
-        fid = partial(build_fid, cfg["fid"]["weights"], cfg["fid"]["resize"])
+        fid = TorchScriptInception(require_file(cfg["fid"]["weights"], "fid.weights", "FID Inception"),
+                                   cfg["fid"]["resize"])
     except MissingWeights as err:
         missing.append(f"FID not computed: {err}")
     try:
@@ -369,12 +381,13 @@ def run(cfg: Mapping, out_dir: Path) -> dict:
     clips = [load_clip(v, pipe.crop, pipe.mask, faces) for v in videos]
     fid, lpips_net, missing = build_metrics(cfg)
     scorer = Scorer(faces, int(pipe.crop.resolution), opts.resolved(), fid, lpips_net, int(cfg["shift_frames"]),
-                    int(cfg["crf"]))
+                    int(cfg["crf"]), int(cfg["fid_stride"]))
     score(scorer, clips, selfs, crosses)
     boot = cfg["bootstrap"]
     summary = scorer.table.summary(int(boot["resamples"]), float(boot["level"]), int(boot["seed"]))
+    fids = scorer.fids(int(boot["frechet_resamples"]), float(boot["level"]), int(boot["seed"]))
     metrics = {"ckpt": str(cfg["ckpt"]), "clips": str(cfg["clips"]), "videos": [v.name for v in videos],
-               "protocol": protocol(cfg, int(pipe.crop.resolution)), "summary": summary, "fid": scorer.fids(),
+               "protocol": protocol(cfg, int(pipe.crop.resolution)), "summary": summary, "fid": fids,
                "per_clip": scorer.table.rows, "missing_weights": missing}
     _write(out_dir / "metrics.json", json.dumps(metrics, indent=1, default=float))
     _write(out_dir / "realface.md", markdown(summary, metrics["fid"]))
