@@ -284,3 +284,24 @@ def test_realface_protocol_end_to_end_on_real_faces_with_a_tiny_model(tmp_path: 
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["protocol"]["preset"] == "realface"
     assert sorted(p.name for p in (tmp_path / "gen" / "cross").iterdir()) == [
         "astronaut__carphone.mp4", "carphone__astronaut.mp4"]
+
+
+def test_ssim_and_psnr_in_the_mask_are_the_same_on_the_cut_around_it() -> None:
+    from lipsync.evaluate.reconstruction import masked_psnr, masked_ssim
+
+    rng = np.random.default_rng(1)
+    truth = rng.integers(0, 255, (2, 96, 128, 3), dtype=np.uint8)
+    gen = np.clip(truth.astype(int) + rng.integers(-30, 30, truth.shape), 0, 255).astype(np.uint8)
+    boxes = np.array([[40.0, 30.0, 70.0, 60.0], [44.0, 33.0, 75.0, 66.0]])
+    whole = render_masks_of(boxes, 96, 128)
+    (g, t), cut_boxes = realface.around_masks((gen, truth), boxes)
+    assert g.shape[1:3] == (66 + 8 - 22, 75 + 8 - 32)
+    cut = render_masks_of(cut_boxes, *t.shape[1:3])
+    np.testing.assert_allclose(masked_ssim(g, t, cut), masked_ssim(gen, truth, whole), rtol=1e-5)
+    np.testing.assert_allclose(masked_psnr(g, t, cut), masked_psnr(gen, truth, whole), rtol=1e-6)
+
+
+def render_masks_of(boxes: np.ndarray, h: int, w: int) -> np.ndarray:
+    from lipsync.data.masks import render_masks
+
+    return render_masks(boxes, h, w)[:, 0]
