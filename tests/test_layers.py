@@ -27,7 +27,7 @@ LAYERS = {
     "training": 4, "train": 4,
     "infer": 5,
     "evaluate": 6,
-    "app": 7, "summary": 7, "demo": 8,
+    "app": 7, "summary": 7, "demo": 8, "finetune": 8,
 }
 PLAIN_PYTORCH = {"models", "sampling"}
 

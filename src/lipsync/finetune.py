@@ -27,7 +27,12 @@ from typing import Any, Mapping
 from omegaconf import DictConfig, OmegaConf
 
 from lipsync import media
-from lipsync.cli import hydra_main
+from lipsync.cli import configure_threads, hydra_main
+from lipsync.data.faces import MediaPipeFaces
+from lipsync.evaluate import realface
+from lipsync.infer.convert import convert
+from lipsync.infer.options import options_from_mapping
+from lipsync.infer.pipeline import LipSyncPipeline
 from lipsync.prepare import split
 
 #: the scores the before/after table shows: (row, metric, label)
@@ -93,7 +98,6 @@ def _run(cmd: list[str], threads: int) -> None:
 
 def train(cfg: Mapping[str, Any], person: Person, out: Path) -> Path:
     """Stages 2-3: curate, train (resuming), convert; returns the fine-tuned pipeline folder."""
-    from lipsync.infer.convert import convert
 
     prepared, run_dir, model = out / "prepared", out / "runs" / "finetune", out / "model"
     threads = int(cfg["threads"])
@@ -114,10 +118,6 @@ def _steps(last: Path) -> int:
 def score_model(model: Path, person: Person, out: Path, options: Mapping[str, Any]) -> dict[str, dict]:
     """The realface protocol on the tail: its own sound (self-reconstruction, with the baselines) and the
     head's sound cut to the tail's length (sync against the head's true mouth). Dubs are kept (resume)."""
-    from lipsync.data.faces import MediaPipeFaces
-    from lipsync.evaluate import realface
-    from lipsync.infer.options import options_from_mapping
-    from lipsync.infer.pipeline import LipSyncPipeline
 
     pipe, opts = LipSyncPipeline.from_pretrained(model), options_from_mapping(options)
     tail_info = media.probe(person.tail)
@@ -169,7 +169,6 @@ def run(cfg: Mapping[str, Any]) -> dict:
 
 @hydra_main("finetune", "lipsync-finetune")
 def main(cfg: DictConfig) -> None:
-    from lipsync.cli import configure_threads
 
     configure_threads(int(cfg.threads))
     run(OmegaConf.to_container(cfg, resolve=True))

@@ -264,3 +264,22 @@ def write_wav(path: str | os.PathLike, audio: np.ndarray, sample_rate: int) -> P
         for packet in stream.encode(None):
             c.mux(packet)
     return Path(path)
+
+
+def frame_levels_db(
+    wave: np.ndarray, rate: int, fps: float, num_frames: int, window_s: float = 0.08
+) -> np.ndarray:
+    """RMS level in dBFS of the audio around each video frame, ``(num_frames,)``.
+
+    Frame ``t`` is centred at ``(t + 0.5) / fps``; the window spans ``window_s`` seconds (beyond the end
+    of the audio counts as silence).
+    """
+    wave = np.asarray(wave, dtype=np.float64).reshape(-1)
+    power = np.concatenate([[0.0], np.cumsum(wave * wave)])  # prefix sums: O(1) per window
+    centre = (np.arange(num_frames) + 0.5) / fps
+    half = window_s / 2
+    lo = np.clip(np.round((centre - half) * rate).astype(np.int64), 0, len(wave))
+    hi = np.clip(np.round((centre + half) * rate).astype(np.int64), 0, len(wave))
+    n = max(1, int(round(window_s * rate)))
+    mean_power = (power[hi] - power[lo]) / n
+    return 10.0 * np.log10(np.maximum(mean_power, 1e-12))

@@ -24,25 +24,30 @@ import json
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import cv2
 import numpy as np
 import torch
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
 
 from lipsync import media
+from lipsync.cli import configure_threads, hydra_main
 from lipsync.data.faces import MediaPipeFaces, crop_square
 from lipsync.data.masks import MaskSpec, render_masks
 from lipsync.evaluate import mouth
+from lipsync.evaluate.fid import TorchScriptInception
+from lipsync.evaluate.frame_metrics import build_lpips, lpips
 from lipsync.evaluate.frechet import FeatureStats, frechet_distance, frechet_interval, mean_interval, weighted_sum
 from lipsync.evaluate.reconstruction import (EditRegion, edit_region, fid_crops, masked_psnr, masked_ssim,
                                              resolution_ceiling)
-from lipsync.infer.options import InferenceOptions
+from lipsync.infer.options import InferenceOptions, options_from_mapping
 from lipsync.infer.paste import paste_crop
+from lipsync.infer.pipeline import LipSyncPipeline
+from lipsync.models.weights import MissingWeights, require_file
 from lipsync.prepare.crop import CropSpec
-
-if TYPE_CHECKING:
-    from lipsync.infer.pipeline import LipSyncPipeline
 
 #: scores of a self-reconstruction row, per clip
 SELF_KEYS = ("lmd", "opening_r", "ssim", "psnr")
@@ -122,8 +127,6 @@ def masked_lpips(net: torch.nn.Module, generated: np.ndarray, truth: np.ndarray,
             patch = frame[max(y0, 0):max(y1, y0 + 1), max(x0, 0):max(x1, x0 + 1)]
             out.append(cv2.resize(patch, (size, size), interpolation=cv2.INTER_AREA))
         return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).float() / 255.0
-
-    from lipsync.evaluate.frame_metrics import lpips
 
     return float(lpips(net, cut(generated), cut(truth)).mean())
 
@@ -211,12 +214,10 @@ def driving_audio(driver: Path, seconds: float, out: Path) -> Path:
     return out
 
 
-def dub_all(pipe: "LipSyncPipeline", videos: Sequence[Path], out: Path, options: InferenceOptions,
+def dub_all(pipe: LipSyncPipeline, videos: Sequence[Path], out: Path, options: InferenceOptions,
             progress: bool = True) -> tuple[list[Path], list[Path]]:
     """Self-reconstructions (``out/self``) and cross-driven dubs (``out/cross``, A driven by the next clip's
     sound); a result already on disk is kept (a rerun resumes)."""
-    from tqdm import tqdm
-
     jobs = [(v, v, out / "self" / v.name) for v in videos]
     jobs += [(videos[i], videos[j], out / "cross" / f"{videos[i].stem}__{videos[j].stem}.mp4")
              for i, j in pair_order([v.name for v in videos])]
@@ -304,8 +305,6 @@ def score(scorer: Scorer, clips: Sequence[Clip], selfs: Sequence[Path], crosses:
           progress: bool = True) -> None:
     """Every row for every clip (the dubs as written by :func:`dub_all`, in the same order; each read for
     as many frames as its clip was loaded with)."""
-    from tqdm import tqdm
-
     pairs = pair_order([c.name for c in clips])
     for k, clip in enumerate(tqdm(clips, desc="scoring", unit="clip", disable=not progress)):
         fps, n = float(media.probe(selfs[k]).fps), len(clip.frames)
@@ -362,10 +361,6 @@ def markdown(summary: Mapping[str, Mapping], fids: Mapping[str, Mapping]) -> str
 
 def build_metrics(cfg: Mapping) -> tuple[torch.nn.Module | None, torch.nn.Module | None, list[str]]:
     """The FID Inception and the LPIPS net the config's weights allow, and one line per metric left out."""
-    from lipsync.evaluate.fid import TorchScriptInception
-    from lipsync.evaluate.frame_metrics import build_lpips
-    from lipsync.models.weights import MissingWeights, require_file
-
     missing, fid, net = [], None, None
     try:
         fid = TorchScriptInception(require_file(cfg["fid"]["weights"], "fid.weights", "FID Inception"),
@@ -381,8 +376,6 @@ def build_metrics(cfg: Mapping) -> tuple[torch.nn.Module | None, torch.nn.Module
 
 def run(cfg: Mapping, out_dir: Path) -> dict:
     """Dub and score the folder ``cfg['clips']`` with ``cfg['ckpt']``; writes metrics.json and realface.md."""
-    from lipsync.infer.options import options_from_mapping
-    from lipsync.infer.pipeline import LipSyncPipeline
 
     videos = sorted(p for p in Path(cfg["clips"]).glob("*.mp4"))
     if len(videos) < 2:
@@ -413,26 +406,16 @@ def _write(path: Path, text: str) -> None:
         tmp.write_text(text)
 
 
-def main_cli() -> None:
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import OmegaConf
-
-    from lipsync.cli import hydra_main
-
-    @hydra_main("evaluate_realface", "lipsync-evaluate-realface")
-    def main(cfg) -> None:
-        from lipsync.cli import configure_threads
-
-        configure_threads(int(cfg.threads))
-        out_dir = Path(HydraConfig.get().runtime.output_dir)
-        metrics = run(OmegaConf.to_container(cfg, resolve=True), out_dir)
-        print((out_dir / "realface.md").read_text())
-        print(f"metrics: {out_dir / 'metrics.json'}")
-        for line in metrics["missing_weights"]:
-            print(line)
-
-    main()
+@hydra_main("evaluate_realface", "lipsync-evaluate-realface")
+def main(cfg: DictConfig) -> None:
+    configure_threads(int(cfg.threads))
+    out_dir = Path(HydraConfig.get().runtime.output_dir)
+    metrics = run(OmegaConf.to_container(cfg, resolve=True), out_dir)
+    print((out_dir / "realface.md").read_text())
+    print(f"metrics: {out_dir / 'metrics.json'}")
+    for line in metrics["missing_weights"]:
+        print(line)
 
 
 if __name__ == "__main__":
-    main_cli()
+    main()

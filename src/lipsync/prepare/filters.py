@@ -20,7 +20,7 @@ import numpy as np
 
 from lipsync.data.faces import FaceTrack
 from lipsync.data.masks import fill_gaps
-from lipsync.media import MODEL_FPS
+from lipsync.media import MODEL_FPS, frame_levels_db
 from lipsync.models.syncnet import SyncNetScorer, load_syncnet, syncnet_crop
 
 
@@ -153,7 +153,7 @@ class MinDuration:
 class SpeechFilter:
     """Drop clips without speech to learn from: no sound at all, or sound in too few frames.
 
-    A frame is voiced when its audio level (80 ms RMS, :func:`lipsync.infer.silence.frame_levels_db`) is
+    A frame is voiced when its audio level (80 ms RMS, :func:`lipsync.media.frame_levels_db`) is
     within ``range_db`` of the clip's loud level (its 95th percentile) and above ``floor_db``. It needs
     no weights, and it cannot tell speech from music: a clip of music only passes.
 
@@ -173,8 +173,6 @@ class SpeechFilter:
         return None  # needs no weights
 
     def __call__(self, clip: ClipData) -> str | None:
-        from lipsync.infer.silence import frame_levels_db
-
         levels = frame_levels_db(clip.audio, self.sample_rate, self.fps, len(clip.crops))
         loud = float(np.percentile(levels, 95))
         if loud < self.floor_db:
