@@ -282,6 +282,7 @@ def test_realface_protocol_end_to_end_on_real_faces_with_a_tiny_model(tmp_path: 
         "model", "ceiling_32px", "ceiling_16px", "still_mouth"}
     assert any("LPIPS not computed" in line and "lpips.backbone" in line for line in metrics["missing_weights"])
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["protocol"]["preset"] == "realface"
+    assert (tmp_path / "run" / "frames.png").exists()
     assert sorted(p.name for p in (tmp_path / "gen" / "cross").iterdir()) == [
         "astronaut__carphone.mp4", "carphone__astronaut.mp4"]
 

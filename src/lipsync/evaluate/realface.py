@@ -15,6 +15,9 @@ Over a folder of real clips with their own sound (a part of the committed split,
 - **sanity** of the measurement on the true clips: a clip against itself written to H.264 (near 1),
   against itself shifted by ``shift_frames`` (near 0) and against the next clip (near 0).
 
+The run folder gets ``metrics.json``, ``realface.md`` and ``frames.png`` (source, self-reconstruction and
+cross-driven dub of the first clips' faces; it holds the clips' pixels, so it is never committed).
+
 Every mean has a percentile bootstrap interval over clips (each clip counts once).
 """
 
@@ -48,6 +51,7 @@ from lipsync.infer.paste import paste_crop
 from lipsync.infer.pipeline import LipSyncPipeline
 from lipsync.models.weights import MissingWeights, require_file
 from lipsync.prepare.crop import CropSpec
+from lipsync.prepare.preview import grid, write_png
 
 #: scores of a self-reconstruction row, per clip
 SELF_KEYS = ("lmd", "opening_r", "ssim", "psnr")
@@ -359,6 +363,20 @@ def markdown(summary: Mapping[str, Mapping], fids: Mapping[str, Mapping]) -> str
 # --- the command ------------------------------------------------------------------------------------
 
 
+def frames_picture(clips: Sequence[Clip], selfs: Sequence[Path], crosses: Sequence[Path], out: Path,
+                   columns: int = 6, side: int = 160) -> Path:
+    """Per clip (the first three), three rows of ``columns`` evenly spaced face crops: the source, its
+    self-reconstruction and its cross-driven dub (``out``, a PNG: it holds the clips' pixels, so it stays
+    in the run folder)."""
+    tiles = []
+    for clip, own, other in list(zip(clips, selfs, crosses))[:3]:
+        n = min(len(clip.frames), media.probe(own).num_frames, media.probe(other).num_frames)
+        picks = np.linspace(0, n - 1, columns).round().astype(int)
+        for frames in (clip.frames, media.read_frames(own, stop=n), media.read_frames(other, stop=n)):
+            tiles += [crop_square(frames[i], clip.region.crops[i], side) for i in picks]
+    return write_png(out, grid(tiles, columns))
+
+
 def build_metrics(cfg: Mapping) -> tuple[torch.nn.Module | None, torch.nn.Module | None, list[str]]:
     """The FID Inception and the LPIPS net the config's weights allow, and one line per metric left out."""
     missing, fid, net = [], None, None
@@ -397,6 +415,7 @@ def run(cfg: Mapping, out_dir: Path) -> dict:
                "per_clip": scorer.table.rows, "missing_weights": missing}
     _write(out_dir / "metrics.json", json.dumps(metrics, indent=1, default=float))
     _write(out_dir / "realface.md", markdown(summary, metrics["fid"]))
+    frames_picture(clips, selfs, crosses, out_dir / "frames.png")
     return metrics
 
 
