@@ -306,3 +306,21 @@ def render_masks_of(boxes: np.ndarray, h: int, w: int) -> np.ndarray:
     from lipsync.data.masks import render_masks
 
     return render_masks(boxes, h, w)[:, 0]
+
+
+def test_curation_report_names_every_input_with_what_was_kept_and_why(tmp_path: Path) -> None:
+    from lipsync.prepare.report import report
+
+    rows = [
+        {"kind": "input", "video_id": "a-1", "path": "/x/a.mp4", "status": "ok", "frames": 200, "face_found": 1.0,
+         "face_tracks": [{"frames": 200, "median_box": [0, 0, 100, 144]}], "shot_cuts": [120], "segments": 2},
+        {"kind": "clip", "video_id": "a-1", "status": "kept", "reason": None},
+        {"kind": "clip", "video_id": "a-1", "status": "dropped", "reason": "clip shorter than 2 s"},
+        {"kind": "input", "video_id": "b-2", "path": "/x/b.mp4", "status": "rejected", "frames": 90,
+         "face_found": 0.0, "face_tracks": [], "reason": "no face found in any frame"},
+    ]
+    (tmp_path / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    text = report(tmp_path / "manifest.jsonl")
+    assert "| a.mp4 | ok | 200 | 120 | 1.0 | 1 | 1 / 1 | 2 | clip shorter than 2 s |" in text
+    assert "| b.mp4 | rejected | 90 | - | 0.0 | 0 | 0 / 0 | 0 | no face found in any frame |" in text
+    assert text.rstrip().endswith("2 inputs: 1 ok, 1 rejected; 2 segments stored.")
