@@ -40,6 +40,10 @@ SHOWN = (("self/model", "opening_r", "opening r"), ("self/model", "lmd", "LMD"),
          ("self/model", "psnr", "PSNR"), ("cross/model", "sync", "sync"), ("cross/model", "leak", "leak"))
 
 
+#: stored segments of 1-2 s: one person's ~10 s head still fills a batch of 4 clips with distinct segments
+SEGMENT_FRAMES = 25
+
+
 @dataclass(frozen=True)
 class Person:
     """The cut video: ``head`` is trained on; ``tail`` (None when nothing is held out) is scored."""
@@ -77,7 +81,8 @@ def prepare_command(head: Path, prepared: Path, crop: Mapping[str, Any], whisper
     encoders = ("+encoders={_target_: lipsync.prepare.curate.Encoders, _partial_: true, audio: {_target_: "
                 f"lipsync.models.audio.WhisperAudioEncoder.from_checkpoint, path: {whisper}}}}}")
     return [sys.executable, "-m", "lipsync.prepare", f"input={head}", f"output={prepared}", "progress=false",
-            *(f"crop.{k}={crop[k]}" for k in ("resolution", "scale", "shift_y", "alpha")), encoders]
+            *(f"crop.{k}={crop[k]}" for k in ("resolution", "scale", "shift_y", "alpha")),
+            f"segment_frames={SEGMENT_FRAMES}", encoders]
 
 
 def train_command(cfg: Mapping[str, Any], shards: Path, run_dir: Path) -> list[str]:
@@ -92,8 +97,11 @@ def train_command(cfg: Mapping[str, Any], shards: Path, run_dir: Path) -> list[s
 
 
 def _run(cmd: list[str], threads: int) -> None:
+    """Run a stage (its own Hydra app); its failure is one line here, its own message printed above."""
     print("  $", " ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True, env={**os.environ, "OMP_NUM_THREADS": str(threads)})
+    code = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": str(threads)}).returncode
+    if code:
+        raise ValueError(f"stage `{' '.join(cmd[1:4])}` failed (exit status {code}); its error is printed above")
 
 
 def train(cfg: Mapping[str, Any], person: Person, out: Path) -> Path:

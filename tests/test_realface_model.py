@@ -1,0 +1,60 @@
+"""The shipped real-face model (issue 27): it is what its README command trains, from the showcase weights
+on the committed split's training heads, and it loads through the public API."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import OmegaConf
+
+from lipsync.cli import config_dir
+from lipsync.infer.loading import pipeline_config_from_training
+from lipsync.infer.options import InferenceOptions
+from lipsync.infer.pipeline import LipSyncPipeline
+
+ROOT = Path(__file__).resolve().parents[1]
+REALFACE = ROOT / "models" / "realface"
+COMMAND = ["experiment=realface"]  # models/realface/README.md: stopped with SIGTERM at STEPS
+STEPS = 432
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def _composed(overrides: list[str]) -> dict:
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(str(config_dir()), version_base="1.3"):
+        cfg = compose("train", overrides=[*overrides, "paths.output_dir=unused"])
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+def test_committed_model_is_what_its_command_trains(tmp_path: Path) -> None:
+    recorded = json.loads((REALFACE / "config.json").read_text())
+    path = tmp_path / "config.yaml"
+    path.write_text(OmegaConf.to_yaml(_composed(COMMAND)))
+    expected = pipeline_config_from_training(tmp_path / "last.ckpt", train_config=path)
+    for name in ("net", "precond", "mask"):
+        assert recorded["components"][name] == expected["components"][name], name
+    assert recorded["sampling"] == expected["sampling"] and recorded["preprocess"] == expected["preprocess"]
+    assert recorded["components"]["crop"]["resolution"] == 48  # the issue's minimum real-face crop
+    assert recorded["components"]["audio_encoder"]["_target_"].endswith("from_packaged")
+    assert sum(f.stat().st_size for f in REALFACE.iterdir()) < 20e6
+
+
+def test_committed_models_training_record_is_what_its_command_composes() -> None:
+    record = json.loads((REALFACE / "training.json").read_text())
+    recorded, composed = record["config"], _composed(COMMAND)
+    for key in ("model", "data", "mask", "sampling", "seed", "init_from", "torch_threads"):
+        assert recorded[key] == composed[key], key
+    assert record["global_step"] == STEPS
+    assert recorded["init_from"] == "models/showcase" and recorded["mask"]["size"] == "steady"
+    assert recorded["data"]["shards"] == "outputs/realfaces/train48/shards"  # the split's training heads
+
+
+def test_realface_loads_through_the_public_api() -> None:
+    pipe = LipSyncPipeline.from_pretrained(REALFACE, generated_faces=None)
+    assert pipe.crop.resolution == 48 and pipe.guidance_scale(InferenceOptions()) == 2.0
+    assert 3e6 < sum(p.numel() for p in pipe.net.parameters()) < 4e6
