@@ -324,3 +324,16 @@ def test_curation_report_names_every_input_with_what_was_kept_and_why(tmp_path: 
     assert "| a.mp4 | ok | 200 | 120 | 1.0 | 1 | 1 / 1 | 2 | clip shorter than 2 s |" in text
     assert "| b.mp4 | rejected | 90 | - | 0.0 | 0 | 0 / 0 | 0 | no face found in any frame |" in text
     assert text.rstrip().endswith("2 inputs: 1 ok, 1 rejected; 2 segments stored.")
+
+
+def test_finetune_report_sets_base_beside_fine_tuned_and_the_baselines() -> None:
+    from lipsync.finetune import report
+
+    def rows(model: float) -> dict:
+        return {"self/model": {"opening_r": model, "lmd": 0.1, "ssim": 0.7, "psnr": 20.0},
+                "self/ceiling_48px": {"opening_r": 0.9, "lmd": 0.02, "ssim": 0.93, "psnr": 32.0},
+                "cross/model": {"sync": model, "leak": 0.0, "chance": -0.3}}
+
+    text = report(rows(0.1), rows(0.8), 69)
+    assert "| held-out tail, 69 frames | base | fine-tuned | ceiling_48px |" in text
+    assert "| opening r | 0.100 | 0.800 | 0.900 |" in text and "| sync | 0.100 | 0.800 | - |" in text

@@ -144,14 +144,16 @@ def score_model(model: Path, person: Person, out: Path, options: Mapping[str, An
 
 
 def report(before: Mapping[str, dict], after: Mapping[str, dict], frames: int) -> str:
-    """The before/after table (markdown) of the held-out tail, with the tail's baselines below it."""
-    lines = [f"held-out tail, {frames} frames | base | fine-tuned", "---|---|---"]
+    """The before/after table (markdown) of the held-out tail, the tail's baselines beside (the same for
+    both models: the source itself resized, or its first frame's mouth)."""
+    baselines = [r for r in after if r.startswith("self/") and r != "self/model"]
+    head = ["held-out tail, %d frames" % frames, "base", "fine-tuned", *(r.split("/", 1)[1] for r in baselines)]
+    lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     for row, key, label in SHOWN:
-        lines.append(f"{label} | {before[row][key]:.3f} | {after[row][key]:.3f}")
-    for row in (r for r in after if r.startswith("self/") and r != "self/model"):
-        cells = ", ".join(f"{k} {after[row][k]:.3f}" for k in ("opening_r", "lmd", "ssim", "psnr"))
-        lines.append(f"{row.split('/', 1)[1]} (baseline) | {cells} |")
-    lines.append(f"chance (tail vs head sound) | {after['cross/model']['chance']:.3f} |")
+        cells = [before[row][key], after[row][key], *(after[b][key] if row == "self/model" else None
+                                                       for b in baselines)]
+        lines.append(f"| {label} | " + " | ".join("-" if c is None else f"{c:.3f}" for c in cells) + " |")
+    lines.append(f"| chance (tail vs head sound) | {after['cross/model']['chance']:.3f} |" + " |" * (len(head) - 2))
     return "\n".join(lines) + "\n"
 
 
