@@ -157,6 +157,15 @@ def report(before: Mapping[str, dict], after: Mapping[str, dict], frames: int) -
     return "\n".join(lines) + "\n"
 
 
+def picture(model: Path, person: Person, out: Path) -> Path:
+    """``out/frames.png``: the tail's faces, then its base and fine-tuned dubs (own sound, head's sound)."""
+    pipe = LipSyncPipeline.from_pretrained(model)
+    tail = realface.load_clip(person.tail, pipe.crop, pipe.mask, MediaPipeFaces(mesh_every=1))
+    runs = [out / "eval" / name for name in ("base", "finetuned")]
+    return realface.frames_picture([tail, tail], [r / "self.mp4" for r in runs], [r / "cross.mp4" for r in runs],
+                                   out / "frames.png")
+
+
 def run(cfg: Mapping[str, Any]) -> dict:
     """All stages; returns what ``finetune.json`` records."""
     video, out = Path(cfg["video"]), Path(cfg["out"])
@@ -172,6 +181,7 @@ def run(cfg: Mapping[str, Any]) -> dict:
         text = report(record["before"], record["after"], media.probe(person.tail).num_frames)
         (out / "finetune.md").write_text(text)
         print(text)
+        print(f"faces (source / self / cross; base above, fine-tuned below): {picture(model, person, out)}")
     (out / "finetune.json").write_text(json.dumps(record, indent=1, default=float))
     print(f"fine-tuned model: {model}   (python -m lipsync.infer ckpt={model} video=... audio=...)")
     return record
