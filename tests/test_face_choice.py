@@ -12,11 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy.ndimage import gaussian_filter1d
 
 from lipsync.data.face_tracks import FaceTracker, FaceTracks, mouth_opening
 from lipsync.data.faces import IBUG_68, Face, LandmarkLayout, LandmarksFileFaces
 from lipsync.infer.face_choice import (FaceChoice, SpeakerRule, choose_face, choose_tracks, chosen_summary,
-                                       frame_loudness, parse_face)
+                                       frame_loudness, lagged_pearson, lead, parse_face, sync_score)
 from lipsync.media import write_video
 
 LIPS = LandmarkLayout("custom", np.arange(4), np.arange(4))
@@ -53,6 +54,27 @@ def test_frame_loudness_is_the_rms_level_of_each_frame() -> None:
     level = frame_loudness(wave, rate, fps, 50)
     np.testing.assert_allclose(level[:25], 20 * np.log10(0.5 / np.sqrt(2)), atol=0.01)  # sine RMS = A / sqrt 2
     assert (level[25:] < -90).all()
+
+
+def test_lagged_pearson_and_sync_score_find_a_two_frame_offset_and_score_unrelated_mouths_near_zero() -> None:
+    """A mouth that is the sound's envelope two frames late: found at offset +2 with a score of ~1; a mouth
+    moving with another envelope: ~0 at every offset."""
+    rng = np.random.default_rng(0)
+    n = 2000
+    envelope = gaussian_filter1d(rng.standard_normal(n + 2), 2.0)
+    sound, late = envelope[2:], envelope[:-2]  # late[t] = sound[t - 2]
+    profile = lagged_pearson(late, sound, 4)
+    assert int(np.argmax(profile)) - 4 == 2 and profile.max() == pytest.approx(1.0)
+    score, offset = sync_score(late, sound, SpeakerRule())
+    assert offset == 2 and score > 0.99
+    other = gaussian_filter1d(rng.standard_normal(n), 2.0)
+    score, _ = sync_score(other, sound, SpeakerRule())
+    assert abs(score) < 0.1
+
+
+def test_lead_is_the_fisher_z_gap_scaled_by_the_shot_length() -> None:
+    assert lead(0.5, 0.0, 103) == pytest.approx(np.arctanh(0.5) * 10)
+    assert lead(0.5, 0.2, 28) == pytest.approx(lead(0.5, 0.2, 103) / 2)  # a 4x shorter shot: half the lead
 
 
 def face(box: list[float], opening: float = 0.2) -> Face:
@@ -165,7 +187,7 @@ def test_insightface_backend_on_a_pack_in_insightface_layout_tracks_and_finds_th
     backend = InsightFaceFaces(root=str(root), model_pack="tiny_pack", det_size=256)
     assert sorted(backend._app.models) == ["detection", "landmark_2d_106"] and backend.layout is INSIGHTFACE_106
     rng = np.random.default_rng(3)
-    n, fps, rate = 40, 25, 16_000
+    n, fps, rate = 75, 25, 16_000  # 3 s: a shorter shot needs a larger gap (SpeakerRule.margin)
     env = np.stack([np.convolve(rng.random(n), np.ones(3) / 3, "same") for _ in range(2)], 1)
     env = np.clip(2 * (env - 0.3), 0, 1)  # speech-like: pauses where the mouth is shut
     frames = np.zeros((n, 256, 256, 3), np.uint8)

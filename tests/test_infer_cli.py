@@ -4,6 +4,7 @@ clear line on stderr, a non-zero exit, no traceback and no output file (issue 5,
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -55,9 +56,9 @@ def infer(**args: object) -> subprocess.Popen:
     return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
 
 
-def test_cli_config_dubs_a_video(files, tmp_path: Path) -> None:
+def test_cli_config_dubs_a_video(files, tmp_path: Path, capsys) -> None:
     """conf/infer.yaml composed with command-line overrides and run in-process (the subprocess start-up
-    is what the bad-input test below pays for)."""
+    is what the bad-input test below pays for); the face dubbed in each shot is one printed line."""
     from hydra import compose, initialize_config_dir
 
     from lipsync.infer.__main__ import run
@@ -82,6 +83,10 @@ def test_cli_config_dubs_a_video(files, tmp_path: Path) -> None:
         torch.set_num_threads(before)
     info = probe(out)
     assert (info.width, info.height, info.num_frames, info.audio_rate) == (176, 144, 15, 16000)
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2 and lines[1].startswith(str(out)), lines
+    assert re.fullmatch(r"shot 0 \(frames 0-\d+\): dubbing track 0 at x \d+-\d+, y \d+-\d+ \(face=largest\)",
+                        lines[0]), lines
 
 
 BAD = {

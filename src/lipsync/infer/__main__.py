@@ -63,6 +63,8 @@ def run(cfg: DictConfig) -> Path:
         device=device,
     )
     result = pipe(cfg.video, cfg.audio, cfg.output, options)
+    for decision in result.face_decisions:  # one line per shot: which face was dubbed, and why
+        print(decision.line)
     print(
         f"{result.output}  ({result.num_frames} frames at {float(result.fps):.3f} fps, "
         f"{result.seconds:.1f} s)"

@@ -10,7 +10,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from lipsync.infer.face_choice import parse_face
+from lipsync.infer.face_choice import ShotDecision, parse_face
 from lipsync.infer.paste import PASTE_BLENDS
 from lipsync.infer.silence import check_policy
 from lipsync.sampling.presets import PRESET_FIELDS, fill_from_preset
@@ -127,6 +127,8 @@ class InferenceResult:
         reference_frame: source index of the identity reference (-1 when no frame had a face).
         seconds: wall time of the call.
         timings: wall seconds per phase (inputs, faces, audio, reference, generate).
+        face_decisions: the face dubbed in each shot of the source and why (``options.face``); each
+            one's ``line`` is what the CLI prints.
     """
 
     output: Path
@@ -139,6 +141,7 @@ class InferenceResult:
     reference_frame: int
     seconds: float
     timings: dict[str, float] = field(default_factory=dict)
+    face_decisions: tuple[ShotDecision, ...] = ()
 
 
 def guidance_scale(opts: InferenceOptions, recorded: Mapping[str, Any]) -> float:

@@ -176,6 +176,7 @@ class LipSyncPipeline:
             output=Path(output), num_frames=plan.num_frames, fps=plan.info.fps,
             source_index=plan.source_index, edit_weight=plan.weights, paste_region=regions, silent=plan.silent,
             reference_frame=plan.reference_source, seconds=clock.total, timings=clock.laps,
+            face_decisions=plan.face_decisions,
         )
 
 

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from lipsync.data.faces import FaceBackend
 from lipsync.data.masks import MaskSpec
-from lipsync.infer.face_choice import FaceChoice, choose_face
+from lipsync.infer.face_choice import FaceChoice, FaceSelection, ShotDecision, choose_face
 from lipsync.infer.frames import scan
 from lipsync.infer.lengths import num_output_frames, source_indices
 from lipsync.infer.options import InferenceOptions
@@ -52,6 +52,7 @@ class FramePlan:
     weights: np.ndarray  # (N,) edit weight
     silent: np.ndarray  # (N,) bool
     reference: int  # output frame index of the reference, -1 if none
+    face_decisions: tuple[ShotDecision, ...] = ()  # the face dubbed in each shot, and why
 
     @property
     def num_frames(self) -> int:
@@ -87,8 +88,9 @@ def plan_frames(
 ) -> FramePlan:
     """Phases 2-3: faces of the used source frames, crops, masks, edit weights, the seeded reference."""
     info, src = inputs.info, inputs.source_index
-    track, pts = track_faces(info.path, float(info.fps), int(src.max()) + 1, faces, opts.max_gap,
-                             opts.progress, opts.face)
+    selection, pts = scan_faces(info.path, float(info.fps), int(src.max()) + 1, faces, opts.progress,
+                                opts.face)
+    track = selection.summary.filled(opts.max_gap)
     if len(pts) < int(src.max()) + 1:  # the container's frame count was optimistic: map onto what decodes
         log.warning("%s: decoded %d frames, the container promised %d", info.path, len(pts), info.num_frames)
         src = source_indices(len(pts), len(src), opts.junction)
@@ -100,7 +102,7 @@ def plan_frames(
         info=info, source_index=src, pts=pts, crops=crops[src],
         mask_boxes=mask_boxes(track, crops, src, crop, mask), face_boxes=face_boxes[src],
         weights=edit_weights(editable, opts.fade), silent=silent,
-        reference=choose_reference(track.detected[src], opts.seed),
+        reference=choose_reference(track.detected[src], opts.seed), face_decisions=tuple(selection.decisions),
     )
 
 
@@ -114,10 +116,19 @@ def track_faces(
     path: Path, fps: float, used: int, faces: FaceBackend, max_gap: int, progress: bool,
     face: str | int | FaceChoice = "largest",
 ) -> tuple[FaceTrackSummary, np.ndarray]:
-    """The chosen face (``face``, :mod:`.face_choice`: every face is tracked, one chosen per shot) of
-    source frames ``[0, used)`` in one decoding pass (frames past the audio are never decoded), gaps up to
-    ``max_gap`` filled within a stretch of one face; also every frame's timestamp, for seeking later.
-    ``fps`` is the video's frame rate (``speaker`` reads the source's soundtrack at it)."""
+    """The chosen face of source frames ``[0, used)`` (:func:`scan_faces`), gaps up to ``max_gap`` filled
+    within a stretch of one face; also every frame's timestamp, for seeking later."""
+    selection, pts = scan_faces(path, fps, used, faces, progress, face)
+    return selection.summary.filled(max_gap), pts
+
+
+def scan_faces(
+    path: Path, fps: float, used: int, faces: FaceBackend, progress: bool,
+    face: str | int | FaceChoice = "largest",
+) -> tuple[FaceSelection, np.ndarray]:
+    """Every face of source frames ``[0, used)`` and the one chosen per shot (``face``,
+    :mod:`.face_choice`) in one decoding pass (frames past the audio are never decoded), and every frame's
+    timestamp. ``fps`` is the video's frame rate (``speaker`` reads the source's soundtrack at it)."""
     pts: list[int] = []
 
     def frames() -> Iterator[np.ndarray]:
@@ -127,8 +138,8 @@ def track_faces(
                 bar.update()
                 yield frame
 
-    track = choose_face(frames(), faces, path, fps, face).summary.filled(max_gap)
-    return track, np.array(pts, dtype=np.int64)
+    selection = choose_face(frames(), faces, path, fps, face)
+    return selection, np.array(pts, dtype=np.int64)
 
 
 def crop_boxes(track: FaceTrackSummary, crop: CropSpec) -> tuple[np.ndarray, np.ndarray]:
