@@ -26,16 +26,19 @@ from typing import Mapping, Sequence
 import cv2
 import numpy as np
 
+from lipsync.assets import ROOT
 from lipsync.data.faces import MediaPipeFaces
 from lipsync.infer.face_choice import FaceSelection
 from lipsync.media import (MODEL_FPS, MODEL_SAMPLE_RATE, atomic_path, iter_frames, probe, read_audio,
                            write_video)
+from lipsync.prepare.split import load_split
 
 # The held-out people of the realfaces split (data/realfaces/split.json): never tuned or trained on, only
 # used to confirm; the two VoxCeleb2 7414 clips show the same man (SOURCES.md), so they never pair.
-HELD_OUT = ("latentsync_demo2_video.mp4", "voxceleb2_pcavs_741400104.mp4", "voxceleb2_pcavs_741400163.mp4",
-            "hdtf_sadtalker_WDA_KatieHill_000.mp4")
-SAME_PERSON = (frozenset(("voxceleb2_pcavs_741400104.mp4", "voxceleb2_pcavs_741400163.mp4")),)
+SPLIT = load_split(ROOT / "data" / "realfaces" / "split.json")
+HELD_OUT = tuple(f for files in SPLIT["heldout_people"].values() for f in files)
+SAME_PERSON = tuple(frozenset(files) for files in {**SPLIT["heldout_people"], **SPLIT["train_people"]}.values()
+                    if len(files) > 1)
 FACE_SQUARE = 2.0  # side of a clip's square around its face, in face-box sides (the whole head and neck)
 WORK_SIZE = 256  # clips are kept at this square size; a tile is at most this large
 CANVAS = (512, 288)  # scene width, height (16:9)

@@ -31,6 +31,8 @@ import numpy as np
 import torch
 
 from lipsync.media import MODEL_FPS, atomic_path
+from lipsync.models.audio import WhisperAudioEncoder, audio_windows
+from lipsync.models.whisper_convert import ensure_whisper_tiny_en
 
 WHISPER_LAYER = -2  # block 3 of tiny.en's 4 (index into [block_1, block_2, block_3, ln_post(block_4)])
 CONTEXT = 1  # frames either side of each frame
@@ -93,10 +95,7 @@ class MouthFromAudio:
 
 
 @functools.lru_cache(maxsize=1)
-def _encoder():
-    from lipsync.models.audio import WhisperAudioEncoder
-    from lipsync.models.whisper_convert import ensure_whisper_tiny_en
-
+def _encoder() -> WhisperAudioEncoder:
     return WhisperAudioEncoder.from_checkpoint(ensure_whisper_tiny_en(), layers=(WHISPER_LAYER,))
 
 
@@ -104,8 +103,6 @@ def frame_features(wave: np.ndarray, fps: float, num_frames: int) -> np.ndarray:
     """``(num_frames, (2 * CONTEXT + 1) * 384)`` Whisper features of a 16 kHz mono ``wave`` per video frame:
     for the frame and ``CONTEXT`` frames either side, the mean of the encoder steps under it (zeros past
     the ends)."""
-    from lipsync.models.audio import audio_windows
-
     with torch.no_grad():
         steps = _encoder()(np.asarray(wave, np.float32).reshape(-1))[0]
     windows = audio_windows(steps, np.arange(num_frames), fps, m=CONTEXT, model_fps=MODEL_FPS)
