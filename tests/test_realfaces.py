@@ -337,3 +337,13 @@ def test_finetune_report_sets_base_beside_fine_tuned_and_the_baselines() -> None
     text = report(rows(0.1), rows(0.8), 69)
     assert "| held-out tail, 69 frames | base | fine-tuned | ceiling_48px |" in text
     assert "| opening r | 0.100 | 0.800 | 0.900 |" in text and "| sync | 0.100 | 0.800 | - |" in text
+
+
+def test_split_command_names_a_missing_corpus_in_one_line(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "lipsync.prepare.split", str(ROOT / "data" / "realfaces" / "split.json"),
+                           str(tmp_path / "out"), "--corpus", str(tmp_path / "absent")], capture_output=True, text=True)
+    assert done.returncode == 1 and done.stderr.strip().count("\n") == 0
+    assert "lipsync-prepare-split: error:" in done.stderr and "absent" in done.stderr

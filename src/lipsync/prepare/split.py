@@ -14,17 +14,16 @@ frames each part holds). Parts are written atomically; a rerun skips the parts a
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
-import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from tqdm import tqdm
 
 from lipsync import media
+from lipsync.cli import ArgumentParser, user_errors
 
 PARTS = ("train", "tail", "heldout")
 
@@ -113,16 +112,13 @@ def run(split_file: str | os.PathLike, out: str | os.PathLike, corpus: str | os.
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = ArgumentParser(prog="lipsync-prepare-split", description=__doc__.splitlines()[0])
     ap.add_argument("split", help="the split file, e.g. data/realfaces/split.json")
     ap.add_argument("out", help="output folder (gets train/, tail/, heldout/, split.json)")
     ap.add_argument("--corpus", help="the corpus folder (default: the split file's 'corpus')")
     args = ap.parse_args(argv)
-    try:
+    with user_errors("lipsync-prepare-split"):
         parts = run(args.split, args.out, args.corpus)
-    except (FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
     counts = {p: sum(1 for x in parts if x.part == p) for p in PARTS}
     print(f"split: {counts['train']} heads, {counts['tail']} tails, {counts['heldout']} held-out clips in {args.out}")
     return 0
