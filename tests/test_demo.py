@@ -51,6 +51,7 @@ def _shipped(root: Path) -> Path:
     return LipSyncPipeline.from_config(config).save_pretrained(root / "shipped")
 
 
+@pytest.mark.slow  # 2-3 min of the 12-minute budget of `make test` from a fresh clone: `make test-slow`
 def test_bench_sync_command_runs_every_stage_and_resumes(tmp_path: Path) -> None:
     out = tmp_path / "demo"
     cmd = _make_command("bench-sync") + [f"out={out}", f"shipped.model={_shipped(tmp_path)}", *SMOKE]
