@@ -7,12 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from omegaconf import OmegaConf
 
-from lipsync.cli import config_dir
-from lipsync.infer.loading import pipeline_config_from_training
+from _shipped_model import compose_command, folder_config_and_expected
 from lipsync.infer.options import InferenceOptions
 from lipsync.infer.pipeline import LipSyncPipeline
 
@@ -24,18 +20,8 @@ STEPS = 432
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def _composed(overrides: list[str]) -> dict:
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(str(config_dir()), version_base="1.3"):
-        cfg = compose("train", overrides=[*overrides, "paths.output_dir=unused"])
-    return OmegaConf.to_container(cfg, resolve=True)
-
-
 def test_committed_model_is_what_its_command_trains(tmp_path: Path) -> None:
-    recorded = json.loads((REALFACE / "config.json").read_text())
-    path = tmp_path / "config.yaml"
-    path.write_text(OmegaConf.to_yaml(_composed(COMMAND)))
-    expected = pipeline_config_from_training(tmp_path / "last.ckpt", train_config=path)
+    recorded, expected = folder_config_and_expected(REALFACE, COMMAND, tmp_path)
     for name in ("net", "precond", "mask"):
         assert recorded["components"][name] == expected["components"][name], name
     assert recorded["sampling"] == expected["sampling"] and recorded["preprocess"] == expected["preprocess"]
@@ -46,7 +32,7 @@ def test_committed_model_is_what_its_command_trains(tmp_path: Path) -> None:
 
 def test_committed_models_training_record_is_what_its_command_composes() -> None:
     record = json.loads((REALFACE / "training.json").read_text())
-    recorded, composed = record["config"], _composed(COMMAND)
+    recorded, composed = record["config"], compose_command(COMMAND)
     for key in ("model", "data", "mask", "sampling", "seed", "init_from", "torch_threads"):
         assert recorded[key] == composed[key], key
     assert record["global_step"] == STEPS

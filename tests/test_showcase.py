@@ -9,14 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 from safetensors import safe_open
 
-from lipsync.cli import config_dir
+from _shipped_model import compose_command, folder_config_and_expected
 from lipsync.infer.checkpoint import CheckpointError
-from lipsync.infer.loading import pipeline_config_from_training
 from lipsync.infer.options import InferenceOptions
 from lipsync.infer.pipeline import LipSyncPipeline
 from lipsync.infer.presets import tiny_config
@@ -77,18 +74,8 @@ def test_an_encoder_that_is_not_the_packaged_one_must_be_embedded(tmp_path: Path
         pipe.save_pretrained(tmp_path / "m", audio_encoder="packaged")
 
 
-def _composed(overrides: list[str]) -> dict:
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(str(config_dir()), version_base="1.3"):
-        cfg = compose("train", overrides=[*overrides, "paths.output_dir=unused"])
-    return OmegaConf.to_container(cfg, resolve=True)
-
-
 def test_committed_model_is_what_its_command_trains(tmp_path: Path) -> None:
-    recorded = json.loads((SHOWCASE / "config.json").read_text())
-    path = tmp_path / "config.yaml"
-    path.write_text(OmegaConf.to_yaml(_composed(COMMAND)))
-    expected = pipeline_config_from_training(tmp_path / "last.ckpt", train_config=path)
+    recorded, expected = folder_config_and_expected(SHOWCASE, COMMAND, tmp_path)
     for name in ("net", "precond", "mask"):
         assert recorded["components"][name] == expected["components"][name], name
     assert recorded["sampling"] == expected["sampling"]
@@ -104,7 +91,7 @@ def test_committed_models_training_record_is_what_its_command_composes() -> None
     setting that shaped the weights (model, optimizer, data, EMA, trainer, initial weights) is the
     command's; only machine paths differ."""
     record = json.loads((SHOWCASE / "training.json").read_text())
-    recorded, composed = record["config"], _composed(COMMAND)
+    recorded, composed = record["config"], compose_command(COMMAND)
     for key in ("model", "data", "mask", "sampling", "seed", "init_from", "torch_threads"):
         assert recorded[key] == composed[key], key
     for key in ("callbacks.ema", "trainer"):

@@ -123,7 +123,8 @@ def _steps(last: Path) -> int:
     return int(torch.load(last, map_location="cpu", weights_only=False).get("global_step", 0))
 
 
-def score_model(model: Path, person: Person, out: Path, options: Mapping[str, Any]) -> dict[str, dict]:
+def score_model(model: Path, person: Person, out: Path, options: Mapping[str, Any]
+                ) -> tuple[dict[str, dict], realface.Clip]:
     """The realface protocol on the tail: its own sound (self-reconstruction, with the baselines) and the
     head's sound cut to the tail's length (sync against the head's true mouth). Dubs are kept (resume)."""
 
@@ -140,7 +141,7 @@ def score_model(model: Path, person: Person, out: Path, options: Mapping[str, An
     scorer = realface.Scorer(faces, int(pipe.crop.resolution), opts.resolved())
     scorer.self_rows(tail, media.read_frames(dubs["self"][1]), float(tail_info.fps))
     scorer.cross_row(media.read_frames(dubs["cross"][1]), tail, head)
-    return {row: items[0] for row, items in scorer.table.rows.items()}
+    return {row: items[0] for row, items in scorer.table.rows.items()}, tail
 
 
 def report(before: Mapping[str, dict], after: Mapping[str, dict], frames: int) -> str:
@@ -157,10 +158,8 @@ def report(before: Mapping[str, dict], after: Mapping[str, dict], frames: int) -
     return "\n".join(lines) + "\n"
 
 
-def picture(model: Path, person: Person, out: Path) -> Path:
+def picture(tail: realface.Clip, out: Path) -> Path:
     """``out/frames.png``: the tail's faces, then its base and fine-tuned dubs (own sound, head's sound)."""
-    pipe = LipSyncPipeline.from_pretrained(model)
-    tail = realface.load_clip(person.tail, pipe.crop, pipe.mask, MediaPipeFaces(mesh_every=1))
     runs = [out / "eval" / name for name in ("base", "finetuned")]
     return realface.frames_picture([tail, tail], [r / "self.mp4" for r in runs], [r / "cross.mp4" for r in runs],
                                    out / "frames.png")
@@ -176,12 +175,12 @@ def run(cfg: Mapping[str, Any]) -> dict:
     record: dict[str, Any] = {"video": str(video), "base": str(cfg["base"]), "model": str(model),
                               "steps": int(cfg["steps"]), "holdout": float(cfg["holdout"])}
     if cfg["evaluate"] and person.tail is not None:
-        record["before"] = score_model(Path(cfg["base"]), person, out / "eval" / "base", cfg["options"])
-        record["after"] = score_model(model, person, out / "eval" / "finetuned", cfg["options"])
+        record["before"], _ = score_model(Path(cfg["base"]), person, out / "eval" / "base", cfg["options"])
+        record["after"], tail = score_model(model, person, out / "eval" / "finetuned", cfg["options"])
         text = report(record["before"], record["after"], media.probe(person.tail).num_frames)
         (out / "finetune.md").write_text(text)
         print(text)
-        print(f"faces (source / self / cross; base above, fine-tuned below): {picture(model, person, out)}")
+        print(f"faces (source / self / cross; base above, fine-tuned below): {picture(tail, out)}")
     (out / "finetune.json").write_text(json.dumps(record, indent=1, default=float))
     print(f"fine-tuned model: {model}   (python -m lipsync.infer ckpt={model} video=... audio=...)")
     return record

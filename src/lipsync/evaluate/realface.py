@@ -53,8 +53,6 @@ from lipsync.models.weights import MissingWeights, require_file
 from lipsync.prepare.crop import CropSpec
 from lipsync.prepare.preview import grid, write_png
 
-#: scores of a self-reconstruction row, per clip
-SELF_KEYS = ("lmd", "opening_r", "ssim", "psnr")
 #: scores of a cross-driven row, per pair
 CROSS_KEYS = ("sync", "leak", "chance")
 
@@ -194,9 +192,6 @@ def pair_order(names: Sequence[str]) -> list[tuple[int, int]]:
     if n < 2:
         raise ValueError(f"cross-driven scoring needs at least 2 clips, got {n}")
     return [(i, (i + 1) % n) for i in range(n)]
-
-
-Tracker = Callable[[np.ndarray], np.ndarray]
 
 
 # --- the run: dub, measure, summarise ---------------------------------------------------------------
