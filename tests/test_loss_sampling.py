@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from lipsync.models.denoiser import Denoiser
-from lipsync.models.loss import DSMLoss, LogNormalSigma
+from lipsync.models.loss import DSMLoss, LogNormalSigma, motion_weights
 from lipsync.models.precond import EDMPrecond, SVDPrecond
 from lipsync.sampling import (GuidedDenoiser, karras_sigmas, sample_dpmpp_2m, sample_euler, sample_heun,
                               evaluation_sigmas, network_passes)
@@ -41,6 +41,26 @@ def test_dsm_loss_closed_form(sigma):
     identity = Oracle(lambda x, s, c: x, SVDPrecond())
     loss = DSMLoss(FixedSigma(sigma))(identity, z, {}, generator=torch.Generator().manual_seed(0)).mean()
     assert loss.item() == pytest.approx(sigma**2 + 1, rel=0.02)
+
+
+def test_motion_weighted_loss_closed_form():
+    # a clip still everywhere except one 2x2 patch that flips sign between frames
+    z = torch.zeros(1, 4, 3, 8, 8)
+    z[:, ::2, :, :2, :2], z[:, 1::2, :, :2, :2] = 1.0, -1.0
+    w = motion_weights(z, 3.0)
+    assert w.shape == (1, 1, 1, 8, 8)
+    # s / mean(s) is 16 on the 4 moving positions (of 64) and 0 elsewhere -> weights 1 + 3 * 16 and 1
+    assert w[0, 0, 0, 0, 0].item() == pytest.approx(49.0) and w[0, 0, 0, 5, 5].item() == pytest.approx(1.0)
+    assert motion_weights(torch.ones(2, 4, 3, 8, 8), 3.0).eq(1.0).all()       # a still clip: uniform
+    # an error only on the moving patch weighs (49 / mean(w)) times what the plain loss gives it
+    err_on_patch = Oracle(lambda x, s, c: z + (z != 0).float(), SVDPrecond())
+    plain = DSMLoss(FixedSigma(1.0))(err_on_patch, z, {}).item()
+    weighted = DSMLoss(FixedSigma(1.0), motion_weight=3.0)(err_on_patch, z, {}).item()
+    mean_w = (4 * 49 + 60 * 1) / 64
+    assert weighted == pytest.approx(plain * 49 / mean_w, rel=1e-5)
+    assert DSMLoss(FixedSigma(1.0), motion_weight=0.0)(err_on_patch, z, {}).item() == pytest.approx(plain)
+    with pytest.raises(ValueError, match="motion_weight"):
+        DSMLoss(FixedSigma(1.0), motion_weight=-1)
 
 
 def test_lognormal_sigma_moments():
