@@ -251,3 +251,35 @@ def test_the_fast_preset_reaches_the_network_as_its_solver_steps_and_guidance_in
     assert {b for b, _ in preset_calls} == {1, 2}  # guided inside the interval only
     assert preset_calls == expected(fast["num_steps"]) * 2  # 21 frames: still 2 segments at the fast overlap
     assert seen == expected(4) * 2
+
+
+@pytest.fixture(scope="module")
+def odd_clip(media, tmp_path_factory) -> Path:
+    """The face clip on a 257x191 canvas (edge-padded): both sides odd, as a dubbed 257x191 video once was
+    written 258x192."""
+    frames = np.pad(read_frames(media["face"]), ((0, 0), (20, 27), (40, 41), (0, 0)), mode="edge")
+    return write_video(tmp_path_factory.mktemp("odd") / "odd.mp4", frames, probe(media["face"]).fps, crf=0)
+
+
+def test_an_odd_sized_video_is_dubbed_at_its_own_size(odd_clip, media, pipe, tmp_path: Path) -> None:
+    result = pipe(odd_clip, media["short"], tmp_path / "odd.mp4", **{**FAST, "crf": 18})  # the default crf
+    check_streams(result.output, odd_clip, media["short"])
+    assert (probe(result.output).width, probe(result.output).height) == (257, 191)
+    assert (result.paste_region[:, 2] > result.paste_region[:, 0]).all()
+    assert outside_psnr(result, read_frames(odd_clip), read_frames(result.output)) > 35
+
+
+def test_lossless_keeps_every_pixel_outside_the_paste_region_bit_for_bit(odd_clip, media, pipe,
+                                                                         tmp_path: Path) -> None:
+    """options.lossless: outside the paste region the output is the source's decoded pixels, exactly. The
+    default crf 18, and even crf 0 (lossless in YUV 4:2:0, not in RGB), only come close."""
+    for clip in (odd_clip, media["face"]):
+        source = read_frames(clip)
+        result = pipe(clip, media["short"], tmp_path / f"lossless_{clip.name}", **FAST, lossless=True)
+        out = read_frames(result.output)
+        assert outside_psnr(result, source, out) == float("inf"), clip.name
+        inside = [out[t, y0:y1, x0:x1] != source[t, y0:y1, x0:x1]
+                  for t, (x0, y0, x1, y1) in enumerate(result.paste_region)]
+        assert np.mean([d.mean() for d in inside]) > 0.5  # the face itself was edited
+    crf0 = pipe(media["face"], media["short"], tmp_path / "crf0.mp4", **FAST)
+    assert 44 < outside_psnr(crf0, source, read_frames(crf0.output)) < float("inf")

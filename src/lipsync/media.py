@@ -150,10 +150,25 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
             os.unlink(tmp)
 
 
+def video_encoding(width: int, height: int, crf: int = 18, lossless: bool = False) -> tuple[str, str, dict]:
+    """(codec, pixel format, quality options) :class:`VideoWriter` writes a ``width`` x ``height`` video
+    with: H.264 4:2:0 at ``crf``; 4:4:4 when a side is odd (4:2:0 halves both sides); RGB at quantizer 0
+    when ``lossless``."""
+    if lossless:
+        return "libx264rgb", "rgb24", {"qp": "0"}
+    return "libx264", "yuv444p" if width % 2 or height % 2 else "yuv420p", {"crf": str(crf)}
+
+
 class VideoWriter:
     """Incremental mp4 writer (H.264 + AAC), atomic: frames go in one at a time, audio at close.
 
     Use as a context manager; on an exception the partial file is removed and ``path`` is untouched.
+
+    The frame size is kept exactly: 4:2:0 chroma (what every player plays) needs even sides, so a frame
+    with an odd side is written with 4:4:4 chroma instead of being padded (a 257x191 video stays
+    257x191). ``lossless=True`` writes H.264 in RGB at quantizer 0 (``libx264rgb``): every pixel decodes
+    to exactly the RGB value written (``crf`` is then ignored); files are several times larger and not
+    every player plays them.
 
     ``threads`` is x264's thread count, fixed rather than left to x264 (which takes it from the cores the
     process may use): x264's output depends on its thread count, so the same frames written on one core
@@ -164,16 +179,17 @@ class VideoWriter:
 
     def __init__(self, path: str | os.PathLike, fps: Fraction | float, width: int, height: int,
                  crf: int = 18, audio: np.ndarray | None = None, audio_rate: int | None = None,
-                 threads: int = ENCODER_THREADS) -> None:
+                 threads: int = ENCODER_THREADS, lossless: bool = False) -> None:
         self.path = Path(path)
         self._atomic = atomic_path(self.path)
         self._tmp = self._atomic.__enter__()
         self._c = _av().open(str(self._tmp), mode="w", format="mp4")
         fps = Fraction(fps).limit_denominator(1001 * 1000)
-        self._v = self._c.add_stream("libx264", rate=fps)
-        self._v.width, self._v.height = width + width % 2, height + height % 2
-        self._v.pix_fmt = "yuv420p"
-        self._v.options = {"crf": str(crf), "preset": "veryfast", "threads": str(int(threads))}
+        codec, pix_fmt, quality = video_encoding(width, height, crf, lossless)
+        self._v = self._c.add_stream(codec, rate=fps)
+        self._v.width, self._v.height = width, height
+        self._v.pix_fmt = pix_fmt
+        self._v.options = {**quality, "preset": "veryfast", "threads": str(int(threads))}
         self._audio, self._audio_rate = audio, audio_rate
         # Every stream must exist before the first packet is muxed (the header fixes their time bases).
         self._a = None
@@ -186,12 +202,25 @@ class VideoWriter:
 
     def write(self, frame: np.ndarray) -> None:
         """Append one ``(H, W, 3)`` uint8 RGB frame."""
-        if frame.shape[0] != self._v.height or frame.shape[1] != self._v.width:
-            frame = np.pad(frame, ((0, self._v.height - frame.shape[0]), (0, self._v.width - frame.shape[1]), (0, 0)),
-                           mode="edge")
-        for packet in self._v.encode(_av().VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
-            self._c.mux(packet)
+        if frame.shape[:2] != (self._v.height, self._v.width):
+            h, w = frame.shape[:2]
+            raise ValueError(f"{self.path}: frame {self.frames_written} is {w}x{h}, the video "
+                             f"{self._v.width}x{self._v.height}")
+        with self._writing():
+            image = _av().VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+            for packet in self._v.encode(image):
+                self._c.mux(packet)
         self.frames_written += 1
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """A failed write (a full disk, a file-size limit) as a one-line :class:`MediaError` naming
+        ``path``."""
+        try:
+            yield
+        except (OSError, _av().error.FFmpegError) as err:  # type: ignore[attr-defined]
+            why = err.strerror or type(err).__name__
+            raise MediaError(f"{self.path}: could not write the video ({why}); nothing was written") from None
 
     def _write_audio(self) -> None:
         audio = np.atleast_2d(np.asarray(self._audio, dtype=np.float32))
@@ -209,13 +238,24 @@ class VideoWriter:
             self._c.mux(packet)
 
     def close(self, ok: bool = True) -> None:
+        """Finish the file and rename it to ``path`` (``ok``), or remove it; a write that fails on the way
+        (the muxer writes most of the file here) removes it too and raises :class:`MediaError`."""
         try:
-            if ok:
+            if not ok:
+                with contextlib.suppress(OSError, _av().error.FFmpegError):  # type: ignore[attr-defined]
+                    self._c.close()  # aborting anyway: a second write error would hide the first
+                return
+            with self._writing():
                 for packet in self._v.encode(None):
                     self._c.mux(packet)
                 if self._audio is not None:
                     self._write_audio()
-            self._c.close()
+                self._c.close()
+        except BaseException:
+            ok = False
+            with contextlib.suppress(OSError, _av().error.FFmpegError):  # type: ignore[attr-defined]
+                self._c.close()
+            raise
         finally:
             if ok:
                 self._atomic.__exit__(None, None, None)
@@ -244,10 +284,9 @@ def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: Frac
 
 def as_written(frames: np.ndarray, fps: Fraction | float, crf: int = 18) -> np.ndarray:
     """Frames ``(N, H, W, 3)`` uint8 as a reader gets them back from the mp4 :class:`VideoWriter` makes of
-    them (H.264, 4:2:0 chroma, ``crf``): what anyone scoring a written video sees."""
+    them (H.264, ``crf``, 4:2:0 chroma or 4:4:4 for odd sides): what anyone scoring a written video sees."""
     with tempfile.TemporaryDirectory(prefix="lipsync_as_written_") as folder:
-        path = write_video(Path(folder) / "frames.mp4", frames, fps, crf=crf)
-        return read_frames(path)[:, : frames.shape[1], : frames.shape[2]]
+        return read_frames(write_video(Path(folder) / "frames.mp4", frames, fps, crf=crf))
 
 
 def write_wav(path: str | os.PathLike, audio: np.ndarray, sample_rate: int) -> Path:

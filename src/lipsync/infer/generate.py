@@ -132,7 +132,7 @@ def render(plan: FramePlan, inputs: Inputs, model: Model, conditions: Conditions
     segments = plan_segments(n, opts.segment_length, opts.overlap)
     blender, regions = OverlapBlender(), np.zeros((n, 4), np.int64)
     writer = VideoWriter(output, info.fps, info.width, info.height, crf=opts.crf, audio=inputs.native,
-                         audio_rate=inputs.native_rate)
+                         audio_rate=inputs.native_rate, lossless=opts.lossless)
     with FrameSource(info.path, plan.pts, capacity=2 * opts.segment_length + 1) as source, writer:
         for k, seg in enumerate(tqdm(segments, desc="lip sync", unit="segment", disable=not opts.progress)):
             crops = None

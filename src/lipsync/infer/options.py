@@ -57,7 +57,11 @@ class InferenceOptions:
             (feather only: a Poisson paste keeps to the edit region).
         face: which face to dub where several are in frame: "largest", "speaker", "index:N" (or N),
             "point:X,Y", "box:X0,Y0,X1,Y1" (source pixels), decided per shot (:mod:`.face_choice`).
-        crf: H.264 quality of the output (lower = closer to the source).
+        crf: H.264 quality of the output (lower = closer to the source). Every pixel is re-encoded, the
+            ones outside the paste region too: they stay close to the source's, not equal to them.
+        lossless: write H.264 in RGB at quantizer 0 instead (``crf`` ignored): every pixel outside the
+            paste region decodes to exactly the source's decoded value (files several times larger, and
+            not every player plays them).
         progress: show tqdm bars.
     """
 
@@ -86,6 +90,7 @@ class InferenceOptions:
     detect_generated: bool = True
     face: str | int = "largest"
     crf: int = 18
+    lossless: bool = False
     progress: bool = True
 
     def __post_init__(self) -> None:
