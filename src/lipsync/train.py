@@ -10,12 +10,14 @@ Running the same command again resumes from ``checkpoints/last.ckpt`` (``ckpt_pa
 default); ``ckpt_path=null`` starts afresh, ``ckpt_path=FILE`` resumes from a given checkpoint.
 ``init_from=PATH`` starts a fresh run from the network weights of a pipeline folder or a Lightning
 checkpoint (fine-tuning: new optimizer, step 0); a resumed run's checkpoint takes precedence.
+A second training on a run folder in use is refused (one line naming the folder and the process).
 
 The config directory is found as every entry point finds it (:func:`lipsync.cli.config_dir`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 from pathlib import Path
@@ -31,6 +33,7 @@ from omegaconf import DictConfig, OmegaConf
 from safetensors.torch import load_file
 
 from lipsync.cli import config_dir, hydra_main  # noqa: F401 (config_dir: where it always was)
+from lipsync.training.run_lock import is_first_process, run_lock
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +100,17 @@ def init_weights(system: L.LightningModule, path: str) -> int:
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
-    """Fit the system; returns the final logged metrics (for Hydra sweeps and tests)."""
+    """Fit the system; returns the final logged metrics (for Hydra sweeps and tests).
+
+    Raises:
+        RunFolderInUse: another live training holds the run folder (:mod:`lipsync.training.run_lock`).
+    """
+    folder = cfg.get("paths", {}).get("output_dir")
+    with run_lock(folder) if folder and is_first_process() else contextlib.nullcontext():
+        return _fit(cfg)
+
+
+def _fit(cfg: DictConfig) -> dict[str, float]:
     if cfg.get("torch_threads"):
         torch.set_num_threads(cfg.torch_threads)
     L.seed_everything(cfg.seed, workers=True)
