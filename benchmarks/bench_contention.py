@@ -29,7 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from lipsync.benchresults import RESULTS, ROOT, Results, in_checkout
+
 POLICIES = ("lipsync", "torch default")
 LOADS = ("idle", "contended")
 
@@ -120,13 +121,14 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
         worker(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], int(sys.argv[6]))
         return
+    results = Results()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=ROOT / "models" / "showcase", help="pipeline folder")
     parser.add_argument("--frames", type=int, default=16, help="frames dubbed (16 = one segment)")
     parser.add_argument("--steps", type=int, default=15, help="Euler steps (the demo's 15)")
     parser.add_argument("--policies", nargs="+", default=list(POLICIES), choices=POLICIES)
     parser.add_argument("--repeats", type=int, default=2, help="rounds over the four cells (medians reported)")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench_results" / "contention")
+    parser.add_argument("--out", type=Path, default=RESULTS / "contention")
     args = parser.parse_args()
     if not (args.model / "config.json").is_file():
         sys.exit(f"bench_contention: error: {args.model} is not a pipeline folder (--model)")
@@ -138,17 +140,16 @@ def main() -> None:
                 for load in LOADS:
                     rows.append(measure(policy, load, args.model, video, wav, args.steps))
                     print(json.dumps(rows[-1]), flush=True)
-    result = {"model": str(args.model), "frames": args.frames, "steps": args.steps, "cores": os.cpu_count(),
+    result = {"model": in_checkout(args.model), "frames": args.frames, "steps": args.steps, "cores": os.cpu_count(),
               "usable_cores": len(os.sched_getaffinity(0)), "when": time.strftime("%Y-%m-%d %H:%M:%S"),
               "medians": {f"{p}/{load}": v for (p, load), v in medians(rows).items()}, "rows": rows}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(result, indent=1))
+    results.json(args.out.with_suffix(".json"), result)
     md = (f"# Dub stage under contention\n\n{args.frames} frames of a synthetic clip, {args.steps} Euler steps, "
           f"model `{args.model.name}`, {result['usable_cores']} usable cores; `contended` adds one busy-loop "
           f"process; {args.repeats} interleaved rounds. 1-minute load average before each run, in order: "
           + ", ".join(f"{r['policy']}/{r['load']} {r['load_average_before'][0]}" for r in rows)
           + f" (the machine is shared: 'idle' = nothing added by the benchmark).\n\n{table(rows)}\n")
-    args.out.with_suffix(".md").write_text(md)
+    results.markdown(args.out.with_suffix(".md"), md)
     print(md)
 
 

@@ -11,7 +11,6 @@ bench_results/evaluate.json and .md.
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -21,7 +20,8 @@ import numpy as np
 import torch
 import torchvision
 
-from lipsync.assets import ROOT, asset_path, ensure_assets
+from lipsync.assets import asset_path, ensure_assets
+from lipsync.benchresults import RESULTS, Results
 from lipsync.evaluate.frame_metrics import build_lpips, lpips, psnr, ssim
 from lipsync.evaluate.fid import build_fid
 from lipsync.models.syncnet import SyncNetScorer, SyncNetV2
@@ -38,7 +38,8 @@ def timed(fn, frames: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    results = Results()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=50)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
@@ -56,20 +57,18 @@ def main() -> None:
     sync = SyncNetScorer(SyncNetV2(), device=args.device)
     sync_crops = [cv2.resize(c, (224, 224)) for c in clip]
     audio = np.zeros(len(clip) * 640, np.float32)
-    results = {
+    rates = {
         "psnr+ssim": timed(lambda: (psnr(x, x), ssim(x, x)), len(x)),
         "lpips": timed(lambda: lpips(net, x, x), len(x)),
         "fid (inception)": timed(lambda: fid.update(crops, real=True), len(x)),
         "sync (syncnet v2)": timed(lambda: sync.score(sync_crops, audio), len(x)),
     }
     out = {"device": args.device, "frames": len(x), "crop": SIZE, "threads": torch.get_num_threads(),
-           "frames_per_second": {k: round(v, 2) for k, v in results.items()}}
-    folder = ROOT / "bench_results"
-    folder.mkdir(exist_ok=True)
-    (folder / "evaluate.json").write_text(json.dumps(out, indent=2) + "\n")
-    table = "| metric | frames/s |\n|---|---|\n" + "".join(f"| {k} | {v:.2f} |\n" for k, v in results.items())
+           "frames_per_second": {k: round(v, 2) for k, v in rates.items()}}
+    results.json(RESULTS / "evaluate.json", out)
+    table = "| metric | frames/s |\n|---|---|\n" + "".join(f"| {k} | {v:.2f} |\n" for k, v in rates.items())
     head = f"Scoring cost on {args.device}, {len(x)} carphone frames at {SIZE}px, {out['threads']} threads"
-    (folder / "evaluate.md").write_text(f"{head}\n\n{table}")
+    results.markdown(RESULTS / "evaluate.md", f"{head}\n\n{table}")
     print(table)
 
 

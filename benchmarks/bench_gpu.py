@@ -44,7 +44,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-ROOT = Path(__file__).resolve().parents[1]
+from lipsync.benchresults import RESULTS, ROOT, Results, in_checkout, skip
+
 PAPER_STEPS, PAPER_GLOBAL_BATCH, PAPER_GPUS = 200_000, 16, 8
 
 
@@ -397,6 +398,7 @@ class Check:
 
     out: Path
     budget: float
+    writer: Results
     results: dict = field(default_factory=dict)
     start: float = field(default_factory=time.perf_counter)
 
@@ -432,14 +434,9 @@ class Check:
         return row
 
     def save(self) -> None:
-        self.out.mkdir(parents=True, exist_ok=True)
         self.results["wall_seconds"] = round(time.perf_counter() - self.start, 1)
-        tmp = self.out / "gpu.json.tmp"
-        tmp.write_text(json.dumps(self.results, indent=1))
-        tmp.replace(self.out / "gpu.json")
-        tmp = self.out / "gpu.md.tmp"
-        tmp.write_text(report(self.results))
-        tmp.replace(self.out / "gpu.md")
+        self.writer.json(self.out / "gpu.json", self.results)
+        self.writer.markdown(self.out / "gpu.md", report(self.results))
 
 
 def environment(device: str) -> dict:
@@ -511,30 +508,33 @@ def report(r: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    writer = Results([__file__, *(sys.argv[1:] if argv is None else argv)])
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", choices=sorted(SIZES), default="full")
-    parser.add_argument("--device", default=None, help="cuda (default when available) or cpu")
+    parser.add_argument("--device", default=None, help="cuda (the default: skipped without one) or cpu")
     parser.add_argument("--video", type=Path, default=ROOT / ".gpu" / "video" / "synth_00000.mp4",
                         help="synthetic-world video with its .landmarks.npz beside it (make gpu-prep)")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench_results")
+    parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--budget", type=float, default=330.0, help="seconds for all stages (default 330)")
     parser.add_argument("--skip", nargs="*", default=[], help="stage names to leave out")
     args = parser.parse_args(argv)
 
     import torch
 
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if args.device is None and not torch.cuda.is_available():
+        skip("no CUDA device here (`make gpu-check` runs it on a GPU machine; --size tiny --device cpu runs "
+             "it here)", __file__)
+    device = args.device or "cuda"
     if device.startswith("cuda") and not torch.cuda.is_available():
         print("bench_gpu: error: --device cuda but torch sees no CUDA device", file=sys.stderr)
         return 1
     dubbing = {"dub_paper", "dub_fast", "dub_compile"} - set(args.skip)
     if dubbing and not args.video.exists():
-        print(f"bench_gpu: error: no input video {args.video} (run `make gpu-prep` first)", file=sys.stderr)
-        return 1
+        skip(f"no input video {in_checkout(args.video)} (`make gpu-prep` makes it)", __file__)
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
     size = SIZES[args.size]
-    check = Check(args.out, args.budget)
+    check = Check(args.out, args.budget, writer)
     check.results.update(size=size.name, environment=environment(device))
     check.results["peak_tflops"] = round(matmul_peak_tflops(device), 1)
     check.save()

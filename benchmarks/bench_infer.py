@@ -33,8 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "bench_results"
+from lipsync.benchresults import RESULTS, Results
+
 PAPER_UNET_TFLOP = 7.2  # the paper's figure per UNet pass (issue 5)
 
 
@@ -239,9 +239,8 @@ def count_flops() -> dict:
 
 
 # --- report ---------------------------------------------------------------------------------------------
-def write_report(results: dict) -> None:
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "infer.json").write_text(json.dumps(results, indent=2))
+def write_report(results: dict, writer: Results) -> None:
+    writer.json(RESULTS / "infer.json", results)
     lines = [
         "# Inference benchmark (`python benchmarks/bench_infer.py`)",
         "",
@@ -293,11 +292,12 @@ def write_report(results: dict) -> None:
         f"{f['params_millions']['id_guider']:.1f} M.",
         "",
     ]
-    (RESULTS / "infer.md").write_text("\n".join(lines))
+    writer.markdown(RESULTS / "infer.md", "\n".join(lines))
     print("\n".join(lines))
 
 
 def main() -> None:
+    writer = Results()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--ckpt", type=Path)
@@ -336,7 +336,7 @@ def main() -> None:
         ]
     results["crop_paste_1080p"] = crop_paste_cost()
     results["flops"] = count_flops()
-    write_report(results)
+    write_report(results, writer)
 
 
 if __name__ == "__main__":

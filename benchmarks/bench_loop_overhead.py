@@ -31,10 +31,9 @@ from lightning.pytorch.callbacks import Callback
 from omegaconf import open_dict
 from tqdm import tqdm
 
+from lipsync.benchresults import RESULTS, Results
 from lipsync.cli import config_dir
 from lipsync.train import instantiate_all
-
-ROOT = Path(__file__).resolve().parents[1]
 WARMUP = 5
 
 
@@ -102,6 +101,7 @@ def lightning_loop(cfg: Any, steps: int, full: bool) -> float:
 
 
 def main() -> None:
+    results = Results()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--repeats", type=int, default=3)
@@ -109,7 +109,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=4)
     parser.add_argument("--tiny-steps", type=int, default=25, help="steps of experiment=tiny as configured")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out", type=Path, default=ROOT / "bench_results" / "loop_overhead.json")
+    parser.add_argument("--out", type=Path, default=RESULTS / "loop_overhead.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -144,8 +144,7 @@ def main() -> None:
                             "minutes_between_checkpoints_idle": every * tiny_cpu / 60,
                             "minutes_between_checkpoints_measured": every * tiny_step / 60},
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
+    results.json(args.out, result)
     keys = ("seconds_per_step", "lightning_overhead_pct", "lightning_with_callbacks_overhead_pct",
             "experiment_tiny")
     print(json.dumps({k: result[k] for k in keys}, indent=2))

@@ -29,8 +29,9 @@ os.environ.setdefault("GLOG_minloglevel", "2")
 import cv2  # noqa: E402
 
 from lipsync import media  # noqa: E402
-from lipsync.assets import ROOT, asset_path, ensure_assets  # noqa: E402
-from lipsync.cli import config_dir
+from lipsync.assets import asset_path, ensure_assets  # noqa: E402
+from lipsync.benchresults import RESULTS, Results  # noqa: E402
+from lipsync.cli import config_dir  # noqa: E402
 from lipsync.prepare.curate import Curator  # noqa: E402
 from lipsync.prepare.decode import resampled_frames  # noqa: E402
 
@@ -96,10 +97,11 @@ def bench(width: int, seconds: float, repeats: int, work: Path) -> dict:
 
 
 def main() -> None:
+    writer = Results()
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--out", default=str(ROOT / "bench_results" / "prepare.json"))
+    parser.add_argument("--out", type=Path, default=RESULTS / "prepare.json")
     args = parser.parse_args()
     ensure_assets()
     if hasattr(os, "sched_setaffinity"):
@@ -110,10 +112,7 @@ def main() -> None:
               "cpu_count": os.cpu_count(), "load_average": os.getloadavg(),
               "note": "fps per core = frames / CPU seconds (pinned to one core); wall rate suffers when shared",
               "results": results}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with media.atomic_path(out) as tmp:
-        tmp.write_text(json.dumps(report, indent=1))
+    writer.json(args.out, report)
     print(json.dumps(report, indent=1))
 
 

@@ -14,14 +14,14 @@ Writes bench_results/protocols.json and .md.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 import cv2
 import numpy as np
 import torch
 
-from lipsync.assets import ROOT, asset_path, ensure_assets
+from lipsync.assets import asset_path, ensure_assets
+from lipsync.benchresults import RESULTS, Results
 from lipsync.evaluate.fid import build_fid
 from lipsync.evaluate.frame_metrics import ssim
 from lipsync.evaluate.frechet import FeatureStats, frechet_distance, mean_interval, take_stats
@@ -50,7 +50,8 @@ def fid_stats(real: torch.Tensor, fake: torch.Tensor, resize: str) -> tuple[Feat
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    results = Results()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=96)
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -73,10 +74,9 @@ def main() -> None:
         "ssim_interval_30_videos": mean_interval(per_video, 1000, 0.95, 0),
         "inception_seconds": time.perf_counter() - start,
     }
-    out = ROOT / "bench_results"
-    (out / "protocols.json").write_text(json.dumps(result, indent=2) + "\n")
+    results.json(RESULTS / "protocols.json", result)
     lines = ["| quantity | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in result.items()]
-    (out / "protocols.md").write_text("\n".join(lines) + "\n")
+    results.markdown(RESULTS / "protocols.md", "\n".join(lines))
     print("\n".join(lines))
 
 

@@ -11,14 +11,13 @@ video (:mod:`lipsync.evaluate.mouth`) is correlated with:
 - the next clip's mouth (**other clip**: the chance level of the cross-driven sync).
 
 and the written copy's LMD says how many inter-ocular units the mesh itself wobbles. Results:
-``bench_results/realface_metric.{json,md}`` (numbers and file names only). Skips, with one line, where
+``bench_results/realface_metric.{json,md}`` (numbers and file names only). Skipped, with one line, where
 the corpus is absent (it is not part of the repository).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -27,11 +26,10 @@ import torch
 from tqdm import tqdm
 
 from lipsync import media
+from lipsync.benchresults import RESULTS, ROOT, Results, in_checkout, skip
 from lipsync.data.faces import MediaPipeFaces
 from lipsync.evaluate import mouth
 from lipsync.evaluate.frechet import mean_interval
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def clip_scores(path: Path, faces: MediaPipeFaces, shift: int) -> tuple[dict, np.ndarray]:
@@ -51,15 +49,16 @@ def summary(rows: list[dict], key: str) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    results = Results([__file__, *(sys.argv[1:] if argv is None else argv)])
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--corpus", type=Path, default=ROOT.parent / "shared" / "realfaces")
     ap.add_argument("--shift", type=int, default=12, help="frames (12 = 0.48 s at 25 fps)")
-    ap.add_argument("--out", type=Path, default=ROOT / "bench_results" / "realface_metric")
+    ap.add_argument("--out", type=Path, default=RESULTS / "realface_metric")
     args = ap.parse_args(argv)
     clips = sorted(args.corpus.glob("*.mp4")) if args.corpus.is_dir() else []
     if not clips:
-        print(f"bench_realface_metric: skipped: no real-face clips at {args.corpus}")
-        return 0
+        skip(f"no real-face clips (*.mp4) at {in_checkout(args.corpus)} (--corpus; not part of the repository)",
+             __file__)
     torch.set_num_threads(1)
     faces = MediaPipeFaces(mesh_every=1)
     rows, openings = [], []
@@ -70,10 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     for i, row in enumerate(rows):
         row["other_clip"] = mouth.correlation(openings[i], openings[(i + 1) % len(rows)])
     result = {"corpus": str(args.corpus.name), "shift_frames": args.shift, "rows": rows,
-              "summary": {k: summary(rows, k) for k in ("written", "shifted", "other_clip", "written_lmd")},
-              "command": "python benchmarks/bench_realface_metric.py"}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(result, indent=1))
+              "summary": {k: summary(rows, k) for k in ("written", "shifted", "other_clip", "written_lmd")}}
+    results.json(args.out.with_suffix(".json"), result)
     s = result["summary"]
     table = ["| clips | written r | shifted r | other clip r | written LMD |", "|---|---|---|---|---|",
              f"| {len(rows)} | " + " | ".join(f"{s[k]['mean']:.3f} [{s[k]['interval'][0]:.3f}, {s[k]['interval'][1]:.3f}]"
@@ -81,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     table += ["", "| clip | frames | written r | shifted r | other clip r | written LMD |", "|---|---|---|---|---|---|"]
     table += [f"| {r['clip']} | {r['frames']} | {r['written']:.3f} | {r['shifted']:.3f} | {r['other_clip']:.3f} | "
               f"{r['written_lmd']:.4f} |" for r in rows]
-    args.out.with_suffix(".md").write_text("\n".join(table) + "\n")
+    results.markdown(args.out.with_suffix(".md"), "\n".join(table))
     print("\n".join(table[:3]))
     return 0
 

@@ -35,16 +35,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "bench_results"
+from lipsync.benchresults import RESULTS, ROOT, Results, in_checkout
+
 SHIPPED, DEMO_MODEL = ROOT / "models" / "showcase", ROOT / "outputs" / "demo" / "model"
 FPS, SEGMENT = 25.0, 16
 BUDGET = 150  # TFLOP per output second (net, full size): the target for the fast preset
@@ -142,8 +140,7 @@ def per_call_tflop() -> dict[str, float]:
     saved = RESULTS / "infer.json"
     if saved.exists():
         return json.loads(saved.read_text())["flops"]["per_call_tflop"]
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from bench_infer import count_flops
+    from bench_infer import count_flops  # this script's folder is on sys.path (run as a script)
 
     return count_flops()["per_call_tflop"]
 
@@ -289,19 +286,21 @@ def plot(summary: dict, path: Path) -> None:
     fig.suptitle("sampling cost vs quality (blue Euler, orange Heun, green DPM-Solver++(2M); squares: less "
                  "overlap; bars: standard error over pairs x seeds; dashed: 150 TFLOP/s)")
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    from lipsync.media import atomic_path
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=90)
     plt.close(fig)
 
 
-def write_report(summary: dict, meta: dict, name: str = "sampling") -> None:
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{name}.json").write_text(json.dumps({"meta": meta, "rows": summary}, indent=1))
+def write_report(summary: dict, meta: dict, writer: Results, name: str = "sampling") -> None:
+    writer.json(RESULTS / f"{name}.json", {"meta": meta, "rows": summary})
     rows = {k: v for k, v in summary.items() if not k.startswith("_")}
     lines = ["# Sampling sweep (`python benchmarks/bench_sampling.py`)", "",
              f"Model `{meta['model']}` (guidance scale {meta['guidance']}, sigma {meta['sigma_range'][0]:g} to "
              f"{meta['sigma_range'][1]:g}); {meta['pairs']} held-out pairs x seeds {meta['seeds']} = "
              f"{meta['pairs'] * len(meta['seeds'])} dubs per row, the same in every row. "
-             f"{meta['machine']}; {meta['wall_minutes']:.0f} min.", "",
+             f"{meta['jobs']} dubbing process(es).", "",
              "| row | sampler | steps | guidance interval | overlap | NFE | passes / segment | TFLOP/s net "
              "(total) | sync | Δ sync vs paper (± SE) | keeps sync (paired) / within seed spread | leak | "
              "SSIM (edit region) | seam ratio "
@@ -336,11 +335,12 @@ def write_report(summary: dict, meta: dict, name: str = "sampling") -> None:
               "change across segment boundaries / inside segments in the edit region (1 = no seam), the "
               "true render's own ratio in brackets; CPU s per s: the tiny model's generate phase on this "
               "machine (shared cores; indicative only).", "", f"![sampling sweep]({name}.png)", ""]
-    (RESULTS / f"{name}.md").write_text("\n".join(lines))
+    writer.markdown(RESULTS / f"{name}.md", "\n".join(lines))
     print("\n".join(lines))
 
 
 def main() -> None:
+    writer = Results()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=None,
@@ -358,14 +358,11 @@ def main() -> None:
         args.rows = list(ROWS)
     if "paper" not in args.rows:
         args.rows.insert(0, "paper")
-    import torch
-
     from lipsync import media
     from lipsync.infer.pipeline import InferenceOptions
 
     model = args.model or default_model()
     args.out = args.out or ROOT / "outputs" / "sampling_sweep" / f"{model.resolve().parent.name}_{model.name}"
-    t0 = time.time()
     args.out.mkdir(parents=True, exist_ok=True)
     logfile = (args.out / "sweep.log").open("a")
 
@@ -382,10 +379,8 @@ def main() -> None:
     sigma_range, guidance = _WORKER["pipe"].sigma_range(base), _WORKER["pipe"].guidance_scale(base)
     calls = per_call_tflop()
     rows: dict[str, dict] = {}
-    meta = {"model": str(model.relative_to(ROOT) if model.is_relative_to(ROOT) else model), "guidance": guidance,
-            "sigma_range": sigma_range, "seeds": args.seeds, "pairs": len(pairs),
-            "machine": f"{os.cpu_count()} CPU cores (shared), torch {torch.__version__}, {args.jobs} process(es)",
-            "per_call_tflop": calls}
+    meta = {"model": in_checkout(model), "guidance": guidance, "sigma_range": sigma_range, "seeds": args.seeds,
+            "pairs": len(pairs), "jobs": args.jobs, "per_call_tflop": calls}
 
     def done(name: str, scores: dict) -> None:
         opts = InferenceOptions(**ROWS[name]).resolved()
@@ -395,9 +390,8 @@ def main() -> None:
         if "paper" in rows:
             summary = summarize({k: rows[k] for k in args.rows if k in rows}, args.seeds)
             plot(summary, RESULTS / f"{args.name}.png")
-            write_report(summary, {**meta, "wall_minutes": (time.time() - t0) / 60}, args.name)
+            write_report(summary, meta, writer, args.name)
 
-    RESULTS.mkdir(exist_ok=True)
     run_rows(args.rows, model, pairs, args.seeds, args.out, args.jobs, log, done, args.report_only)
 
 

@@ -1,6 +1,6 @@
 """Score a trained model on the demo's held-out pairs, as ``make demo`` scores it (issue 18).
 
-    python benchmarks/bench_showcase.py [--model models/showcase] [--preset paper] [--pairs N] [--seconds S]
+    python benchmarks/bench_showcase.py [--model models/showcase] [--preset fast] [--pairs N] [--seconds S]
                                         [--quality] [--guidance G] [--name showcase]
 
 ``--model`` is a pipeline folder or a training checkpoint (converted on the fly, e.g. a periodic
@@ -10,13 +10,12 @@ with the next one's speech and scored on the output pixels: **sync** = corr(meas
 opening the driving speech asks for), **leak** = corr(measured opening, the source's own opening).
 ``--quality`` adds the self-reconstruction (each identity dubbed with its own speech): SSIM / PSNR inside
 the mask at frame resolution and FID with the shipped Inception, next to the 16 and 32 px ceilings.
-Results: ``bench_results/<name>.json`` and ``.md``.
+Results: ``bench_results/<name>.json``, ``.md`` and ``<name>_frames.png``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -24,13 +23,15 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from lipsync.benchresults import RESULTS, ROOT, Results, in_checkout
 
 
 def main(argv: list[str] | None = None) -> dict:
+    results = Results([__file__, *(sys.argv[1:] if argv is None else argv)])
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=str(ROOT / "models" / "showcase"))
-    parser.add_argument("--preset", default="paper", choices=("paper", "fast"))
+    parser.add_argument("--preset", default="fast", choices=("paper", "fast"),
+                        help="sampling (default fast: what make demo dubs with)")
     parser.add_argument("--pairs", type=int, default=None, help="the first N held-out pairs (default: all)")
     parser.add_argument("--seconds", type=float, default=None, help="the first S s of speech (default: all)")
     parser.add_argument("--quality", action="store_true", help="add self-reconstruction SSIM/PSNR/FID")
@@ -43,8 +44,6 @@ def main(argv: list[str] | None = None) -> dict:
 
     configure_threads()
     from hydra import compose, initialize_config_dir
-    from omegaconf import open_dict
-
     import torch
 
     from lipsync import demo
@@ -84,17 +83,11 @@ def main(argv: list[str] | None = None) -> dict:
         report["ceilings"] = quality.ceilings(pipe.crop, pipe.mask)
     report.update(wall_s=round(time.perf_counter() - t0, 1), threads=torch.get_num_threads(),
                   load_average=[round(x, 2) for x in os.getloadavg()], results=in_checkout(results))
-    report["frames_png"] = in_checkout(frames_picture(done[0], ROOT / "bench_results" / f"{args.name}_frames.png"))
-    write(report, ROOT / "bench_results", args.name)
+    report["frames_png"] = in_checkout(frames_picture(done[0], RESULTS / f"{args.name}_frames.png"))
+    write(report, RESULTS, args.name, results)
     if tmp is not None:
         tmp.cleanup()
     return report
-
-
-def in_checkout(path: Path) -> str:
-    """``path`` relative to the checkout when inside it: no machine path in the committed results."""
-    path = path.resolve()
-    return str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path)
 
 
 def frames_picture(job: tuple, path: Path, count: int = 6, scale: int = 2) -> Path:
@@ -113,13 +106,13 @@ def frames_picture(job: tuple, path: Path, count: int = 6, scale: int = 2) -> Pa
     rows = [np.concatenate([frames[i][h // 3:] for i in picks], axis=1) for frames in (src, out)]
     grid = np.concatenate(rows, axis=0)
     image = Image.fromarray(grid).resize((grid.shape[1] * scale, grid.shape[0] * scale), Image.NEAREST)
-    image.save(path)
+    with media.atomic_path(path) as tmp:
+        image.save(tmp)
     return path
 
 
-def write(report: dict, folder: Path, name: str) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"{name}.json").write_text(json.dumps(report, indent=1))
+def write(report: dict, folder: Path, name: str, results: Results) -> None:
+    results.json(folder / f"{name}.json", report)
     s = report["summary"]
     span = "whole clips" if report["seconds"] is None else f"first {report['seconds']} s"
     lines = [f"# {name}: `{report['model']}` on the demo's held-out pairs", "",
@@ -136,7 +129,7 @@ def write(report: dict, folder: Path, name: str) -> None:
         rows = {"model": report["quality"], **{f"ceiling {r} px": q for r, q in report["ceilings"].items()}}
         for label, q in rows.items():
             lines.append(f"| {label} | {q['ssim']:.3f} | {q['psnr']:.2f} | {q.get('fid') or float('nan'):.1f} |")
-    (folder / f"{name}.md").write_text("\n".join(lines) + "\n")
+    results.markdown(folder / f"{name}.md", "\n".join(lines))
     print("\n".join(lines))
 
 

@@ -32,6 +32,7 @@ os.environ.setdefault("GLOG_minloglevel", "2")  # MediaPipe's C++ logging: warni
 import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
+from lipsync.benchresults import RESULTS, ROOT, Results, skip  # noqa: E402
 from lipsync.data.face_tracks import FaceTracks  # noqa: E402
 from lipsync.data.faces import LandmarkLayout, MediaPipeFaces  # noqa: E402
 from lipsync.evaluate.real_scenes import (HELD_OUT, SAME_PERSON, Clip, Shot, ShotOutcome,  # noqa: E402
@@ -41,7 +42,6 @@ from lipsync.infer.mouth_from_audio import shipped  # noqa: E402
 from lipsync.infer.tracking import track_all_faces  # noqa: E402
 from lipsync.media import MODEL_FPS, atomic_path, read_frames  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
 MAX_SHOT = 150  # frames (6 s): a one-shot scene's length at most; a cut scene's two shots share it
 PARTNERS = 3  # muted talkers drawn per speaker (tune), and per held-out person in each role (confirm)
 
@@ -158,14 +158,13 @@ def set_summary(scenes: list[dict]) -> dict:
     return {**groups, "by_heard_clip": by_heard}
 
 
-def run(args: argparse.Namespace) -> dict:
+def run(args: argparse.Namespace, results: Results) -> dict:
     """Build the sets, measure every scene, print the summaries and write the report."""
     names = sorted(p.name for p in args.corpus.glob("*.mp4"))
     pairs = ordered_pairs(names, HELD_OUT, np.random.default_rng(args.seed))
     args.out.mkdir(parents=True, exist_ok=True)
     rule, started = SpeakerRule(), time.perf_counter()
-    report: dict = {"command": " ".join(["benchmarks/bench_speaker_choice.py", *sys.argv[1:]]),
-                    "backend": "mediapipe", "rule": asdict(rule), "held_out": list(HELD_OUT),
+    report: dict = {"backend": "mediapipe", "rule": asdict(rule), "held_out": list(HELD_OUT),
                     "predictor_trained_on": list(shipped().trained_on), "sets": {}}
     for name in args.sets:
         scenes = build_set(args.corpus, args.out, pairs[name], name, args.seed)
@@ -175,16 +174,16 @@ def run(args: argparse.Namespace) -> dict:
         print(name, json.dumps(report["sets"][name]["all"]))
     report["seconds"] = round(time.perf_counter() - started, 1)
     if args.report:
-        write_report(report, args.report)
+        write_report(report, args.report, results)
     return report
 
 
 def markdown(report: dict) -> str:
     """The report as tables: per set and group of shots, per clip heard, then one row per shot."""
     lines = ["# Speaker choice on real two-person scenes (`options.face=speaker`)", "",
-             f"Command: `{report['command']}` ({report['seconds']} s on one core, face tracks reused "
-             "when cached). Backend: MediaPipe. The tune set pairs tuning people only (the rule's "
-             "thresholds and the mouth-from-audio predictor were fitted on them: in-sample); the confirm "
+             f"{report['seconds']} s on one core, face tracks reused when cached. Backend: MediaPipe. "
+             "The tune set pairs tuning people only (the rule's thresholds and the mouth-from-audio "
+             "predictor were fitted on them: in-sample); the confirm "
              f"set's pairs each hold a held-out person ({', '.join(report['held_out'])}).", "",
              "| set | shots | correct | wrong | announced fallback (of which the largest face was the "
              "speaker) |",
@@ -223,26 +222,24 @@ def report_json(report: dict) -> str:
     return text
 
 
-def write_report(report: dict, path: Path) -> None:
+def write_report(report: dict, path: Path, results: Results) -> None:
     """``path`` (JSON) and the same name with ``.md``."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(report_json(report))
-    with atomic_path(path.with_suffix(".md")) as tmp:
-        tmp.write_text(markdown(report))
+    results.json(path, report, encode=report_json)
+    results.markdown(path.with_suffix(".md"), markdown(report))
 
 
 def main(argv: list[str] | None = None) -> None:
+    results = Results([__file__, *(sys.argv[1:] if argv is None else argv)])
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--corpus", type=Path, default=ROOT.parent / "shared" / "realfaces")
     parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "speaker_choice_real")
-    parser.add_argument("--report", type=Path, default=ROOT / "bench_results" / "speaker_choice_real.json")
+    parser.add_argument("--report", type=Path, default=RESULTS / "speaker_choice_real.json")
     parser.add_argument("--sets", nargs="+", choices=["tune", "confirm"], default=["tune", "confirm"])
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if not args.corpus.is_dir():
-        print(f"bench_speaker_choice: skipped: no corpus at {args.corpus} (../shared/realfaces)")
-        return
-    run(args)
+        skip(f"no real-face corpus at {args.corpus} (--corpus; not part of the repository)", __file__)
+    run(args, results)
 
 
 if __name__ == "__main__":

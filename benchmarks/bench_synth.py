@@ -11,20 +11,17 @@ a 64 px crop blurred with sigma 1.5 px (a blurry generated mouth); chance-level 
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
-from pathlib import Path
 
 import cv2
 import numpy as np
 from tqdm import tqdm
 
 from lipsync import media
+from lipsync.benchresults import RESULTS, Results, skip
 from lipsync.data.faces import crop_square, square_around
 from lipsync.synth import corpus, measure, speech
-
-OUT = Path(__file__).resolve().parents[1] / "bench_results"
 
 
 def _crop_measure(frames: np.ndarray, boxes: np.ndarray, size: int, blur: float = 0.0) -> np.ndarray:
@@ -85,16 +82,16 @@ def markdown(r: dict) -> str:
 
 
 def main() -> None:
+    results = Results()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--videos", type=int, default=12)
     parser.add_argument("--seconds", type=float, default=8.0)
     args = parser.parse_args()
     if not speech.espeak_available():
-        raise SystemExit("espeak-ng not found: apt-get install -y espeak-ng (or make system-deps)")
+        skip("espeak-ng not found (make system-deps installs it)")
     result = run(args.videos, args.seconds)
-    OUT.mkdir(exist_ok=True)
-    (OUT / "synth.json").write_text(json.dumps(result, indent=1))
-    (OUT / "synth.md").write_text(markdown(result))
+    results.json(RESULTS / "synth.json", result)
+    results.markdown(RESULTS / "synth.md", markdown(result))
     print(markdown(result))
 
 

@@ -27,7 +27,8 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from lipsync.assets import ROOT
+
 GPU_DIR = ROOT / ".gpu"
 MAX_MB = 60
 # Wheels on PyPI for manylinux x86_64 / cp312 (or pure Python).

@@ -25,14 +25,13 @@ os.environ.setdefault("GLOG_minloglevel", "2")  # MediaPipe's C++ logging: warni
 import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
+from lipsync.benchresults import RESULTS, ROOT, Results, skip  # noqa: E402
 from lipsync.data.face_tracks import mouth_opening  # noqa: E402
 from lipsync.data.faces import MediaPipeFaces  # noqa: E402
 from lipsync.evaluate.real_scenes import HELD_OUT, load_clip  # noqa: E402
 from lipsync.infer.face_choice import SpeakerRule, detrended, filled, frame_loudness, pearson  # noqa: E402
 from lipsync.infer.mouth_from_audio import WEIGHTS, MouthFromAudio, frame_features  # noqa: E402
 from lipsync.media import MODEL_FPS, MODEL_SAMPLE_RATE, atomic_path  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def clip_opening(path: Path, cache: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -66,15 +65,15 @@ def loudness_r(wave: np.ndarray, opening: np.ndarray) -> float:
 
 
 def main(argv: list[str] | None = None) -> None:
+    results = Results([__file__, *(sys.argv[1:] if argv is None else argv)])
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--corpus", type=Path, default=ROOT.parent / "shared" / "realfaces")
     parser.add_argument("--cache", type=Path, default=ROOT / "outputs" / "mouth_from_audio")
     parser.add_argument("--alpha", type=float, default=10.0)
-    parser.add_argument("--report", type=Path, default=ROOT / "bench_results" / "mouth_from_audio.json")
+    parser.add_argument("--report", type=Path, default=RESULTS / "mouth_from_audio.json")
     args = parser.parse_args(argv)
     if not args.corpus.is_dir():
-        print(f"train_mouth_from_audio: skipped: no corpus at {args.corpus}")
-        return
+        skip(f"no real-face corpus at {args.corpus} (--corpus; not part of the repository)", __file__)
     args.cache.mkdir(parents=True, exist_ok=True)
     names = sorted(p.name for p in args.corpus.glob("*.mp4") if p.name not in HELD_OUT)
     data = [clip_opening(args.corpus / n, args.cache) for n in tqdm(names, desc="clips", unit="clip")]
@@ -84,14 +83,12 @@ def main(argv: list[str] | None = None) -> None:
     model.save(WEIGHTS)
     predicted = held_out_r(features, openings, args.alpha)
     loud = [loudness_r(wave, opening) for opening, wave in data]
-    report = {"command": " ".join(["benchmarks/train_mouth_from_audio.py", *sys.argv[1:]]),
-              "alpha": args.alpha, "clips": len(names), "held_out_people": list(HELD_OUT),
+    report = {"alpha": args.alpha, "clips": len(names), "held_out_people": list(HELD_OUT),
               "r_predicted_mean": round(float(np.mean(predicted)), 3),
               "r_loudness_mean": round(float(np.mean(loud)), 3),
               "per_clip": [{"clip": n, "r_predicted": round(p, 3), "r_loudness": round(q, 3)}
                            for n, p, q in zip(names, predicted, loud)]}
-    with atomic_path(args.report) as tmp:
-        tmp.write_text(json.dumps(report, indent=1))
+    results.json(args.report, report)
     print(json.dumps({k: v for k, v in report.items() if k != "per_clip"}))
 
 
