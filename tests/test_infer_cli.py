@@ -3,6 +3,7 @@ clear line on stderr, a non-zero exit, no traceback and no output file (issue 5,
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import subprocess
@@ -17,6 +18,7 @@ from lipsync.cli import config_dir
 from lipsync.media import probe, read_audio, read_frames, write_video, write_wav
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+DECISION = r"face\.mp4: shot 0 \(frames 0-\d+\): dubbing track 0 at x \d+-\d+, y \d+-\d+ \(face=largest\)"
 
 
 class _RunsCode:
@@ -56,9 +58,10 @@ def infer(**args: object) -> subprocess.Popen:
     return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
 
 
-def test_cli_config_dubs_a_video(files, tmp_path: Path, capsys) -> None:
+def test_cli_config_dubs_a_video(files, tmp_path: Path, capsys, caplog) -> None:
     """conf/infer.yaml composed with command-line overrides and run in-process (the subprocess start-up
-    is what the bad-input test below pays for); the face dubbed in each shot is one printed line."""
+    is what the bad-input test below pays for); the face dubbed in each shot is one logged line, the
+    written file the one printed line."""
     from hydra import compose, initialize_config_dir
 
     from lipsync.infer.__main__ import run
@@ -78,15 +81,15 @@ def test_cli_config_dubs_a_video(files, tmp_path: Path, capsys) -> None:
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        assert run(cfg) == out
+        with caplog.at_level(logging.INFO, logger="lipsync"):
+            assert run(cfg) == out
     finally:
         torch.set_num_threads(before)
     info = probe(out)
     assert (info.width, info.height, info.num_frames, info.audio_rate) == (176, 144, 15, 16000)
     lines = capsys.readouterr().out.strip().splitlines()
-    assert len(lines) == 2 and lines[1].startswith(str(out)), lines
-    assert re.fullmatch(r"shot 0 \(frames 0-\d+\): dubbing track 0 at x \d+-\d+, y \d+-\d+ \(face=largest\)",
-                        lines[0]), lines
+    assert len(lines) == 1 and lines[0].startswith(str(out)), lines
+    assert len(caplog.messages) == 1 and re.fullmatch(DECISION, caplog.messages[0]), caplog.messages
 
 
 BAD = {
@@ -126,3 +129,29 @@ def test_bad_input_is_one_line_nonzero_exit_and_no_output(files) -> None:
         assert "Traceback" not in stderr and not Path(output).exists(), name
     assert not (files["dir"] / "pwned").exists()  # the pickle's payload never ran
     assert not list(files["dir"].glob("*partial*"))
+
+
+def test_a_disk_that_fills_up_mid_dub_leaves_no_output_and_one_line(files) -> None:
+    """The output cannot be written past 4 kB (RLIMIT_FSIZE, as a full disk fails a write): the dub stops
+    with one line naming the output, status 1, and neither the video nor its temporary file is left. The
+    terminal holds nothing else but lipsync's own lines (face=speaker on a video without sound falls back
+    to the largest face: a warning and the shot's decision), no MediaPipe or TensorFlow Lite log lines."""
+    import resource
+
+    output = files["dir"] / "full_disk.mp4"
+    argv = [sys.executable, "-m", "lipsync.infer", f"video={files['video']}", f"audio={files['audio']}",
+            f"ckpt={files['ckpt']}", f"output={output}", "generated_faces=null", "options.num_steps=1",
+            "options.progress=false", "options.face=speaker"]
+    limit = lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))  # noqa: E731
+    run = subprocess.run(argv, capture_output=True, text=True, env=ENV, timeout=300, preexec_fn=limit)
+    assert run.returncode == 1
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 3, run.stderr
+    assert lines[0] == (f"lipsync-infer: warning: {files['video']}: face=speaker: the source video has no "
+                        "audio stream; every shot uses the largest face")
+    assert re.fullmatch(r"lipsync-infer: warning: face\.mp4: shot 0 \(frames 0-14\): no usable soundtrack to "
+                        r"find the speaker by; falling back to the largest face: dubbing track 0 at "
+                        r"x \d+-\d+, y \d+-\d+", lines[1]), lines[1]
+    assert lines[2] == (f"lipsync-infer: error: {output}: could not write the video (File too large); "
+                        "nothing was written")
+    assert not output.exists() and not list(files["dir"].glob(".full_disk*"))

@@ -11,6 +11,9 @@ status 1, never a traceback.
 
 ``HYDRA_FULL_ERROR=1`` (Hydra's own switch) lets the exception through with its traceback, for debugging.
 
+On the terminal (:mod:`lipsync.terminal`): lipsync's own warnings and decisions one line each, and no
+native library log lines (MediaPipe, TensorFlow Lite) unless ``LIPSYNC_VERBOSE=1``.
+
 Both kinds also set the CPU thread count deliberately before any work (:func:`configure_threads`): one
 torch/OpenMP thread per core this process may use, threads that sleep rather than spin while they wait,
 so a competing CPU-bound process slows a stage down by its share of the cores, not tenfold.
@@ -35,6 +38,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from lipsync import terminal
 from lipsync.assets import DEFAULT_DIR
 
 CONF_ENV = "LIPSYNC_CONF"
@@ -187,6 +191,7 @@ def hydra_main(config_name: str, prog: str) -> Callable[[Callable[[DictConfig], 
 
         def run_task(cfg: DictConfig) -> Any:
             _restore(user_setting["value"])  # the task and its subprocesses see the user's own setting
+            terminal.show_own_logs(prog)  # after Hydra configured logging (it may have switched it off)
             with user_errors(prog):
                 return task(cfg)
 
@@ -200,6 +205,7 @@ def hydra_main(config_name: str, prog: str) -> Callable[[Callable[[DictConfig], 
                     return task(cfg)  # an embedding caller (test, notebook) keeps its own threads
             with user_errors(prog):
                 configure_threads()
+            terminal.configure()
             user_setting["value"] = os.environ.get(FULL_ERROR)
             os.environ[FULL_ERROR] = "1"
             try:
@@ -228,6 +234,7 @@ class ArgumentParser(argparse.ArgumentParser):
     def parse_known_args(self, args: Any = None, namespace: Any = None) -> tuple[argparse.Namespace, list[str]]:
         with user_errors(self.prog):
             configure_threads()
+        terminal.configure()  # no logging set up here: Python's last-resort handler shows lipsync's warnings
         return super().parse_known_args(args, namespace)
 
     def error(self, message: str) -> NoReturn:

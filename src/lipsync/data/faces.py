@@ -41,16 +41,18 @@ largest face of each frame when the file holds several); :func:`load_all_faces` 
 
 from __future__ import annotations
 
+import contextlib
 import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import cv2
 import numpy as np
 
 from lipsync.media import MediaError, atomic_path
+from lipsync.terminal import quiet_native
 
 # --- landmark layouts ------------------------------------------------------------------------------
 
@@ -297,15 +299,7 @@ class MediaPipeFaces(FaceBackend):
 
     def track(self, source: Path, frames: Iterable[tuple[int, np.ndarray]],
               on_face: FaceCallback | None = None) -> FaceTrack:
-        os.environ.setdefault("GLOG_minloglevel", "2")  # mediapipe's C++ INFO/WARNING lines per graph
-        from mediapipe.python.solutions import face_detection, face_mesh
-
-        # New graphs per video: the mesh keeps tracking state between calls.
-        with face_detection.FaceDetection(model_selection=1, min_detection_confidence=self.min_detection_confidence
-                                          ) as detector, \
-                face_mesh.FaceMesh(static_image_mode=False, max_num_faces=1, refine_landmarks=True,
-                                   min_detection_confidence=self.min_detection_confidence,
-                                   min_tracking_confidence=self.min_tracking_confidence) as mesh:
+        with self._graphs(static=False) as (detector, mesh):  # new graphs per video: the mesh tracks
             faces = _announced(_interpolate_skipped(self._faces(detector, mesh, frames)), on_face)
         return FaceTrack.from_faces(faces, self.layout, 478)
 
@@ -315,18 +309,28 @@ class MediaPipeFaces(FaceBackend):
         The mesh graph runs in still-image mode: with several faces per frame there is no single face
         for its own tracker to follow. A detection the mesh rejects (not a face) is dropped.
         """
-        os.environ.setdefault("GLOG_minloglevel", "2")
-        from mediapipe.python.solutions import face_detection, face_mesh
-
-        with face_detection.FaceDetection(model_selection=1, min_detection_confidence=self.min_detection_confidence
-                                          ) as detector, \
-                face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1, refine_landmarks=True,
-                                   min_detection_confidence=self.min_detection_confidence) as mesh:
+        with self._graphs(static=True) as (detector, mesh):
             out = []
             for _, frame in frames:
                 meshed = (self._mesh(mesh, frame, box) for box in self._detect_all(detector, frame))
                 out.append([face for face in meshed if face is not None])
             return out
+
+    @contextlib.contextmanager
+    def _graphs(self, static: bool) -> Iterator[tuple[Any, Any]]:
+        """MediaPipe's detector and face mesh graphs (``static``: the mesh in still-image mode, without
+        its tracker). Their absl and TensorFlow Lite log lines go to descriptor 2 whatever
+        ``GLOG_minloglevel`` says; in a command :func:`lipsync.terminal.quiet_native` drops them."""
+        os.environ.setdefault("GLOG_minloglevel", "2")  # older mediapipe's glog INFO/WARNING lines
+        from mediapipe.python.solutions import face_detection, face_mesh
+
+        confidence = self.min_detection_confidence
+        tracking = {} if static else {"min_tracking_confidence": self.min_tracking_confidence}
+        with quiet_native(), face_detection.FaceDetection(model_selection=1,
+                                                          min_detection_confidence=confidence) as detector, \
+                face_mesh.FaceMesh(static_image_mode=static, max_num_faces=1, refine_landmarks=True,
+                                   min_detection_confidence=confidence, **tracking) as mesh:
+            yield detector, mesh
 
     def _faces(self, detector, mesh, frames: Iterable[tuple[int, np.ndarray]]) -> Iterator[Face | None | object]:
         previous: np.ndarray | None = None  # the last face box, where the mesh crop goes next

@@ -1,8 +1,11 @@
 """``python -m lipsync.infer video=IN.mp4 audio=SPEECH.wav ckpt=... output=OUT.mp4`` (Hydra, conf/infer.yaml).
 
 Bad input (a missing or non-media file, no video or no audio stream, an empty clip, an unreadable or
-unsafe checkpoint) ends with one line on stderr and exit status 1: no traceback, and no output file
-(the video is written under a temporary name and renamed only when complete).
+unsafe checkpoint) or a write that fails (a full disk) ends with one line on stderr and exit status 1:
+no traceback, and no output file (the video is written under a temporary name and renamed only when
+complete). On stderr too, one line each: the face dubbed in each shot and why, and lipsync's warnings;
+MediaPipe's own log lines only with ``LIPSYNC_VERBOSE=1`` (:mod:`lipsync.terminal`). On stdout: the
+written file.
 """
 
 from __future__ import annotations
@@ -62,9 +65,8 @@ def run(cfg: DictConfig) -> Path:
         generated_faces=instantiate(cfg.generated_faces) if cfg.generated_faces else None,
         device=device,
     )
+    # the face dubbed in each shot, and why, is logged by the face choice: one line per shot on stderr
     result = pipe(cfg.video, cfg.audio, cfg.output, options)
-    for decision in result.face_decisions:  # one line per shot: which face was dubbed, and why
-        print(decision.line)
     print(
         f"{result.output}  ({result.num_frames} frames at {float(result.fps):.3f} fps, "
         f"{result.seconds:.1f} s)"
