@@ -25,7 +25,7 @@ from lipsync.data.faces import FaceTrack, MediaPipeFaces, landmarks_file
 from lipsync.prepare.curate import segment_bounds
 from lipsync.prepare.decode import read_audio_aligned, resampled_frames
 from lipsync.prepare.filters import ClipData, MinDuration, MinFaceSize, QualityFilter, SyncFilter, split_track
-from lipsync.prepare.run import list_inputs, read_manifest
+from lipsync.prepare.run import list_inputs, read_manifest, skipped_files
 
 
 @pytest.fixture(scope="module")
@@ -220,6 +220,34 @@ def test_landmarks_file_backend_feeds_prepare(tmp_path: Path) -> None:
     assert a["video_id"] != b["video_id"] and a.keys() == b.keys()
     for name in sorted(set(a) - {"key", "video_id", "source"}):
         assert np.array_equal(np.asarray(a[name]), np.asarray(b[name])), name
+
+
+def test_every_file_not_taken_is_in_the_manifest_with_its_reason(tmp_path: Path) -> None:
+    """prepare passed over files whose extension it does not know without a word; now each one is a
+    manifest row of kind "skipped" with the reason, and the summary counts them."""
+    from lipsync.prepare.__main__ import run
+
+    videos = tmp_path / "videos"
+    video = make_carphone(videos / "talk.mp4", frames=75)
+    MediaPipeFaces().track(video, enumerate(media.read_frames(video))).save(landmarks_file(video))
+    (videos / "notes.txt").write_text("shot on a phone\n")
+    (videos / "README").write_text("no extension\n")
+    (videos / "old").mkdir()
+    shutil.copy(video, videos / "old" / "take2.mp4.bak")
+    summary = run(prepare_config(videos, tmp_path / "out", "face_backend=landmarks-file",
+                                 "extensions=[mp4,mov]"))
+    assert summary["status"] == {"ok": 1} and summary["skipped_files"] == 4
+    rows = read_manifest(tmp_path / "out" / "manifest.jsonl")
+    assert [Path(r["path"]).name for r in rows if r["kind"] == "input"] == ["talk.mp4"]
+    skipped = {Path(r["path"]).relative_to(videos.resolve()).as_posix(): r["reason"] for r in rows
+               if r["kind"] == "skipped"}
+    assert skipped == {
+        "README": "extension '(none)' is not one of extensions=[mov, mp4]",
+        "notes.txt": "extension '.txt' is not one of extensions=[mov, mp4]",
+        "old/take2.mp4.bak": "extension '.bak' is not one of extensions=[mov, mp4]",
+        "talk.mp4.landmarks.npz": "extension '.npz' is not one of extensions=[mov, mp4]",  # read beside it
+    }
+    assert skipped_files(videos / "list.txt") == [] and skipped_files(video) == []  # every line is taken
 
 
 def _kill_mid_run(target, args, staging: Path) -> None:

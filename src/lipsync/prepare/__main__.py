@@ -13,7 +13,7 @@ os.environ.setdefault("GLOG_minloglevel", "2")  # before mediapipe loads: no C++
 
 from lipsync.cli import hydra_main  # noqa: E402
 from lipsync.prepare.curate import Curator  # noqa: E402
-from lipsync.prepare.run import config_hash, list_inputs, prepare  # noqa: E402
+from lipsync.prepare.run import config_hash, list_inputs, prepare, skipped_files  # noqa: E402
 
 
 def build_curator(cfg: DictConfig) -> Curator:
@@ -41,7 +41,8 @@ def run(cfg: DictConfig) -> dict:
     """Curate ``cfg.input`` into ``cfg.output``; returns the summary printed by :func:`main`."""
     inputs = list_inputs(cfg.input, cfg.extensions)
     return prepare(build_curator(cfg), inputs, Path(cfg.output).expanduser().resolve(), workers=cfg.workers,
-                   chunk_bytes=cfg.chunk_bytes, progress=cfg.progress)
+                   chunk_bytes=cfg.chunk_bytes, progress=cfg.progress,
+                   skipped=skipped_files(cfg.input, cfg.extensions))
 
 
 @hydra_main("prepare", "lipsync-prepare")

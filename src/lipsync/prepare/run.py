@@ -12,7 +12,8 @@ Layout of ``output/``::
 
     staging/<video_id>/record.json, 000000.npz, ...   per-input results (status, reason, segments)
     shards/index.json, chunk-*.bin, lipsync.json      litdata shards (what the datamodule streams)
-    manifest.jsonl                                    one row per input file and per clip
+    manifest.jsonl                                    one row per input file and per clip, and one per
+                                                      file of the input folder not taken, with why
 
 Parallelism: stage 1 runs ``litdata.map`` over the pending inputs with ``workers`` processes (0 = in
 this process). Across machines, litdata's own mechanism: start the same command on every node with
@@ -49,7 +50,7 @@ def list_inputs(source: str | os.PathLike, extensions: Sequence[str] = MEDIA_EXT
         ValueError: ``source`` does not exist, or yields no inputs.
     """
     src = Path(source).expanduser()
-    exts = {"." + e.lower().lstrip(".") for e in extensions}
+    exts = _suffixes(extensions)
     if src.is_dir():
         found = sorted(p for p in src.rglob("*") if p.is_file() and p.suffix.lower() in exts)
     elif src.is_file() and src.suffix.lower() in LIST_EXTENSIONS:
@@ -65,14 +66,34 @@ def list_inputs(source: str | os.PathLike, extensions: Sequence[str] = MEDIA_EXT
     return [p.resolve() for p in found]
 
 
+def skipped_files(source: str | os.PathLike,
+                  extensions: Sequence[str] = MEDIA_EXTENSIONS) -> list[dict]:
+    """Every file of the folder ``source`` that :func:`list_inputs` does not take, as manifest rows
+    ``{"kind": "skipped", "path", "reason"}``; none for a list file or one file (those are all taken)."""
+    src = Path(source).expanduser()
+    if not src.is_dir():
+        return []
+    exts = _suffixes(extensions)
+    known = ", ".join(e.lstrip(".") for e in sorted(exts))
+    return [{"kind": "skipped", "path": str(p.resolve()),
+             "reason": f"extension {p.suffix or '(none)'!r} is not one of extensions=[{known}]"}
+            for p in sorted(src.rglob("*")) if p.is_file() and p.suffix.lower() not in exts]
+
+
+def _suffixes(extensions: Sequence[str]) -> set[str]:
+    return {"." + e.lower().lstrip(".") for e in extensions}
+
+
 def config_hash(settings: Any) -> str:
     """Short hash of the curation settings (part of every input's fingerprint)."""
     return hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
 def prepare(curator: Curator, inputs: Sequence[Path], output: Path, workers: int = 0,
-            chunk_bytes: str = "64MB", progress: bool = True) -> dict[str, Any]:
-    """Run both stages; returns a summary (counts by status, shard path, whether anything was done)."""
+            chunk_bytes: str = "64MB", progress: bool = True,
+            skipped: Sequence[dict] = ()) -> dict[str, Any]:
+    """Run both stages; returns a summary (counts by status, shard path, whether anything was done).
+    ``skipped``: the files not taken (:func:`skipped_files`), listed in the manifest with their reason."""
     output.mkdir(parents=True, exist_ok=True)
     pending = [str(p) for p in inputs if not curator.is_done(p)]
     if pending:
@@ -86,11 +107,11 @@ def prepare(curator: Curator, inputs: Sequence[Path], output: Path, workers: int
     crop = {"_target_": f"{type(curator.crop).__module__}.{type(curator.crop).__qualname__}",
             **dataclasses.asdict(curator.crop)}
     packed = _pack(records, output / "shards", workers, chunk_bytes, curator.staging, {"crop": crop})
-    manifest_changed = _write_manifest(records, output / "manifest.jsonl")
+    manifest_changed = _write_manifest(records, output / "manifest.jsonl", skipped)
     statuses = Counter(r["status"] for r in records)
     return {"inputs": len(records), "curated": len(pending), "packed": packed,
             "manifest_changed": manifest_changed, "status": dict(statuses),
-            "segments": sum(r.get("segments", 0) for r in records),
+            "segments": sum(r.get("segments", 0) for r in records), "skipped_files": len(skipped),
             "reasons": Counter(r["reason"] for r in records if r["status"] != "ok").most_common(10)}
 
 
@@ -157,17 +178,17 @@ def _pack(records: list[dict], shard_dir: Path, workers: int, chunk_bytes: str, 
     return True
 
 
-def manifest_rows(records: list[dict]) -> list[dict]:
-    """One row per input file, followed by one row per clip of it."""
+def manifest_rows(records: list[dict], skipped: Sequence[dict] = ()) -> list[dict]:
+    """One row per input file, followed by one row per clip of it; then one per file not taken."""
     rows = []
     for r in records:
         rows.append({k: v for k, v in r.items() if k not in ("clips", "traceback")})
         rows.extend({"video_id": r["video_id"], **c} for c in r.get("clips", []))
-    return rows
+    return rows + list(skipped)
 
 
-def _write_manifest(records: list[dict], path: Path) -> bool:
-    text = "".join(json.dumps(row, sort_keys=True) + "\n" for row in manifest_rows(records))
+def _write_manifest(records: list[dict], path: Path, skipped: Sequence[dict] = ()) -> bool:
+    text = "".join(json.dumps(row, sort_keys=True) + "\n" for row in manifest_rows(records, skipped))
     if path.exists() and path.read_text() == text:
         return False
     with atomic_path(path) as tmp:
