@@ -22,12 +22,12 @@ from playwright import sync_api as playwright_api  # in requirements.txt: if mis
 from lipsync import media
 from lipsync.app.__main__ import parse_args
 from lipsync.app.catalog import find_checkpoints, find_examples
-from lipsync.app.compare import side_by_side
 from lipsync.app.jobs import (DubRequest, InferenceResult, PipelineCache, PipelineDubber, error_message,
                               pipeline_from_pretrained, run_dub)
 from lipsync.app.ui import AppSettings, build_app
 from lipsync.app.workdirs import WorkDirs
 from lipsync.assets import ROOT, ensure_assets
+from lipsync.evaluate.side_by_side import side_by_side
 from lipsync.infer import CheckpointError
 from lipsync.infer.lengths import source_indices
 

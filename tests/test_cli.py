@@ -39,7 +39,7 @@ ENTRY_POINTS = {
     "infer": ("lipsync.infer.__main__", ["options=no_such_option"]),
     "evaluate": ("lipsync.evaluate.__main__", ["generated=x", "reference=y", "fid.no_such_key=1"]),
     "eval": ("lipsync.evaluate.run", ["+no_such=1", "~data_dir"]),
-    "demo": ("lipsync.demo", ["out=x", "no_such_key=1"]),
+    "demo": ("lipsync.demo.__main__", ["out=x", "no_such_key=1"]),
     "app": ("lipsync.app.__main__", ["--port", "0"]),
     "summary": ("lipsync.summary", ["--frames", "sixteen"]),
     "convert": ("lipsync.infer.convert", ["no_such.ckpt", "out"]),

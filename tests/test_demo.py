@@ -109,7 +109,7 @@ def test_bench_sync_command_runs_every_stage_and_resumes(tmp_path: Path) -> None
 def test_the_demo_trains_to_a_step_budget_whatever_the_load() -> None:
     """conf/demo.yaml's train_steps reaches the trainer as max_steps; no wall-clock budget is left."""
     from lipsync.cli import config_file
-    from lipsync.demo import train_command
+    from lipsync.demo.training import train_command
 
     cfg = config_file("demo")
     assert cfg.train_steps == 1200 and "train_minutes" not in cfg
@@ -124,7 +124,7 @@ def test_the_demo_trains_to_a_step_budget_whatever_the_load() -> None:
 
 
 def test_the_report_table_puts_shipped_own_and_ceilings_in_one_table() -> None:
-    from lipsync.demo import report_rows
+    from lipsync.demo.report import report_rows
 
     sync = {"sync_mean": 0.71, "sync_std": 0.05, "leak_mean": 0.02, "leak_std": 0.01, "copy_sync_mean": -0.02}
     quality = {"ssim": 0.8123, "psnr": 27.456, "fid": 33.21}
@@ -159,7 +159,8 @@ def test_ceilings_scored_early_are_reused_only_for_the_same_framing_and_mask() -
     """The demo scores the resolution ceilings with the shipped model's crop and mask while its own model
     trains; they stand for the own model only when it frames and masks the face the same way."""
     from lipsync.data.masks import AdaptiveMask
-    from lipsync.demo import Quality, region_key
+    from lipsync.evaluate.quality import Quality, region_key
+    from lipsync.infer.options import InferenceOptions
     from lipsync.prepare.crop import CropSpec
 
     def same_region(a, b) -> bool:
@@ -173,10 +174,7 @@ def test_ceilings_scored_early_are_reused_only_for_the_same_framing_and_mask() -
     assert not same_region((crop, AdaptiveMask(points="mouth")), own)
 
     # Quality.ceilings scores each framing once: the own model's call after the shipped one's is free.
-    from omegaconf import OmegaConf
-
-    quality = Quality.__new__(Quality)
-    quality.cfg, quality._ceilings, scored = OmegaConf.create({"ceilings": [16, 32]}), {}, []
+    quality, scored = Quality([], faces=None, options=InferenceOptions(), resolutions=[16, 32]), []
     quality.ceiling = lambda r, c, m: scored.append((r, c.scale)) or {"resolution": r}
     first = quality.ceilings(crop, AdaptiveMask())
     assert quality.ceilings(*own) is first and scored == [(16, 0.8), (32, 0.8)]
@@ -190,7 +188,7 @@ def test_dubs_run_on_dub_threads_and_restore_the_process_count(tmp_path: Path, m
     import torch
     from omegaconf import OmegaConf
 
-    from lipsync import demo
+    from lipsync.demo import dubbing
 
     seen = []
 
@@ -201,14 +199,14 @@ def test_dubs_run_on_dub_threads_and_restore_the_process_count(tmp_path: Path, m
             seen.append(torch.get_num_threads())
             Path(result).write_bytes(b"")
 
-    monkeypatch.setattr(demo, "driving_wav", lambda b, folder, seconds=None: folder / f"{b.stem}.wav")
+    monkeypatch.setattr(dubbing, "driving_wav", lambda b, folder, seconds=None: folder / f"{b.stem}.wav")
     cfg = OmegaConf.create({"infer": {"preset": "fast", "seed": 0, "progress": False}, "dub_threads": 1})
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        done = demo.dub(cfg, Pipe(), [(tmp_path / "a.mp4", tmp_path / "b.mp4")] * 2, tmp_path / "r", 2.0)
+        done = dubbing.dub(cfg, Pipe(), [(tmp_path / "a.mp4", tmp_path / "b.mp4")] * 2, tmp_path / "r", 2.0)
         assert seen == [1] and torch.get_num_threads() == 2  # the second job's result was on disk already
-        assert [d[3].name for d in done] == ["a__b.mp4", "a__b.mp4"]
+        assert [d.result.name for d in done] == ["a__b.mp4", "a__b.mp4"]
     finally:
         torch.set_num_threads(before)
 
@@ -218,7 +216,7 @@ def test_kept_results_are_reused_only_for_the_same_weights_and_options(tmp_path:
     shipped model or another preset in the same output folder re-dub instead of reporting stale videos."""
     import torch
 
-    from lipsync.demo import forget_other_results
+    from lipsync.demo.dubbing import forget_other_results
     from lipsync.infer.options import InferenceOptions
     from lipsync.infer.pipeline import LipSyncPipeline
     from lipsync.infer.presets import tiny_config
@@ -254,7 +252,7 @@ def test_kept_results_are_reused_only_for_the_same_weights_and_options(tmp_path:
 def test_background_training_fails_loudly_and_stops_on_error(tmp_path: Path) -> None:
     """The demo's own training runs while the shipped model is scored: a failed run is an error naming its
     command, and an error elsewhere SIGTERMs it (its StopCheckpoint saves; the next demo resumes)."""
-    from lipsync.demo import finish_training, stop_training
+    from lipsync.demo.training import finish_training, stop_training
 
     failed = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
     with pytest.raises(subprocess.CalledProcessError, match="exit status 3"):

@@ -74,7 +74,7 @@ def test_a_ceiling_is_written_to_h264_as_a_dub_is_before_it_is_scored() -> None:
     from pathlib import Path
 
     from lipsync import media
-    from lipsync.demo import Quality
+    from lipsync.evaluate.quality import Quality
 
     rng = np.random.default_rng(0)
     grey = np.full((4, H, W, 3), 128, np.uint8)
@@ -94,11 +94,11 @@ def test_a_ceiling_is_written_to_h264_as_a_dub_is_before_it_is_scored() -> None:
     from lipsync.prepare.crop import CropSpec
 
     options = InferenceOptions(paste_blend="poisson", crf=30)
-    quality = Quality.__new__(Quality)
+    quality = Quality([], faces=None, options=options)
     video = Path("synth_00000.mp4")
-    quality.videos, quality._sources, quality.options = [video], {video: texture}, options
+    quality.videos, quality.sources = [video], {video: texture}
     quality.region = lambda v, crop, mask: _region(4)
-    quality._rows = lambda outputs, crop, mask: {"frames": outputs[video]}
+    quality.score = lambda outputs, crop, mask: {"frames": outputs[video]}
     scored = quality.ceiling(16, CropSpec(resolution=32, scale=0.8, shift_y=0.15, alpha=0.2), None)["frames"]
     raw = resolution_ceiling(texture, _region(4), 16, options)
     np.testing.assert_array_equal(scored, media.as_written(raw, 25, crf=30))

@@ -2,8 +2,8 @@
 
 - :mod:`.catalog`: checkpoints and examples found on disk;
 - :mod:`.workdirs`: per-request folders and their cleanup policy;
-- :mod:`.compare`: the side-by-side (source | result) video;
-- :mod:`.jobs`: one dubbing job, without any web code;
+- :mod:`.jobs`: one dubbing job, without any web code (its side-by-side video:
+  :mod:`lipsync.evaluate.side_by_side`);
 - :mod:`.ui`: the page and its queue (:func:`build_app` -> :class:`LipSyncApp`).
 
 Importing this package does not import Gradio; :func:`build_app` loads it on first use.

@@ -21,9 +21,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from lipsync import media
-from lipsync.app.compare import side_by_side
 from lipsync.app.workdirs import place_input
 from lipsync.cli import config_dir
+from lipsync.evaluate.side_by_side import side_by_side
 from lipsync.infer import InferenceOptions, InferenceResult, LipSyncPipeline
 from lipsync.infer.face_choice import parse_face
 from lipsync.infer.pipeline import options_from_mapping

@@ -17,6 +17,10 @@ tables. The ``paper`` preset:
 | Sync-C/D   | syncnet_python's crop (box x1.4, low)     | 224, 25 fps     | SyncNet v2, offsets +-15        |
 
 Each mean carries a bootstrap interval over videos (:mod:`lipsync.evaluate.frechet`).
+
+Beside the protocols: :mod:`.reconstruction` and :mod:`.quality` (self-reconstruction quality inside the edit
+mask at frame resolution, and the resolution ceilings it is read against: the demo's quality columns), and
+:mod:`.side_by_side` (the source | result video the app and the demo write).
 """
 
 from lipsync.evaluate.report import table1, table3

@@ -83,7 +83,7 @@ def side_by_side(source: str | Path, result: str | Path | Sequence[str | Path], 
         with media.VideoWriter(output, infos[0].fps, width, left[1], audio=wave, audio_rate=rate) as out:
             for i, frames in enumerate(zip(*streams)):
                 j = index[min(i, len(index) - 1)]
-                row = [panels[min(j, len(panels) - 1)].copy()] + [_fit(f, size) for f, size in zip(frames, sizes)]
+                row = [panels[min(j, len(panels) - 1)].copy(), *(_fit(f, s) for f, s in zip(frames, sizes))]
                 row = [label(p, c) if c else p for p, c in zip(row, captions)]
                 out.write(np.hstack(row))
     finally:
