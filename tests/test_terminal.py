@@ -79,3 +79,24 @@ def test_one_line_formatter_names_the_program_and_the_level() -> None:
     assert OneLine("lipsync-infer").format(record) == "lipsync-infer: error: a b 3"
     record.levelno = logging.INFO
     assert OneLine("lipsync-infer").format(record) == "lipsync-infer: a b 3"
+
+
+OVERLAP = """
+import os, sys
+from lipsync import terminal
+terminal.configure()
+a, b = terminal.quiet_native(), terminal.quiet_native()
+a.__enter__(); b.__enter__()           # two threads' blocks, ended out of order
+os.write(2, b"native inside\\n")
+a.__exit__(None, None, None)
+os.write(2, b"native still inside\\n")
+b.__exit__(None, None, None)
+os.write(2, b"native after\\n")
+print("python", file=sys.stderr)
+"""
+
+
+def test_overlapping_quiet_blocks_restore_descriptor_2_when_the_last_one_ends() -> None:
+    done = subprocess.run([sys.executable, "-c", OVERLAP], env=ENV, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0 and done.stderr.splitlines() == ["native after", "python"], done.stderr

@@ -25,12 +25,15 @@ import contextlib
 import logging
 import os
 import sys
-from typing import Iterator
+import threading
+from typing import Any, Iterator
 
 VERBOSE_ENV = "LIPSYNC_VERBOSE"
 QUIET_ENV = "LIPSYNC_QUIET_NATIVE"  # set by configure(): worker processes a command spawns stay quiet too
 
-_state = {"stderr_moved": False}
+# depth: quiet_native blocks open in any thread; saved: the terminal's descriptor 2 while they are
+_state: dict[str, Any] = {"stderr_moved": False, "depth": 0, "saved": -1}
+_lock = threading.Lock()
 
 
 def verbose() -> bool:
@@ -71,16 +74,22 @@ def quiet_native() -> Iterator[None]:
     if verbose() or os.environ.get(QUIET_ENV) != "1" or not _move_stderr():
         yield
         return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    os.close(devnull)
+    with _lock:  # blocks may overlap in threads (the app's jobs): first in redirects, last out restores
+        if not _state["depth"]:
+            sys.stderr.flush()
+            _state["saved"] = os.dup(2)
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 2)
+            os.close(devnull)
+        _state["depth"] += 1
     try:
         yield
     finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+        with _lock:
+            _state["depth"] -= 1
+            if not _state["depth"]:
+                os.dup2(_state["saved"], 2)
+                os.close(_state["saved"])
 
 
 class OneLine(logging.Formatter):
