@@ -116,5 +116,6 @@ def _quality_note(report: dict[str, Any]) -> str:
 
 
 def _minutes(report: dict[str, Any]) -> str:
+    """Wall minutes of each stage and in all."""
     return ("Wall minutes per stage: " + ", ".join(f"{k} {v}" for k, v in report["stage_minutes"].items())
             + f"; total {report['wall_minutes']}.")

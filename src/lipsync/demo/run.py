@@ -38,22 +38,32 @@ class Laps:
         self.laps: dict[str, float] = {}
 
     def lap(self, name: str) -> None:
+        """Close the stage ``name``: the minutes since the last lap (or the start)."""
         now = time.time()
         self.laps[name] = round((now - self.last) / 60, 2)
         self.last = now
 
     def minutes(self) -> dict[str, float]:
+        """Minutes per stage so far, in stage order."""
         return dict(self.laps)
 
     def total_minutes(self) -> float:
+        """Minutes since the start."""
         return round((time.time() - self.start) / 60, 1)
 
 
 def stage(n: int, total: int, text: str) -> None:
+    """Announce stage ``n`` of ``total``."""
     print(f"\n[{n}/{total}] {text}", flush=True)
 
 
+def stage_count(names: list[str]) -> int:
+    """Render, prepare, the shipped model, one stage per variant, the own model's quality, the pictures."""
+    return 5 + len(names)
+
+
 def quality_seconds(cfg: DictConfig) -> float | None:
+    """The first seconds of each self-reconstruction scored (``quality.seconds``; None: whole clips)."""
     return None if cfg.quality.seconds is None else float(cfg.quality.seconds)
 
 
@@ -134,7 +144,7 @@ def train_and_dub(cfg: DictConfig, names: list[str], shards: Path, held: Path, o
                                                                dict[str, VariantResult]]:
     """Stages 3 to 3 + len(names): the shipped model scored while the first variant trains, then every
     variant trained (or waited for), dubbed and scored. A failure stops the background training."""
-    total = 5 + len(names)
+    total = stage_count(names)
     # The own model trains in a background process on `train_threads` threads (1: 0.59 s/step, where 2
     # threads with passive OpenMP waiting take 0.87); the shipped model is scored meanwhile on the other core.
     first = cfg.variants[names[0]].get("same_training_as") or names[0]
@@ -192,7 +202,7 @@ def run(cfg: DictConfig) -> None:
     out.mkdir(parents=True, exist_ok=True)
     names = list(cfg.variants) if cfg.ablations else ["full"]
     shipped_dir = shipped_model(cfg)  # first: a missing shipped model fails before any work
-    total, clock = 5 + len(names), Laps()
+    total, clock = stage_count(names), Laps()
     stage(1, total, "rendering the synthetic talking-face world")
     train_dir, held = render(cfg, out)
     stage(2, total, "curating the training videos into shards (true landmarks, Whisper features cached)")
