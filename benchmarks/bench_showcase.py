@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> dict:
     import torch
 
     from lipsync import demo
+    from lipsync.infer.pipeline import options_from_mapping
     from lipsync.cli import config_dir
     from lipsync.infer.convert import convert
     from lipsync.synth.corpus import render_corpus
@@ -67,7 +68,7 @@ def main(argv: list[str] | None = None) -> dict:
         model = convert(model, Path(tmp.name) / "model", audio_encoder="packaged")
     t0 = time.perf_counter()
     pipe = demo.load_pipeline(model)
-    recorded = pipe.guidance_scale(demo.options_from_mapping(dict(cfg.infer)))
+    recorded = pipe.guidance_scale(options_from_mapping(dict(cfg.infer)))
     guidance = recorded if args.guidance is None else args.guidance
     results = Path(tempfile.mkdtemp(prefix="bench_showcase_", dir=work))
     jobs = demo.pairs(held)[: args.pairs]
@@ -77,9 +78,9 @@ def main(argv: list[str] | None = None) -> dict:
               "pairs": [asdict(s) for s in scores], "summary": demo.summarize(scores),
               "seconds": args.seconds, "resolution": int(pipe.crop.resolution)}
     if args.quality:
-        quality = demo.Quality(cfg, held)
+        quality = demo.build_quality(cfg, held)
         selfs = demo.dub(cfg, pipe, demo.own_audio_pairs(cfg, held), results / "self", guidance, args.seconds)
-        report["quality"] = quality.of_results(selfs, pipe)
+        report["quality"] = quality.of_videos({d.video: d.result for d in selfs}, pipe.crop, pipe.mask)
         report["ceilings"] = quality.ceilings(pipe.crop, pipe.mask)
     report.update(wall_s=round(time.perf_counter() - t0, 1), threads=torch.get_num_threads(),
                   load_average=[round(x, 2) for x in os.getloadavg()], results=in_checkout(results))

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Callable, NoReturn, Sequence
 
 from lipsync.assets import ROOT
+from lipsync.media import atomic_path
 
 RESULTS = ROOT / "bench_results"
 SKIPPED = 77  # the "skipped" exit status of automake's test harness
@@ -112,8 +113,6 @@ class Results:
 
     @staticmethod
     def _write(path: str | os.PathLike, text: str) -> Path:
-        from lipsync.media import atomic_path  # numpy: not before a bench has set its thread count
-
         with atomic_path(path) as tmp:
             tmp.write_text(text)
         return Path(path)
