@@ -66,7 +66,7 @@ else
 	$(PY) -m lipsync.evaluate.run data_dir=$(DATA) ckpt=$(CKPT)$(if $(EVAL), evaluate=$(EVAL)) $(ARGS)
 endif
 
-gpu-prep: venv ## wheels + a 10 s input video for a GPU machine without network (.gpu/, git-ignored)
+gpu-prep: venv ## wheels (DeepSpeed too) + 10 s and 2 s input videos for a GPU machine without network (.gpu/, git-ignored)
 	$(PY) benchmarks/gpu_prep.py
 
 showcase-data: venv ## the showcase model's stage-4 training shards (320 identities, outputs/showcase/stage4, ~6 min)
@@ -76,7 +76,7 @@ gpu-wheels: venv ## only the wheels part of gpu-prep (.gpu/wheels, manylinux x86
 	$(PY) benchmarks/gpu_prep.py --wheels-only
 
 # No venv here on purpose: runs on a CUDA machine's own python3 + torch, with .gpu/ carried from gpu-prep.
-gpu-check: ## full-size training + dubbing on one CUDA GPU (<= 6 min): bench_results/gpu.json, gpu.md
+gpu-check: ## full-size training, dubbing, profiles, compile on one CUDA GPU (~8 min): bench_results/gpu.json, gpu.md
 	bash benchmarks/gpu_check.sh
 
 app: venv ## the dubbing web app on http://127.0.0.1:7860

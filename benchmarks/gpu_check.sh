@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 SITE=/tmp/lipsync-site
-if ! $PY -c "import diffusers, hydra, av, whisper, litdata" 2>/dev/null; then
+if ! $PY -c "import diffusers, hydra, av, whisper, litdata, deepspeed" 2>/dev/null; then
   if ! ls .gpu/wheels/*.whl >/dev/null 2>&1; then
     echo "gpu-check: error: diffusers/hydra/av/whisper/litdata are missing and .gpu/wheels is empty; run \`make gpu-prep\` on a machine with PyPI access first" >&2
     exit 1

@@ -1,17 +1,19 @@
 """Everything ``make gpu-check`` needs on a GPU machine that cannot download: ``.gpu/`` (git-ignored).
 
-    python benchmarks/gpu_prep.py [--wheels-only]      # make gpu-prep / make gpu-wheels
+    python benchmarks/gpu_prep.py [--wheels-only] [--no-deepspeed]     # make gpu-prep / make gpu-wheels
 
 - ``.gpu/wheels``: the packages lipsync imports that a plain CUDA image lacks (diffusers, hydra-core,
-  omegaconf, av, openai-whisper, litdata and what they import; DeepSpeed with --deepspeed), as manylinux x86_64 / CPython 3.12
-  wheels, built here from sdists where PyPI has no wheel. botocore is kept without its AWS service
+  omegaconf, av, openai-whisper, litdata and what they import; DeepSpeed for ``make gpu-check``'s
+  ``train_deepspeed`` unless --no-deepspeed), as manylinux x86_64 / CPython 3.12 wheels, built here from
+  sdists where PyPI has no wheel. botocore is kept without its AWS service
   models (litdata imports it; local shards never call S3), which keeps the folder under 60 MB.
 - ``.gpu/video``: a 10 s synthetic-world video at 256 px with its true landmarks file, so the full-size
-  dub needs no face model.
+  dub needs no face model, and a 2 s one (``synth_00001``) that ``dub_compile`` dubs twice.
 - ``.gpu/showcase``: the showcase model's training shards (``experiment=showcase``, issue 18): 28 synthetic
   identities x 8 s (seed 0, the first of ``make demo``'s training identities) curated as ``make demo`` does
   but at 32 px crops; 42 MB, so with the wheels the GPU needs for training (no av: 15 MB) it fits one
-  64 MiB device call.
+  64 MiB device call (leave DeepSpeed's wheels, ``deepspeed``, ``pydantic*``, ``annotated_types``,
+  ``typing_inspection`` and ``hjson``, out of that call as ``av``).
 
 The machine then installs the folder offline (``benchmarks/gpu_check.sh``).
 """
@@ -36,9 +38,10 @@ BINARY = ["diffusers==0.42.1", "hydra-core==1.3.8", "omegaconf==2.3.0", "av==18.
           "importlib-metadata", "litdata==0.2.76", "boto3", "botocore", "s3transfer", "jmespath"]  # obstore: optional in litdata
 # Only an sdist on PyPI: built here into pure-Python wheels.
 SOURCE = ["antlr4-python3-runtime==4.9.3", "openai-whisper==20250625"]
-# --deepspeed (4.8 MB more): DeepSpeed without its JIT ops (DS_BUILD_OPS=0) and its imports, pydantic with
-# the exact compiled core it pins. Off by default: with the 14 MB showcase model in the tree, a device call
-# (64 MiB with the tree) has room for one or the other.
+# DeepSpeed (4.8 MB more; --no-deepspeed leaves it out): built without its JIT ops (DS_BUILD_OPS=0; ZeRO-2
+# with torch's AdamW needs none), its imports the CUDA image lacks, pydantic with the exact compiled core it
+# pins. The CUDA image has DeepSpeed's other needs (ninja, msgpack, py-cpuinfo, psutil, einops, nvidia-ml-py).
+DEEPSPEED = "deepspeed==0.19.8"
 DEEPSPEED_WITH_DEPS = ["pydantic>=2", "hjson"]
 PLATFORMS = ["manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64",
              "manylinux1_x86_64"]
@@ -62,7 +65,7 @@ def trim_botocore(folder: Path) -> None:
         shutil.move(trimmed, wheel)
 
 
-def wheels(folder: Path, deepspeed: bool = False) -> float:
+def wheels(folder: Path, deepspeed: bool = True) -> float:
     """Download and build the wheels into ``folder``; returns its size in MB."""
     if folder.exists():
         shutil.rmtree(folder)
@@ -77,7 +80,7 @@ def wheels(folder: Path, deepspeed: bool = False) -> float:
         for extra in folder.glob("typing_extensions-*.whl"):  # the CUDA image has it; one version only
             extra.unlink()
         os.environ["DS_BUILD_OPS"] = "0"
-        pip("wheel", "--no-deps", "--no-build-isolation", "-w", str(folder), "deepspeed")
+        pip("wheel", "--no-deps", "--no-build-isolation", "-w", str(folder), DEEPSPEED)
     trim_botocore(folder)
     mb = sum(f.stat().st_size for f in folder.glob("*.whl")) / 1e6
     if mb > MAX_MB:
@@ -85,12 +88,12 @@ def wheels(folder: Path, deepspeed: bool = False) -> float:
     return mb
 
 
-def video(folder: Path, seconds: float = 10.0, size: int = 256) -> Path:
-    """A synthetic-world talking face with its landmarks file (lipsync.synth)."""
+def video(folder: Path, seconds: float = 10.0, size: int = 256, index: int = 0) -> Path:
+    """A synthetic-world talking face with its landmarks file (lipsync.synth): ``synth_{index:05d}.mp4``."""
     from lipsync.synth.corpus import synth_sample, write_sample
 
     folder.mkdir(parents=True, exist_ok=True)
-    return write_sample(synth_sample(seed=7, index=0, seconds=seconds, size=size), folder, seed=7)
+    return write_sample(synth_sample(seed=7, index=index, seconds=seconds, size=size), folder, seed=7)
 
 
 SHOWCASE_IDENTITIES = 28
@@ -120,7 +123,7 @@ def showcase_shards(folder: Path, identities: int = SHOWCASE_IDENTITIES) -> Path
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--wheels-only", action="store_true")
-    parser.add_argument("--deepspeed", action="store_true", help="also DeepSpeed (trainer=deepspeed), 4.8 MB")
+    parser.add_argument("--no-deepspeed", action="store_true", help="leave DeepSpeed's 4.8 MB of wheels out")
     parser.add_argument("--showcase-only", metavar="FOLDER", default=None,
                         help="only the showcase shards, into FOLDER (the CPU stage 4 of models/showcase: "
                              "--showcase-only outputs/showcase/stage4 --identities 320)")
@@ -130,10 +133,10 @@ def main() -> None:
     if args.showcase_only:
         print(f"gpu_prep: showcase shards {showcase_shards(Path(args.showcase_only), args.identities)}")
         return
-    mb = wheels(GPU_DIR / "wheels", args.deepspeed)
+    mb = wheels(GPU_DIR / "wheels", not args.no_deepspeed)
     print(f"gpu_prep: {len(list((GPU_DIR / 'wheels').glob('*.whl')))} wheels, {mb:.1f} MB in {GPU_DIR / 'wheels'}")
     if not args.wheels_only:
-        print(f"gpu_prep: input video {video(GPU_DIR / 'video')}")
+        print(f"gpu_prep: input videos {video(GPU_DIR / 'video')}, {video(GPU_DIR / 'video', 2.0, index=1)}")
         print(f"gpu_prep: showcase shards {showcase_shards(GPU_DIR / 'showcase', args.identities)}")
 
 

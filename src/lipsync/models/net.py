@@ -28,11 +28,13 @@ exactly what diffusers' ``UNetSpatioTemporalConditionModel.forward`` computes.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Callable, Literal, Mapping, Sequence
 
 import torch
 from diffusers import UNetSpatioTemporalConditionModel
 from torch import Tensor, nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.checkpoint import checkpoint
 
 from lipsync.media import MODEL_FPS
@@ -44,6 +46,25 @@ AudioMode = Literal["separate", "svd_crossattn"]
 #: the frozen VAE's encoder: video (B, T, 3, H, W) in [-1, 1] -> scaled latents (B, T, C, h, w)
 Encoder = Callable[[Tensor], Tensor]
 IDGuiderFactory = Callable[[UNetSpatioTemporalConditionModel], IDGuiderBase]
+#: ``attention_backend`` names: the PyTorch SDPA kernels every attention layer of the net may use.
+SDPA_BACKENDS = {"flash": SDPBackend.FLASH_ATTENTION, "efficient": SDPBackend.EFFICIENT_ATTENTION,
+                 "cudnn": SDPBackend.CUDNN_ATTENTION, "math": SDPBackend.MATH}
+
+
+def sdpa_backends(choice: str | Sequence[str]) -> list[SDPBackend] | None:
+    """The kernels ``attention_backend`` allows, or None for "auto" (PyTorch picks per call).
+
+    A name or a list of names of :data:`SDPA_BACKENDS`: ``[flash, efficient]`` runs flash attention where
+    it applies (bf16/fp16 on CUDA) and the memory-efficient kernel elsewhere, never the unfused math.
+    """
+    names = [choice] if isinstance(choice, str) else list(choice)
+    if names == ["auto"]:
+        return None
+    unknown = [n for n in names if n not in SDPA_BACKENDS]
+    if unknown or not names:
+        raise ValueError(f"attention_backend must be 'auto' or names of {sorted(SDPA_BACKENDS)}, "
+                         f"got {choice!r}")
+    return [SDPA_BACKENDS[n] for n in names]
 
 
 @dataclass
@@ -90,6 +111,11 @@ class LipSyncNet(nn.Module):
             :class:`~lipsync.models.denoiser.Denoiser` returns z_m there instead of the net's estimate,
             so neither the loss nor the sampler spends anything on the region the output never
             changes (Blended Latent Diffusion's blend, applied in training too).
+        attention_backend: the SDPA kernels of every attention layer (:func:`sdpa_backends`): "auto"
+            (PyTorch's choice per call), or a name or list of "flash", "efficient", "cudnn", "math".
+            Held in forward and in gradient checkpointing's recompute alike.
+        channels_last: convolution weights in NHWC (``torch.channels_last``), so cuDNN runs the convs
+            without layout transposes; the numbers are the same up to summation order.
     """
 
     def __init__(
@@ -105,6 +131,8 @@ class LipSyncNet(nn.Module):
         audio_mode: AudioMode = "separate",
         video_fusion: bool = False,
         keep_unmasked: bool = False,
+        attention_backend: str | Sequence[str] = "auto",
+        channels_last: bool = False,
     ) -> None:
         super().__init__()
         if keep_unmasked and video_fusion:
@@ -136,6 +164,12 @@ class LipSyncNet(nn.Module):
         # SVD's micro-conditioning "added time ids": (fps - 1, motion bucket, noise augmentation).
         ids = torch.tensor([fps - 1, motion_bucket_id, noise_aug_strength], dtype=torch.float32)
         self.register_buffer("added_time_ids", ids, persistent=False)
+        self._sdpa = sdpa_backends(attention_backend)
+        self.attention_backend = (attention_backend if isinstance(attention_backend, str)
+                                  else list(attention_backend))
+        self.channels_last = channels_last
+        if channels_last:
+            _to_channels_last(self)
 
     # ----------------------------------------------------------------------------------------------
     def encode_reference(self, ref: Tensor, ref_mask: Tensor) -> list[Tensor] | None:
@@ -295,7 +329,7 @@ class LipSyncNet(nn.Module):
         mid = self.unet.mid_block
         h = self._call(mid.resnets[0], h, ctx.emb, ctx.indicator)
         for attn, resnet in zip(mid.attentions, mid.resnets[1:]):
-            h = self._call(attn, h, ctx.clip, ctx.indicator, False)[0]
+            h = self._call(self._attention(attn), h, ctx.clip, ctx.indicator, False)[0]
             h = self._call(resnet, h, ctx.emb, ctx.indicator)
         return h
 
@@ -315,10 +349,14 @@ class LipSyncNet(nn.Module):
         attentions = getattr(block, "attentions", None)
         if attentions is None:
             return h
-        h = self._call(attentions[j], h, ctx.clip, ctx.indicator, False)[0]
+        h = self._call(self._attention(attentions[j]), h, ctx.clip, ctx.indicator, False)[0]
         if len(audio_layers):
-            h = self._call(audio_layers[j], h, ctx.audio)
+            h = self._call(self._attention(audio_layers[j]), h, ctx.audio)
         return h
+
+    def _attention(self, module: nn.Module) -> Callable[..., Any]:
+        """``module`` run under the configured SDPA kernels (itself for "auto")."""
+        return module if self._sdpa is None else partial(_under_sdpa, self._sdpa, module)
 
     def _call(self, module: Callable[..., Any], *args: Any) -> Any:
         """Run a block, recomputing it in backward when gradient checkpointing is on."""
@@ -416,6 +454,22 @@ def block_types(n_levels: int, attention_levels: Sequence[int]) -> tuple[tuple[s
     return down, up
 
 
+def _to_channels_last(module: nn.Module) -> None:
+    """2-D convolution weights (the 4-D parameters) in NHWC; a state dict loaded later is copied into it.
+
+    ``Module.to(memory_format=...)`` cannot be used: SVD's temporal resnets hold 5-D Conv3d weights.
+    """
+    for param in module.parameters():
+        if param.ndim == 4:
+            param.data = param.data.contiguous(memory_format=torch.channels_last)
+
+
+def _under_sdpa(backends: list[SDPBackend], module: nn.Module, *args: Any) -> Any:
+    """Call ``module`` with only ``backends`` allowed for scaled_dot_product_attention."""
+    with sdpa_kernel(backends):
+        return module(*args)
+
+
 def build_unet(
     block_out_channels: Sequence[int] = SVD_XT_WIDTHS,
     layers_per_block: int = 2,
@@ -490,7 +544,8 @@ def build_net(
     ``unet -> ID-Guider`` such as :func:`latent_id_guider_for` ("VAE Feature" ablation; in a Hydra config
     ``{_target_: lipsync.models.net.latent_id_guider_for, _partial_: true}``).
     ``net_kwargs`` go to :class:`LipSyncNet` (audio_dim, audio_width, fps, motion_bucket_id,
-    noise_aug_strength, gradient_checkpointing, audio_mode, video_fusion). Tiny CPU size, e.g.:
+    noise_aug_strength, gradient_checkpointing, audio_mode, video_fusion, attention_backend, channels_last).
+    Tiny CPU size, e.g.:
     ``build_net((32, 64), 1, (2, 4), 32, cross_attn_levels=2, latent_channels=..., audio_width=32)``;
     ``attention_levels=[1]`` keeps attention (and the audio layers) at the low-resolution level only.
     """
