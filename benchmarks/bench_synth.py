@@ -21,6 +21,7 @@ from tqdm import tqdm
 from lipsync import media
 from lipsync.benchresults import RESULTS, Results, skip
 from lipsync.data.faces import crop_square, square_around
+from lipsync.stats import pearson
 from lipsync.synth import corpus, measure, speech
 
 
@@ -44,12 +45,12 @@ def run(num_videos: int, seconds: float, seed: int = 123) -> dict:
             render_s += time.perf_counter() - start
             v = s.video
             decoded = media.read_frames(corpus.write_sample(s, tmp, seed))
-            corr["raw"].append(measure.pearson(measure.measure_opening(v.frames, v.boxes), v.opening))
-            corr["mp4"].append(measure.pearson(measure.measure_opening(decoded, v.boxes), v.opening))
-            corr["crop64"].append(measure.pearson(_crop_measure(decoded, v.boxes, 64), v.opening))
+            corr["raw"].append(pearson(measure.measure_opening(v.frames, v.boxes), v.opening))
+            corr["mp4"].append(pearson(measure.measure_opening(decoded, v.boxes), v.opening))
+            corr["crop64"].append(pearson(_crop_measure(decoded, v.boxes, 64), v.opening))
             blurred = _crop_measure(decoded, v.boxes, 64, 1.5)
-            corr["crop64_blur1.5"].append(measure.pearson(blurred, v.opening))
-            corr["crop32"].append(measure.pearson(_crop_measure(decoded, v.boxes, 32), v.opening))
+            corr["crop64_blur1.5"].append(pearson(blurred, v.opening))
+            corr["crop32"].append(pearson(_crop_measure(decoded, v.boxes, 32), v.opening))
             samples.append(s)
     copy, noise = [], []
     for i, a in enumerate(samples):

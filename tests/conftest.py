@@ -10,6 +10,7 @@ from typing import Callable
 import pytest
 import torch
 
+from lipsync.cli import register_resolvers
 from lipsync.infer.pipeline import LipSyncPipeline
 from lipsync.infer.presets import tiny_config
 from lipsync.synth import speech
@@ -20,6 +21,13 @@ def espeak() -> None:
     """espeak-ng (real synthetic speech): never a silent skip of a whole module when it is missing."""
     if not speech.espeak_available():
         pytest.fail("espeak-ng is not installed: run `make system-deps` (apt-get install espeak-ng)")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def config_resolvers() -> None:
+    """The resolvers every entry point registers (:func:`lipsync.cli.register_resolvers`): the tests
+    compose and resolve ``conf/`` outside an entry point."""
+    register_resolvers()
 
 
 @pytest.fixture(autouse=True)

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import os
+import re
+import subprocess
+import sys
 
 import pytest
 from hydra.errors import InstantiationException
 
 from lipsync import cli
-from lipsync.cli import one_line, user_errors
+from lipsync.cli import user_errors
+from lipsync.terminal import one_line
 
 
 def test_user_errors_become_one_line_and_status_1(monkeypatch) -> None:
@@ -133,3 +137,25 @@ def test_the_passive_wait_policy_is_set_before_any_lipsync_module_loads_torch() 
     env["OMP_WAIT_POLICY"] = "ACTIVE"  # the user's own setting wins
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["ACTIVE", "True"]
+
+
+def test_one_line_keeps_the_last_line_when_asked() -> None:
+    err = RuntimeError("Error(s) in loading state_dict for Net:\n\tsize mismatch for w:  shape [2]\n")
+    assert one_line(err, last=True) == "size mismatch for w: shape [2]"
+    assert one_line(err) == "Error(s) in loading state_dict for Net: size mismatch for w: shape [2]"
+    assert one_line(" \n ", last=True) == ""
+
+
+def test_every_resolver_conf_uses_is_registered_in_one_place() -> None:
+    used = {m for path in cli.config_dir().rglob("*.yaml")
+            for m in re.findall(r"\$\{(\w+):", path.read_text())} - {"hydra", "now"}  # Hydra's own
+    assert used and used <= set(cli.RESOLVERS), f"not in lipsync.cli.RESOLVERS: {used - set(cli.RESOLVERS)}"
+
+
+def test_importing_an_entry_point_registers_no_resolver() -> None:
+    code = ("from omegaconf import OmegaConf; import lipsync.cli, lipsync.evaluate.run, lipsync.train; "
+            "from lipsync.cli import RESOLVERS, register_resolvers; "
+            "print([n for n in RESOLVERS if OmegaConf.has_resolver(n)]); register_resolvers(); "
+            "print([n for n in RESOLVERS if OmegaConf.has_resolver(n)])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split("\n")[:2] == ["[]", str(list(cli.RESOLVERS))]

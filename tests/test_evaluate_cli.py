@@ -18,8 +18,8 @@ from torch import nn
 
 from lipsync.assets import ROOT
 from lipsync.cli import config_dir
-from lipsync.evaluate.__main__ import find_datasets, run
 from lipsync.evaluate import make_lists
+from lipsync.evaluate.folders import find_datasets, score_folders
 from lipsync.evaluate.make_lists import LISTS_DIR, SEED, draw, listed_videos, read_list
 from lipsync.evaluate.regions import fill_gaps, square_crop
 from lipsync.evaluate.report import PAPER_TABLE1, summary, sweep_table
@@ -95,7 +95,7 @@ def compose_cfg(setup: dict, *extra: str):
 
 
 def test_scores_every_metric_and_writes_json_and_table(setup, tmp_path) -> None:
-    path = run(compose_cfg(setup), tmp_path)
+    path = score_folders(compose_cfg(setup), tmp_path)
     result = json.loads(path.read_text())
     hdtf = result["datasets"]["hdtf"]
     assert hdtf["num_videos"] == 2 and hdtf["not_computed"] == {} and hdtf["failed"] == {}
@@ -128,7 +128,7 @@ def test_scores_every_metric_and_writes_json_and_table(setup, tmp_path) -> None:
 def test_missing_weights_skip_only_their_metric(setup, tmp_path) -> None:
     cfg = compose_cfg(setup, "syncnet.weights=/nonexistent/syncnet_v2.model",
                       "fvd.weights=/nonexistent/i3d.pt", "metrics=[fvd,psnr,sync]")
-    hdtf = json.loads(run(cfg, tmp_path).read_text())["datasets"]["hdtf"]
+    hdtf = json.loads(score_folders(cfg, tmp_path).read_text())["datasets"]["hdtf"]
     assert hdtf["not_computed"] == {
         "fvd": "I3D (FVD) weights not found at /nonexistent/i3d.pt (set fvd.weights=PATH)",
         "sync": "SyncNet v2 weights not found at /nonexistent/syncnet_v2.model (set syncnet.weights=PATH)",
@@ -156,7 +156,7 @@ def test_bad_folder_is_one_line_and_exit_1(tmp_path) -> None:
 
 def test_sweep_table3(setup, tmp_path) -> None:
     for name in ("full", "ablation_wo_mask"):
-        run(compose_cfg(setup, f"experiment_name={name}", "metrics=[ssim,psnr]"), tmp_path / "sweep" / name)
+        score_folders(compose_cfg(setup, f"experiment_name={name}", "metrics=[ssim,psnr]"), tmp_path / "sweep" / name)
     table = sweep_table(tmp_path / "sweep").read_text()
     assert "| w/o Mask (paper) | 16.19 | 299.44 | 0.8676 | 24.50 | 0.0483 | 6.54 |" in table
     assert "| ablation_wo_mask | – | – |" in table and "| full |" in table
@@ -214,7 +214,7 @@ def test_listed_videos_without_a_file_are_counted_and_named(setup, tmp_path) -> 
     list_path = tmp_path / "hdtf_test30.txt"
     list_path.write_text("a\nb\nWDA_Gone_001\nWRA_Gone_002\n")
     listed = {"hdtf": listed_videos(ref, "hdtf", list_path)}
-    payload = json.loads(run(compose_cfg(setup, "metrics=[psnr]"), tmp_path, listed).read_text())
+    payload = json.loads(score_folders(compose_cfg(setup, "metrics=[psnr]"), tmp_path, listed).read_text())
     hdtf = payload["datasets"]["hdtf"]
     assert (hdtf["num_videos"], hdtf["listed"], hdtf["list"]) == (2, 4, str(list_path))
     assert hdtf["missing"] == ["WDA_Gone_001", "WRA_Gone_002"]

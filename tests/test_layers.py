@@ -20,7 +20,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 # or lower. The stages run prepare (3) -> train (4) -> infer (5) -> evaluate (6); the shared rooms sit
 # under them and the tools that drive several stages over them.
 LAYERS = {
-    "media": 0, "assets": 0, "cli": 0, "terminal": 0, "benchresults": 0,
+    "media": 0, "assets": 0, "cli": 0, "terminal": 0, "benchresults": 0, "clock": 0, "stats": 0,
     "models": 1,
     "data": 2, "sampling": 2,
     "prepare": 3, "synth": 3,

@@ -8,7 +8,6 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-import lipsync.evaluate.__main__  # noqa: F401  registers the ${asset:} and ${torch_hub:} resolvers
 from lipsync.evaluate import frechet as frechet_module
 from lipsync.assets import ROOT
 from lipsync.evaluate.frechet import FeatureStats, frechet_distance, frechet_interval, mean_interval

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
 import torch
+from omegaconf import OmegaConf
 from whisper.model import AudioEncoder
 
 from lipsync.models.net import build_net
 from lipsync.models.vae import SpaceToDepthVAE
-from lipsync.summary import (Components, build_components, config_dir, flops, net_inputs, parameter_rows,
+from lipsync.summary import (Components, audio_tokens, flops, meta_components, net_inputs, parameter_rows,
                              saved_activation_bytes, summary, unet_flops)
 
 
@@ -21,7 +21,8 @@ def tiny_components() -> Components:
 
 
 def test_full_size_parameter_counts_and_unet_flops_on_meta() -> None:
-    c = build_components(builtin=True)
+    c = meta_components(["experiment=full"])
+    assert (c.frames, c.size, c.audio_tokens) == (16, 320, 10)  # the paper's clip; 2 (2m + 1) at m = 2
     rows = dict(parameter_rows(c))
     assert rows["UNet (SVD, from the checkpoint)"] == 1_524_623_082  # SVD-xt's UNet, exactly
     assert abs(rows["ID-Guider (new)"] - 98e6) / 98e6 < 0.05  # the paper's "98M"
@@ -29,15 +30,13 @@ def test_full_size_parameter_counts_and_unet_flops_on_meta() -> None:
     assert rows["denoiser total"] == sum(rows[k] for k in list(rows)[:3])
     assert abs(rows["VAE (frozen)"] - 97.7e6) < 0.1e6  # SVD's AutoencoderKLTemporalDecoder
     assert rows["audio encoder (Whisper, frozen)"] == 7_632_384  # Whisper tiny encoder
-    x, c_noise, cond = net_inputs(c.net, 16, 40)  # 16 frames at 320 px
+    x, c_noise, cond = net_inputs(c.net, 16, 40, c.audio_tokens)  # 16 frames at 320 px
     assert abs(unet_flops(c.net, x, cond["concat"], c_noise) / 1e12 - 7.47) < 0.05
 
 
-def test_config_experiment_full_builds_the_same_model() -> None:
-    if config_dir() is None:
-        pytest.skip("conf/ not present")
-    full = dict(parameter_rows(build_components(["experiment=full"])))
-    assert full == dict(parameter_rows(build_components(builtin=True)))
+def test_audio_tokens_follow_the_data_config() -> None:
+    assert audio_tokens(OmegaConf.create({"audio_context": 3})) == 14  # shards: 2 steps/frame x (2m + 1)
+    assert audio_tokens(OmegaConf.create({"audio_tokens": 6, "audio_context": 3})) == 6  # random clips
 
 
 def test_flop_counter_on_meta_matches_closed_form() -> None:
@@ -48,7 +47,7 @@ def test_flop_counter_on_meta_matches_closed_form() -> None:
 
 def test_activation_estimate_checkpointing_saves_memory() -> None:
     net = tiny_components().net
-    plain, ckpt = saved_activation_bytes(net, frames=4, latent=16)
+    plain, ckpt = saved_activation_bytes(net, frames=4, latent=16, tokens=10)
     assert 0 < ckpt < plain
     assert net._call.__func__ is type(net)._call  # instrumentation removed
     assert next(net.parameters()).dtype == torch.float32

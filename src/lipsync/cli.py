@@ -28,7 +28,7 @@ import argparse
 import functools
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
@@ -40,6 +40,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from lipsync import terminal
 from lipsync.assets import DEFAULT_DIR
+from lipsync.terminal import one_line
 
 CONF_ENV = "LIPSYNC_CONF"
 FULL_ERROR = "HYDRA_FULL_ERROR"
@@ -144,25 +145,39 @@ def asset(name: str) -> str:
     return str(DEFAULT_DIR / name)
 
 
+def torch_hub(name: str) -> str:
+    """``${torch_hub:NAME}``: a file of torchvision's weight cache (``<torch hub dir>/checkpoints/NAME``)."""
+    import torch  # here, not at module level: lipsync.cli is imported by light tools too
+
+    return str(Path(torch.hub.get_dir()) / "checkpoints" / name)
+
+
+RESOLVERS: dict[str, Callable[..., Any]] = {
+    "per_device_batch": per_device_batch, "asset": asset, "torch_hub": torch_hub}
+
+
 def register_resolvers() -> None:
-    """The resolvers ``conf/`` uses (``${per_device_batch:...}`` in the training config, ``${asset:...}``
-    in the evaluation and demo configs); idempotent."""
-    if not OmegaConf.has_resolver("per_device_batch"):
-        OmegaConf.register_new_resolver("per_device_batch", per_device_batch)
-    if not OmegaConf.has_resolver("asset"):
-        OmegaConf.register_new_resolver("asset", asset)
+    """Every resolver ``conf/`` uses, the one place they are registered (:data:`RESOLVERS`:
+    ``${per_device_batch:...}`` in the training config, ``${asset:...}`` and ``${torch_hub:...}`` in the
+    evaluation, finetune and demo configs); idempotent. Each entry point calls it before composing
+    (:func:`hydra_main`), as does a library function that resolves a config it did not compose
+    (:func:`compose`, ``lipsync.infer.loading``); importing a module registers nothing."""
+    for name, resolver in RESOLVERS.items():
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, resolver)
 
 
-register_resolvers()
+def compose(config_name: str, overrides: Sequence[str] = ()) -> DictConfig:
+    """``conf/<config_name>.yaml`` composed with Hydra ``overrides`` outside a Hydra app (the app, the
+    summary, tests), its resolvers registered."""
+    register_resolvers()
+    with hydra.initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        return hydra.compose(config_name, overrides=list(overrides))
+
 
 # ValueError covers MediaError and CheckpointError; HydraException covers a failed `instantiate`.
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, HydraException,
                                                 OmegaConfBaseException)
-
-
-def one_line(err: BaseException) -> str:
-    """The exception's message with every run of whitespace, newlines included, made one space."""
-    return " ".join(str(err).split())
 
 
 @contextmanager
@@ -200,6 +215,7 @@ def hydra_main(config_name: str, prog: str) -> Callable[[Callable[[DictConfig], 
         @functools.wraps(task)
         def main(cfg: DictConfig | None = None) -> Any:
             """Parse the command line and run; given a composed ``cfg``, run on it (tests, notebooks)."""
+            register_resolvers()
             if cfg is not None:
                 with user_errors(prog):
                     return task(cfg)  # an embedding caller (test, notebook) keeps its own threads

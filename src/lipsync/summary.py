@@ -1,7 +1,7 @@
 """Model summary without weights: ``python -m lipsync.summary [experiment=full] [--frames 16 --size 320]``.
 
-Builds every component on the meta device (no memory, no weights) from the Hydra config when ``conf/``
-is there (else the paper's full size), and prints:
+Builds every component on the meta device (no memory, no weights) from the composed ``conf/train.yaml``
+(:func:`lipsync.cli.compose`; the net from the node training builds it from), and prints:
 
 1. parameters per component (SVD UNet 1,524,623,082 at full size; new audio attention; ID-Guider ~98 M;
    VAE; audio encoder);
@@ -13,24 +13,26 @@ is there (else the paper's full size), and prints:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
 from diffusers import AutoencoderKLTemporalDecoder
+from hydra.utils import instantiate
+from omegaconf import DictConfig, ListConfig
 from torch import Tensor, nn
 from torch.autograd.graph import saved_tensors_hooks
 from torch.utils.flop_counter import FlopCounterMode
 
 from lipsync import cli
-from lipsync.models.audio import WHISPER_DIMS, WhisperAudioEncoder
-from lipsync.models.net import LipSyncNet, build_net
+from lipsync.infer.presets import crop_defaults
+from lipsync.media import MODEL_FPS
+from lipsync.models.audio import STEPS_PER_SECOND, WHISPER_DIMS, WhisperAudioEncoder
+from lipsync.models.net import LipSyncNet
 from lipsync.models.svd_xt import SVD_XT_VAE
 from lipsync.models.vae import SpaceToDepthVAE, SVDVAE
 
 META = torch.device("meta")
 NET_TARGETS = ("lipsync.models.net.build_net", "lipsync.models.net.LipSyncNet")
-AUDIO_TOKENS = 10  # 2 * (2m + 1) Whisper steps per frame, m = 2
 
 
 @dataclass
@@ -43,6 +45,7 @@ class Components:
     source: str  # where the configuration came from
     frames: int = 16  # clip length and square pixel size the FLOPs/memory are reported for
     size: int = 320
+    audio_tokens: int = 10  # Whisper steps per frame: 2 * (2m + 1) at m = 2 (the config's data decides)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -59,8 +62,6 @@ def whisper_tiny_encoder() -> nn.Module:
 
 def _find_node(cfg: Any, targets: Sequence[str]) -> Any:
     """First config node (depth-first) whose ``_target_`` is one of ``targets``; leaves stay unresolved."""
-    from omegaconf import DictConfig, ListConfig
-
     if isinstance(cfg, DictConfig):
         if cfg._get_node("_target_") is not None and cfg._get_node("_target_")._value() in targets:
             return cfg
@@ -76,49 +77,40 @@ def _find_node(cfg: Any, targets: Sequence[str]) -> Any:
     return None
 
 
-def config_dir() -> Path | None:
-    """The Hydra ``conf/`` folder (:func:`lipsync.cli.config_dir`), or None when there is none."""
-    try:
-        return cli.config_dir()
-    except FileNotFoundError:
-        return None
-
-
 def _vae_from_config(cfg: Any) -> nn.Module:
-    from hydra.utils import instantiate
-
     node = _find_node(cfg, ("lipsync.models.vae.SpaceToDepthVAE",))
     # SVD's VAE in the config loads weights from disk; its architecture is fixed, so build that instead.
     return instantiate(node) if node is not None else svd_vae_full()
 
 
-def build_components(overrides: Sequence[str] = (), builtin: bool = False) -> Components:
-    """Compose ``conf/train.yaml`` with ``overrides`` and build its parts on meta.
+def audio_tokens(data: Any) -> int:
+    """Whisper steps per video frame the data gives the net: ``data.audio_tokens`` (random clips), else
+    ``k (2m + 1)`` for ``m = data.audio_context`` (shards; ``k`` = 50 steps/s over the model's fps)."""
+    if data.get("audio_tokens") is not None:
+        return int(data.audio_tokens)
+    return int(STEPS_PER_SECOND // MODEL_FPS) * (2 * int(data.audio_context) + 1)
 
-    Full size from :func:`build_net` defaults when there is no ``conf/`` or ``builtin`` is set.
-    """
-    conf = None if builtin else config_dir()
-    clip = (16, 320)  # the paper's training clip (SPEC section 2)
+
+def clip_size(data: Any) -> int:
+    """The training clips' pixel size: ``data.size`` (random clips), else prepare's crop resolution (the
+    shards hold prepare's crops)."""
+    return int(data.size) if data.get("size") is not None else int(crop_defaults()["resolution"])
+
+
+def meta_components(overrides: Sequence[str] = ()) -> Components:
+    """Compose ``conf/train.yaml`` with ``overrides`` and build its parts on meta: the net from the node
+    training builds it from (``model.net.net``), the same node a converted run gives inference."""
+    cfg = cli.compose("train", overrides)
+    node = _find_node(cfg.model, NET_TARGETS)
+    if node is None:
+        raise ValueError(f"no node with _target_ in {NET_TARGETS} under model in "
+                         f"{cli.config_dir()}/train.yaml {list(overrides)}")
     with META:
-        if conf is None:
-            net, vae = build_net(), svd_vae_full()
-            source = "built-in full size" + ("" if builtin else ", no conf/ found")
-        else:
-            from hydra import compose, initialize_config_dir
-            from hydra.utils import instantiate
-
-            with initialize_config_dir(config_dir=str(conf), version_base=None):
-                cfg = compose("train", overrides=list(overrides))
-            node = _find_node(cfg.model, NET_TARGETS)
-            if node is None:
-                raise ValueError(f"no node with _target_ in {NET_TARGETS} under model in {conf}/train.yaml "
-                                 f"{list(overrides)}")
-            net, vae = instantiate(node), _vae_from_config(cfg.model)
-            source = f"{conf}/train.yaml {' '.join(overrides)}"
-            data = cfg.get("data") or {}
-            clip = (int(data.get("num_frames", 16)), int(data.get("size", 320)))
+        net, vae = instantiate(node), _vae_from_config(cfg.model)
         # some diffusers/whisper buffers use legacy constructors that ignore the device context
-        return Components(net.to(META), vae.to(META), whisper_tiny_encoder().to(META), source, *clip)
+        return Components(net.to(META), vae.to(META), whisper_tiny_encoder().to(META),
+                          f"{cli.config_dir()}/train.yaml {' '.join(overrides)}", int(cfg.data.num_frames),
+                          clip_size(cfg.data), audio_tokens(cfg.data))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -141,13 +133,13 @@ def parameter_rows(c: Components) -> list[tuple[str, int]]:
     ]
 
 
-def net_inputs(net: LipSyncNet, frames: int, latent: int, batch: int = 1,
+def net_inputs(net: LipSyncNet, frames: int, latent: int, tokens: int, batch: int = 1,
                dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor, dict]:
-    """Meta tensors for one forward: x_in, c_noise, cond (B, T, C, latent, latent)."""
+    """Meta tensors for one forward: x_in, c_noise, cond (B, T, C, latent, latent; audio: B, T, tokens, D)."""
     shape = (batch, frames, net.latent_channels, latent, latent)
     with META:
         cond = {"concat": torch.empty(shape, dtype=dtype), "id": None,
-                "audio": torch.empty(batch, frames, AUDIO_TOKENS, net.audio_proj.in_features, dtype=dtype)}
+                "audio": torch.empty(batch, frames, tokens, net.audio_proj.in_features, dtype=dtype)}
         return torch.empty(shape, dtype=dtype), torch.zeros(batch, dtype=dtype), cond
 
 
@@ -161,7 +153,7 @@ def flops(fn: Callable[[], Any]) -> int:
 
 def flop_rows(c: Components, frames: int, size: int) -> list[tuple[str, int]]:
     net, vae, f = c.net, c.vae, c.vae.downsample_factor
-    x, c_noise, cond = net_inputs(net, frames, size // f)
+    x, c_noise, cond = net_inputs(net, frames, size // f, c.audio_tokens)
     with META:
         video = torch.empty(1, frames, 3, size, size)
         ref, mask = torch.empty(1, 3, size, size), torch.empty(1, 1, size, size)
@@ -186,7 +178,7 @@ def unet_flops(net: LipSyncNet, x: Tensor, z_m: Tensor, c_noise: Tensor) -> int:
 
 # ------------------------------------------------------------------------------------------------
 # 3. training-memory estimates
-def saved_activation_bytes(net: LipSyncNet, frames: int, latent: int,
+def saved_activation_bytes(net: LipSyncNet, frames: int, latent: int, tokens: int,
                            dtype: torch.dtype = torch.bfloat16) -> tuple[int, int]:
     """Bytes autograd saves in one training forward (batch 1): (without, with gradient checkpointing).
 
@@ -214,7 +206,7 @@ def saved_activation_bytes(net: LipSyncNet, frames: int, latent: int,
     net.to(dtype)
     net._call = call  # type: ignore[method-assign]
     try:
-        x, c_noise, cond = net_inputs(net, frames, latent, dtype=dtype)
+        x, c_noise, cond = net_inputs(net, frames, latent, tokens, dtype=dtype)
         with META, saved_tensors_hooks(pack, lambda t: t), torch.enable_grad():
             net(x, c_noise, cond)
     finally:
@@ -228,7 +220,7 @@ def saved_activation_bytes(net: LipSyncNet, frames: int, latent: int,
 def memory_rows(c: Components, frames: int, size: int) -> list[tuple[str, int]]:
     trainable = count(c.net)  # the paper fine-tunes the whole denoiser; VAE and Whisper are frozen
     frozen = count(c.vae) + count(c.audio_encoder)
-    plain, ckpt = saved_activation_bytes(c.net, frames, size // c.vae.downsample_factor)
+    plain, ckpt = saved_activation_bytes(c.net, frames, size // c.vae.downsample_factor, c.audio_tokens)
     return [
         ("weights fp32 (denoiser + frozen encoders)", 4 * (trainable + frozen)),
         ("gradients fp32", 4 * trainable),
@@ -246,12 +238,12 @@ def _table(title: str, rows: list[tuple[str, int]], fmt: Callable[[int], str]) -
 
 
 def summary(overrides: Sequence[str] = (), frames: int | None = None, size: int | None = None,
-            memory: bool = True, builtin: bool = False, components: Components | None = None) -> str:
+            memory: bool = True, components: Components | None = None) -> str:
     """The printed report (see the module docstring); ``components`` skips building them from config.
 
     ``frames``/``size`` default to the config's ``data.num_frames``/``data.size`` (16 frames at 320 px).
     """
-    c = components or build_components(overrides, builtin)
+    c = components or meta_components(overrides)
     frames, size = frames or c.frames, size or c.size
     parts = [f"lipsync model summary ({c.source}; meta device, no weights)",
              _table("parameters", parameter_rows(c), lambda v: f"{v:,}"),
@@ -269,11 +261,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--frames", type=int, default=None, help="clip length (default: the config's)")
     parser.add_argument("--size", type=int, default=None, help="square pixel size (default: the config's)")
     parser.add_argument("--no-memory", action="store_true", help="skip the activation-memory estimate")
-    parser.add_argument("--builtin", action="store_true", help="ignore conf/: paper size from code defaults")
     args = parser.parse_args(argv)
     with cli.user_errors("lipsync-summary"):
-        print(summary(args.overrides, args.frames, args.size, memory=not args.no_memory,
-                      builtin=args.builtin))
+        print(summary(args.overrides, args.frames, args.size, memory=not args.no_memory))
 
 
 if __name__ == "__main__":

@@ -36,6 +36,16 @@ _state: dict[str, Any] = {"stderr_moved": False, "depth": 0, "saved": -1}
 _lock = threading.Lock()
 
 
+def one_line(err: BaseException | str, last: bool = False) -> str:
+    """A message on one line: every run of whitespace, newlines included, made one space; ``last``: only
+    its last non-empty line (where Hydra's ``instantiate`` and ``load_state_dict`` put the cause)."""
+    text = str(err)
+    if last:
+        lines = text.strip().splitlines()
+        text = lines[-1] if lines else ""
+    return " ".join(text.split())
+
+
 def verbose() -> bool:
     """Whether the user asked for the native libraries' log lines (``LIPSYNC_VERBOSE=1``)."""
     return os.environ.get(VERBOSE_ENV, "").strip().lower() not in ("", "0", "false", "no")
@@ -101,7 +111,7 @@ class OneLine(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         level = "" if record.levelno <= logging.INFO else f"{record.levelname.lower()}: "
-        return f"{self.prog}: {level}{' '.join(record.getMessage().split())}"
+        return f"{self.prog}: {level}{one_line(record.getMessage())}"
 
 
 def show_own_logs(prog: str) -> None:

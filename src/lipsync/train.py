@@ -32,7 +32,8 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 from safetensors.torch import load_file
 
-from lipsync.cli import config_dir, hydra_main  # noqa: F401 (config_dir: where it always was)
+from lipsync.cli import config_dir, hydra_main, register_resolvers  # noqa: F401 (config_dir: as always)
+from lipsync.terminal import one_line
 from lipsync.training.run_lock import is_first_process, run_lock
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,7 @@ def instantiate_all(cfg: DictConfig | None) -> list[Any]:
 
 def build(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule, L.Trainer]:
     """Data, system and trainer from a composed ``train.yaml`` config."""
+    register_resolvers()  # the run config is resolved below (a caller may have composed it without an app)
     datamodule: L.LightningDataModule = instantiate(cfg.data)
     system: L.LightningModule = instantiate(cfg.model)
     callbacks: list[Callback] = instantiate_all(cfg.get("callbacks"))
@@ -95,7 +97,7 @@ def init_weights(system: L.LightningModule, path: str) -> int:
     try:
         system.load_state_dict(weights, strict=False)
     except RuntimeError as err:
-        raise ValueError(f"init_from: {file}: {str(err).splitlines()[-1].strip()}") from None
+        raise ValueError(f"init_from: {file}: {one_line(err, last=True)}") from None
     return len(weights)
 
 

@@ -10,19 +10,18 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Protocol, Sequence
 
 import torch
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from lipsync import media
 from lipsync.app.workdirs import place_input
-from lipsync.cli import config_dir
+from lipsync.cli import compose
+from lipsync.clock import Stopwatch
 from lipsync.evaluate.side_by_side import side_by_side
 from lipsync.infer import InferenceOptions, InferenceResult, LipSyncPipeline
 from lipsync.infer.face_choice import parse_face
@@ -51,8 +50,7 @@ PipelineFactory = Callable[[Path], Dubber]
 
 def infer_config(overrides: Sequence[str] = ()) -> DictConfig:
     """The CLI's own config (``conf/infer.yaml``) with Hydra ``overrides``: the app and the CLI share it."""
-    with initialize_config_dir(str(config_dir()), version_base="1.3"):
-        return compose("infer", overrides=list(overrides))
+    return compose("infer", overrides)
 
 
 def infer_options(cfg: DictConfig) -> InferenceOptions:
@@ -180,7 +178,7 @@ def run_dub(request: DubRequest, pipelines: PipelineCache, folder: Path, progres
     Phases: 1. validate the request; 2. place and check the inputs; 3. load the pipeline; 4. generate;
     5. side-by-side.
     """
-    start = time.perf_counter()
+    clock = Stopwatch()
     request.validate()
     video = place_input(request.video, folder / "video")  # type: ignore[arg-type]
     audio = place_input(request.audio, folder / "audio")  # type: ignore[arg-type]
@@ -195,7 +193,7 @@ def run_dub(request: DubRequest, pipelines: PipelineCache, folder: Path, progres
     progress(0.95, "building the side-by-side view")
     compare = side_by_side(video, result, audio, folder / f"{video.stem}_side_by_side.mp4")
     duration = media.probe(result).duration_s
-    return DubResult(result, compare, duration, time.perf_counter() - start, face_note(run))
+    return DubResult(result, compare, duration, clock.total, face_note(run))
 
 
 def error_message(err: BaseException, folder: Path | None = None) -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from lipsync import media
 from lipsync.assets import ROOT
+from lipsync.clock import Stopwatch
 from lipsync.demo.dubbing import (build_quality, dub, load_pipeline, own_audio_pairs, pairs, score, summarize,
                                   torch_threads)
 from lipsync.demo.pictures import pictures
@@ -28,28 +28,6 @@ from lipsync.demo.training import (export, finish_training, prepare, render, sta
                                    train, trained_steps)
 from lipsync.evaluate.quality import Quality, region_key
 from lipsync.infer.pipeline import options_from_mapping
-
-
-class Laps:
-    """Wall minutes per stage."""
-
-    def __init__(self) -> None:
-        self.start = self.last = time.time()
-        self.laps: dict[str, float] = {}
-
-    def lap(self, name: str) -> None:
-        """Close the stage ``name``: the minutes since the last lap (or the start)."""
-        now = time.time()
-        self.laps[name] = round((now - self.last) / 60, 2)
-        self.last = now
-
-    def minutes(self) -> dict[str, float]:
-        """Minutes per stage so far, in stage order."""
-        return dict(self.laps)
-
-    def total_minutes(self) -> float:
-        """Minutes since the start."""
-        return round((time.time() - self.start) / 60, 1)
 
 
 def stage(n: int, total: int, text: str) -> None:
@@ -132,15 +110,15 @@ def score_shipped(cfg: DictConfig, model_dir: Path, held: Path, out: Path, quali
     """Stage 3: :func:`run_shipped`, announced and timed."""
     stage(3, total, f"the shipped model ({model_dir.name}) on the held-out pairs, while the own "
           f"model trains ({cfg.train_steps:,} steps)")
-    tic = time.time()
+    clock = Stopwatch()
     shipped = run_shipped(cfg, model_dir, held, out, quality)
-    print(f"  shipped model dubbed and scored in {(time.time() - tic) / 60:.1f} min: sync "
+    print(f"  shipped model dubbed and scored in {clock.total / 60:.1f} min: sync "
           f"{shipped.summary['sync_mean']:.2f}, SSIM {shipped.quality['ssim']:.3f}", flush=True)
     return shipped
 
 
 def train_and_dub(cfg: DictConfig, names: list[str], shards: Path, held: Path, out: Path,
-                  shipped_dir: Path | None, clock: Laps) -> tuple[Quality, ShippedResult | None,
+                  shipped_dir: Path | None, clock: Stopwatch) -> tuple[Quality, ShippedResult | None,
                                                                dict[str, VariantResult]]:
     """Stages 3 to 3 + len(names): the shipped model scored while the first variant trains, then every
     variant trained (or waited for), dubbed and scored. A failure stops the background training."""
@@ -182,7 +160,7 @@ def score_own_quality(cfg: DictConfig, own: VariantResult, held: Path, out: Path
 
 def report_json(cfg: DictConfig, held: Path, variants: dict[str, VariantResult],
                 shipped: ShippedResult | None, ceilings: dict[str, dict], quality: Quality,
-                files: dict[str, str], clock: Laps) -> dict[str, Any]:
+                files: dict[str, str], clock: Stopwatch) -> dict[str, Any]:
     """Everything report.json records (:mod:`lipsync.demo.report` formats it)."""
     return {"heldout_pairs": len(pairs(held)), "train_steps": variants["full"].steps,
             "train_steps_budget": int(cfg.train_steps),
@@ -193,7 +171,7 @@ def report_json(cfg: DictConfig, held: Path, variants: dict[str, VariantResult],
             "threads": torch.get_num_threads(), "train_threads": int(cfg.train_threads),
             "dub_threads": int(cfg.dub_threads),
             "load_average": [round(x, 2) for x in os.getloadavg()],
-            "stage_minutes": clock.minutes(), "wall_minutes": clock.total_minutes()}
+            "stage_minutes": clock.minutes(), "wall_minutes": round(clock.total / 60, 1)}
 
 
 def run(cfg: DictConfig) -> None:
@@ -202,7 +180,7 @@ def run(cfg: DictConfig) -> None:
     out.mkdir(parents=True, exist_ok=True)
     names = list(cfg.variants) if cfg.ablations else ["full"]
     shipped_dir = shipped_model(cfg)  # first: a missing shipped model fails before any work
-    total, clock = stage_count(names), Laps()
+    total, clock = stage_count(names), Stopwatch()
     stage(1, total, "rendering the synthetic talking-face world")
     train_dir, held = render(cfg, out)
     stage(2, total, "curating the training videos into shards (true landmarks, Whisper features cached)")

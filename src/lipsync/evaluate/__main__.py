@@ -1,93 +1,23 @@
-"""``python -m lipsync.evaluate generated=DIR reference=DIR`` (Hydra; config ``conf/evaluate.yaml``)."""
+"""``python -m lipsync.evaluate generated=DIR reference=DIR`` (Hydra; config ``conf/evaluate.yaml``): scores
+the folders (:func:`lipsync.evaluate.folders.score_folders`) and prints the table."""
 
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 
-import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from lipsync.cli import hydra_main
-from lipsync.evaluate.make_lists import ListedVideos
-from lipsync.evaluate.regions import Region
-from lipsync.evaluate.report import (describe_protocol, plot_sync_curves, summary, table1, write_json,
-                                     write_text)
-from lipsync.evaluate.score import VIDEO_SUFFIXES, build_scorers, match_pairs, score_dataset
-
-log = logging.getLogger(__name__)
-
-# ${torch_hub:NAME}: torchvision's weight cache (${asset:NAME} is every entry point's: lipsync.cli)
-OmegaConf.register_new_resolver(
-    "torch_hub", lambda name: str(Path(torch.hub.get_dir()) / "checkpoints" / name), replace=True)
-
-
-def dataset_key(name: str) -> str:
-    """Map a folder name to the paper's dataset key when it is one of them (HDTF_test -> hdtf)."""
-    low = name.lower()
-    return "hdtf" if "hdtf" in low else "avaspeech" if "ava" in low else name
-
-
-def find_datasets(generated: Path, reference: Path, name: str | None) -> dict[str, list[tuple[Path, Path]]]:
-    """Dataset name -> video pairs: same-named subfolders holding videos, else the folders themselves."""
-    def has_videos(d: Path) -> bool:
-        return d.is_dir() and any(p.suffix.lower() in VIDEO_SUFFIXES for p in d.iterdir())
-
-    subs = sorted(d.name for d in reference.iterdir() if has_videos(d)) if reference.is_dir() else []
-    shared = [s for s in subs if has_videos(generated / s)]
-    if shared and not has_videos(reference):
-        return {dataset_key(s): match_pairs(generated / s, reference / s) for s in shared}
-    return {dataset_key(name or reference.resolve().name): match_pairs(generated, reference)}
-
-
-def build_region(cfg: DictConfig, device: str) -> tuple[Region, str]:
-    """The metric region, with syncnet_python's S3FD as face detector when ``s3fd.weights`` is a file;
-    also names the detector used (for the protocol)."""
-    weights = cfg.get("s3fd", {}).get("weights")
-    if weights and Path(weights).is_file():
-        from lipsync.evaluate.s3fd import S3FDFaces
-
-        return instantiate(cfg.region, faces=S3FDFaces(weights, device=device)), f"S3FD ({weights})"
-    face_mode = cfg.region.mode == "face"
-    faces = cfg.region.faces._target_.rsplit(".", 1)[-1] if face_mode else "none (whole frame)"
-    if weights:
-        faces += f" (S3FD weights not found at {weights}: set s3fd.weights=PATH)"
-    return instantiate(cfg.region), faces
-
-
-def run(cfg: DictConfig, out_dir: Path, lists: dict[str, ListedVideos] | None = None) -> Path:
-    """Score every dataset; write metrics.json and table1.md into ``out_dir``; return metrics.json's path.
-
-    Args:
-        lists: dataset sub-folder -> the test list its videos came from (``lipsync.evaluate.run``); each
-            dataset's result then records the list and the listed videos that had no file.
-    """
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
-    datasets = find_datasets(Path(cfg.generated), Path(cfg.reference), cfg.dataset)
-    settings = OmegaConf.to_container(cfg, resolve=True)
-    scorers = build_scorers(settings, device)
-    region, faces = build_region(cfg, device)
-    results = {name: score_dataset(pairs, scorers, region, settings, device, name)
-               for name, pairs in datasets.items()}
-    for sub, listed in (lists or {}).items():
-        if dataset_key(sub) in results:
-            results[dataset_key(sub)].update(listed.as_json())
-    protocol = describe_protocol(settings, faces)
-    payload = {"generated": str(cfg.generated), "reference": str(cfg.reference),
-               "experiment": cfg.experiment_name, "device": device, "protocol": protocol,
-               "missing_weights": scorers.missing_weights(), "datasets": results}
-    write_text(out_dir / "table1.md", table1(results, protocol))
-    plot_sync_curves(results, out_dir / "sync_offsets.png")
-    return write_json(out_dir / "metrics.json", payload)
+from lipsync.evaluate.folders import score_folders
+from lipsync.evaluate.report import summary
 
 
 @hydra_main("evaluate", "lipsync-evaluate")
 def main(cfg: DictConfig) -> None:
     out_dir = Path(HydraConfig.get().runtime.output_dir)
-    path = run(cfg, out_dir)
+    path = score_folders(cfg, out_dir)
     print((out_dir / "table1.md").read_text())
     print(f"metrics: {path}")
     print(summary(json.loads(path.read_text())))

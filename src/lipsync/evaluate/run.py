@@ -3,7 +3,7 @@
 Phases: 1. pick the test videos (for ``hdtf/`` and ``avaspeech/`` the videos of their test list, every
 video of a flat folder); 2. dub each with its own audio through :class:`lipsync.infer.LipSyncPipeline` into
 ``<output>/<dataset>/<name>.mp4`` (existing outputs are kept, so an interrupted run resumes); 3. score
-with :func:`lipsync.evaluate.__main__.run` (metrics.json, table1.md).
+with :func:`lipsync.evaluate.folders.score_folders` (metrics.json, table1.md).
 
 The test list of a dataset is ``DATA/<dataset>_test30.txt`` when it exists (what ``python -m
 lipsync.evaluate.make_lists DATA`` writes), else the official ``data/eval_lists/<dataset>_test30.txt``.
@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from tqdm import tqdm
 
 from lipsync.cli import hydra_main
-from lipsync.evaluate import __main__ as score_cli  # registers the ${asset:} and ${torch_hub:} resolvers
+from lipsync.evaluate.folders import score_folders
 from lipsync.evaluate.make_lists import DATASETS, ListedVideos, listed_videos, videos_in
 from lipsync.evaluate.report import summary
 from lipsync.infer.pipeline import LipSyncPipeline, options_from_mapping
@@ -88,7 +88,7 @@ def run(cfg: DictConfig, out_dir: Path) -> Path:
     log.info("generated %d videos into %s", generate(pipe, selection.videos, output, options), output)
     with open_dict(cfg):
         cfg.generated, cfg.reference = str(output), str(data)
-    return score_cli.run(cfg, out_dir, selection.lists)
+    return score_folders(cfg, out_dir, selection.lists)
 
 
 @hydra_main("evaluate_run", "lipsync-eval")

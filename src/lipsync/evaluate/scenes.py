@@ -24,7 +24,8 @@ from lipsync.infer.face_choice import choose_face
 from lipsync.infer.pipeline import LipSyncPipeline
 from lipsync.media import (MODEL_FPS, MODEL_SAMPLE_RATE, atomic_path, read_audio, read_frames, write_video,
                            write_wav)
-from lipsync.synth.measure import measure_opening, pearson
+from lipsync.stats import pearson
+from lipsync.synth.measure import measure_opening
 from lipsync.synth.scenes import render_scene, scene_name, slot_of_tracks, write_scene
 from lipsync.synth.speech import mouth_opening_from_audio
 

@@ -34,6 +34,7 @@ from torch import Tensor, nn
 from lipsync.media import atomic_path
 from lipsync.models.audio import WhisperAudioEncoder
 from lipsync.models.vae import SpaceToDepthVAE, SVDVAE
+from lipsync.terminal import one_line
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -117,8 +118,8 @@ def build_component(node: Mapping[str, Any], name: str) -> Any:
 
 
 def _one_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {text[-1] if text else ''}"
+    """The exception's type and the last line of its message (the cause, in Hydra's and torch's)."""
+    return f"{type(err).__name__}: {one_line(err, last=True)}"
 
 
 # --- pipeline folders -----------------------------------------------------------------------------

@@ -49,6 +49,7 @@ from lipsync.data.face_tracks import FaceTracks, box_iou
 from lipsync.data.faces import FaceBackend
 from lipsync.infer.tracking import FaceTrackSummary, track_all_faces
 from lipsync.media import MODEL_SAMPLE_RATE, MediaError, read_audio
+from lipsync.stats import pearson
 
 log = logging.getLogger(__name__)
 PAUSE_DB = 30.0  # loudness this far under the soundtrack's loud level (95th percentile) counts as a pause
@@ -192,13 +193,6 @@ def source_sound(video: Path, fps: float, num_frames: int) -> tuple[np.ndarray |
 
 
 # --- how well a mouth follows a sound -------------------------------------------------------------
-
-
-def pearson(a: np.ndarray, b: np.ndarray) -> float:
-    """Pearson correlation of two equal-length curves (0 when either is constant)."""
-    a, b = a - a.mean(), b - b.mean()
-    den = float(np.sqrt((a * a).sum() * (b * b).sum()))
-    return float((a * b).sum() / den) if den > 1e-12 else 0.0
 
 
 def lagged_pearson(mouth: np.ndarray, sound: np.ndarray, max_lag: int) -> np.ndarray:

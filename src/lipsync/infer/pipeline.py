@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal, Mapping
@@ -29,6 +28,7 @@ from typing import Any, Literal, Mapping
 import torch
 from torch import nn
 
+from lipsync.clock import Stopwatch
 from lipsync.data.faces import FaceBackend, MediaPipeFaces
 from lipsync.data.masks import MaskSpec
 from lipsync.infer import loading
@@ -46,23 +46,6 @@ log = logging.getLogger(__name__)
 
 # ``generated_faces`` default: a MediaPipe detector for the generated crops (None skips detection)
 MEDIAPIPE = "mediapipe"
-
-
-class _Clock:
-    """Wall time per phase."""
-
-    def __init__(self) -> None:
-        self._start = self._last = time.perf_counter()
-        self.laps: dict[str, float] = {}
-
-    def lap(self, name: str) -> None:
-        now = time.perf_counter()
-        self.laps[name] = now - self._last
-        self._last = now
-
-    @property
-    def total(self) -> float:
-        return time.perf_counter() - self._start
 
 
 class LipSyncPipeline:
@@ -153,7 +136,7 @@ class LipSyncPipeline:
         Raises:
             MediaError: a missing or unreadable file, no video or no audio stream, an empty clip.
         """
-        opts, clock = replace(options or InferenceOptions(), **overrides).resolved(), _Clock()
+        opts, clock = replace(options or InferenceOptions(), **overrides).resolved(), Stopwatch()
         inputs = read_inputs(video, audio, opts.junction)  # 1. inputs
         clock.lap("inputs")
         plan = plan_frames(inputs, self.faces, self.crop, self.mask, opts)  # 2-3. faces, plan

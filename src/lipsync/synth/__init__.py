@@ -10,14 +10,14 @@
 """
 
 from lipsync.synth.corpus import Truth, load_truth, render_corpus, synth_sample, write_sample
-from lipsync.synth.measure import leak_score, measure_opening, pearson, plot_openings, sync_score
+from lipsync.synth.measure import leak_score, measure_opening, plot_openings, sync_score
 from lipsync.synth.render import (Identity, Motion, Pose, render_frame, render_video, sample_identity,
                                   sample_motion)
 from lipsync.synth.speech import mouth_opening_from_audio, speech_clip, synthesize
 
 __all__ = [
     "Identity", "Motion", "Pose", "Truth", "leak_score", "load_truth", "measure_opening",
-    "mouth_opening_from_audio", "pearson", "plot_openings", "render_corpus", "render_frame", "render_video",
+    "mouth_opening_from_audio", "plot_openings", "render_corpus", "render_frame", "render_video",
     "sample_identity", "sample_motion",
     "speech_clip", "sync_score", "synth_sample", "synthesize", "write_sample",
 ]

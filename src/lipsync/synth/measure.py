@@ -33,6 +33,7 @@ import os
 import numpy as np
 
 from lipsync.media import MODEL_FPS, atomic_path
+from lipsync.stats import pearson
 from lipsync.synth.render import MOUTH_INTERIOR, TEETH
 from lipsync.synth.speech import mouth_opening_from_audio
 
@@ -121,16 +122,6 @@ def measure_opening(frames: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     """
     frames, boxes = _check(frames, boxes)
     return np.array([_open_area(f, b) for f, b in zip(frames, boxes)]) * AREA_TO_OPENING
-
-
-def pearson(a: np.ndarray, b: np.ndarray) -> float:
-    """Pearson correlation of two (T,) curves; 0.0 when either is constant (no timing to compare)."""
-    a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
-    if a.shape != b.shape or a.size < 2:
-        raise ValueError(f"need two curves of equal length >= 2, got {a.shape} and {b.shape}")
-    a, b = a - a.mean(), b - b.mean()
-    denom = np.sqrt((a * a).sum() * (b * b).sum())
-    return float((a * b).sum() / denom) if denom > 1e-12 else 0.0
 
 
 def sync_score(generated_frames: np.ndarray, boxes: np.ndarray, driving_audio: np.ndarray) -> float:
