@@ -253,6 +253,25 @@ def test_the_fast_preset_reaches_the_network_as_its_solver_steps_and_guidance_in
     assert seen == expected(4) * 2
 
 
+def test_the_student_preset_runs_its_recorded_passes_without_a_cfg_batch(media, pipe, tmp_path: Path) -> None:
+    """``preset="student"`` on a model recording ``student_sigmas`` (a converted experiment=distill run): per
+    segment one network pass at each recorded level, batch 1 (guidance 1: no unconditional pass); one
+    pass with ``num_steps=1``; a model that is not a student refuses it in one line before any work."""
+    student = {"cfg_scale": 1.0, "sigma_min": 0.002, "sigma_max": 20.0, "student_sigmas": [20.0, 0.82]}
+    c_noise = lambda sigma: pytest.approx(0.25 * np.log(sigma), rel=1e-5)  # noqa: E731
+    with net_calls(pipe, student) as seen:
+        pipe(media["face"], media["short"], tmp_path / "two.mp4", **{**FAST, "num_steps": None},
+             preset="student")
+        two, seen[:] = list(seen), []
+        pipe(media["face"], media["short"], tmp_path / "one.mp4", **FAST, preset="student")
+    assert two == [(1, c_noise(20.0)), (1, c_noise(0.82))] * 2  # 21 frames: 2 segments
+    assert seen == [(1, c_noise(20.0))] * 2
+    with net_calls(pipe, {"cfg_scale": 2.0, "sigma_min": 0.002, "sigma_max": 20.0}) as seen:
+        with pytest.raises(ValueError, match="needs a distilled student .* no sampling.student_sigmas"):
+            pipe(media["face"], media["short"], tmp_path / "refused.mp4", **FAST, preset="student")
+    assert seen == [] and not (tmp_path / "refused.mp4").exists()
+
+
 @pytest.fixture(scope="module")
 def odd_clip(media, tmp_path_factory) -> Path:
     """The face clip on a 257x191 canvas (edge-padded): both sides odd, as a dubbed 257x191 video once was

@@ -30,10 +30,10 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
-from safetensors.torch import load_file
 
 from lipsync.cli import config_dir, hydra_main, register_resolvers  # noqa: F401 (config_dir: as always)
 from lipsync.terminal import one_line
+from lipsync.training.checkpoint_io import read_net_weights
 from lipsync.training.run_lock import is_first_process, run_lock
 
 log = logging.getLogger(__name__)
@@ -79,16 +79,8 @@ def init_weights(system: L.LightningModule, path: str) -> int:
     Raises:
         ValueError: the file is missing, or its network does not match the configured one (one line).
     """
-    file = Path(path)
-    if file.is_dir():
-        file = file / "model.safetensors"
-    if not file.is_file():
-        raise ValueError(f"init_from: {file} does not exist")
-    if file.suffix == ".safetensors":
-        weights = {f"denoiser.{k}": v for k, v in load_file(file).items() if k.startswith("net.")}
-    else:
-        weights = {k: v for k, v in torch.load(file, map_location="cpu", weights_only=True)["state_dict"].items()
-                   if k.startswith("denoiser.net.")}
+    file = Path(path) / "model.safetensors" if Path(path).is_dir() else Path(path)
+    weights = {f"denoiser.net.{k}": v for k, v in read_net_weights(path).items()}
     own = {k for k in system.state_dict() if k.startswith("denoiser.net.")}
     if set(weights) != own:
         missing, extra = sorted(own - set(weights)), sorted(set(weights) - own)

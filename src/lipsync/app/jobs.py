@@ -103,7 +103,7 @@ class DubRequest:
     seed: int
     silence: str
     face: str = "largest"  # options.face: largest | speaker | index:N | point:X,Y | box:X0,Y0,X1,Y1
-    preset: str = "paper"  # options.preset: paper | fast
+    preset: str = "paper"  # options.preset: paper | fast | student
 
     def validate(self) -> None:
         """Raise a one-line ValueError for anything missing or out of range (before any work is done)."""

@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 # Set before Gradio is imported: no usage reporting (the machine is offline; each attempt would wait).
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -37,7 +38,8 @@ INTRO = (f"# {TITLE}\nUpload a video with one visible face and the speech it sho
          "example), choose a checkpoint, and press **Lip-sync**. The result keeps the video's frame rate and "
          "resolution and carries your audio unchanged; it lasts as long as the audio.")
 PRESET_HELP = {"paper": "the paper's 15 Euler steps, guidance at every step",
-               "fast": "6 Euler steps, guidance mid-trajectory, less overlap: under 1/4 of the compute"}
+               "fast": "6 Euler steps, guidance mid-trajectory, less overlap: under 1/4 of the compute",
+               "student": "a distilled student's 2 passes, guidance folded in (set guidance 1)"}
 SILENCE_HELP = {"none": "move the lips everywhere", "keep": "keep the original mouth in pauses",
                 "close": "close the mouth in pauses"}
 
@@ -115,6 +117,12 @@ def _inputs_column(settings: AppSettings, examples: list[Example], d: InferenceO
     return w
 
 
+def preset_sliders(preset: str) -> tuple[int, Any]:
+    """Where a preset puts the steps and guidance sliders: its steps; guidance 1 for the student, whose
+    teacher's guidance is folded in (an unconditional pass would only cost), else left where it is."""
+    return PRESETS[preset]["num_steps"], 1.0 if preset == "student" else gr.update()
+
+
 def _outputs_column() -> dict[str, gr.components.Component]:
     w: dict[str, gr.components.Component] = {}
     w["result"] = gr.Video(label="Result", interactive=False, elem_id="result-video")
@@ -185,7 +193,7 @@ def build_app(settings: AppSettings, factory: PipelineFactory | None = None) -> 
                              show_progress="full")
         # Gradio copied the results into its cache while answering, so the job folder can go now.
         run.success(lambda folder: workdirs.remove(folder), job_folder, job_folder, queue=False)
-        w["preset"].change(lambda p: PRESETS[p]["num_steps"], w["preset"], w["steps"], queue=False)
+        w["preset"].change(preset_sliders, w["preset"], [w["steps"], w["guidance"]], queue=False)
         w["refresh"].click(lambda: _refresh_checkpoints(settings), None, w["ckpt"], queue=False)
         app.load(lambda: _refresh_checkpoints(settings), None, w["ckpt"], queue=False)
     app.queue(default_concurrency_limit=1, max_size=settings.queue_size)

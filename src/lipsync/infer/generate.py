@@ -31,6 +31,11 @@ from lipsync.models.audio import audio_windows
 from lipsync.models.net import ReferenceCondition
 from lipsync.prepare.crop import CropSpec
 from lipsync.sampling import GuidedDenoiser, get_sampler
+from lipsync.sampling.samplers import CONSISTENCY
+
+# The re-noise of a student's i-th pass draws per-frame noise seeded ``seed + i * RENOISE_SEED_STEP``: per
+# frame, as the initial noise, so frames shared by two segments are re-noised alike.
+RENOISE_SEED_STEP = 1 << 32
 
 
 @dataclass(frozen=True)
@@ -113,10 +118,15 @@ def generate_segment(model: Model, plan: FramePlan, seg: Segment, frames: list[n
     cond = model.net.clip_conditions(model.vae.encode, conditions.reference, video * (1 - mask), mask,
                                      audio.to(video.dtype))
     z_m = cond["concat"]
-    noise = frame_noise(sampling.seed, out_frames, tuple(z_m.shape[2:]), model.device, z_m.dtype)[None]
+    shape = tuple(z_m.shape[2:])
+    noise = frame_noise(sampling.seed, out_frames, shape, model.device, z_m.dtype)[None]
     guided = GuidedDenoiser(model.denoiser, cond, sampling.guidance_scale, sampling.audio_guidance_scale,
                             sampling.guidance_interval)
-    z = get_sampler(sampling.sampler)(guided, noise * sampling.sigmas[0], sampling.sigmas)
+    extra: dict[str, object] = {}
+    if sampling.sampler == CONSISTENCY:
+        extra["noise_sampler"] = lambda i: frame_noise(sampling.seed + i * RENOISE_SEED_STEP, out_frames,
+                                                       shape, model.device, z_m.dtype)[None]
+    z = get_sampler(sampling.sampler)(guided, noise * sampling.sigmas[0], sampling.sigmas, **extra)
     pixels = to_pixel_range(model.vae.decode(z)[0])  # (T, 3, S, S)
     return pixels.permute(0, 2, 3, 1).float().cpu().numpy()
 

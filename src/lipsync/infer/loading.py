@@ -4,10 +4,11 @@
 A training checkpoint's pipeline config (:func:`pipeline_config_from_training`) comes from the run's
 resolved config, which ``lipsync.train`` stores in every checkpoint (``checkpoint["config"]``), else from ``train_config`` or ``<run>/.hydra/config.yaml``: ``model.net``
 (without its SVD-loading wrapper: the trained weights replace SVD's), ``sampling``'s noise range and
-guidance (sigma_min/sigma_max/cfg_scale, the inference defaults), ``model.precond``, ``model.vae``,
-``mask``, ``data.audio_encoder`` (else the packaged Whisper tiny), and the crop the training frames were
-cut with: ``data.crop``, else the spec ``prepare`` stored beside the shards (``data.shards``), else
-prepare's defaults at the training clip size (``data.size``).
+guidance (sigma_min/sigma_max/cfg_scale, the inference defaults; a distilled student's
+``student_sigmas`` too), ``model.precond``, ``model.vae``, ``mask``, ``data.audio_encoder`` (else the
+packaged Whisper tiny), and the crop the training frames were cut with: ``data.crop``, else the spec
+``prepare`` stored beside the shards (``data.shards``), else prepare's defaults at the training clip size
+(``data.size``).
 """
 
 from __future__ import annotations
@@ -123,8 +124,11 @@ def pipeline_config_from_training(
     preprocess = {"audio_context": int(data.get("audio_context", 2)),
                   "model_fps": int(net.get("fps", MODEL_FPS))}
     config = {"components": components, "preprocess": preprocess}
-    sampling = {k: float(v) for k, v in (cfg.get("sampling") or {}).items()
-                if k in ("sigma_min", "sigma_max", "cfg_scale")}
+    node = cfg.get("sampling") or {}
+    sampling: dict[str, Any] = {k: float(v) for k, v in node.items()
+                                if k in ("sigma_min", "sigma_max", "cfg_scale")}
+    if node.get("student_sigmas"):  # a distilled student (experiment=distill): its passes' noise levels
+        sampling["student_sigmas"] = [float(v) for v in node["student_sigmas"]]
     if sampling:  # the noise range the net was trained for and its guidance: inference defaults
         config["sampling"] = sampling
     return config

@@ -23,12 +23,14 @@ class InferenceOptions:
 
     Attributes:
         preset: fills every sampling option left at None (``sampler``, ``num_steps``,
-            ``guidance_interval``, ``overlap``): "paper" (SayAnything's settings) or "fast" (under a
+            ``guidance_interval``, ``overlap``): "paper" (SayAnything's settings), "fast" (under a
             quarter of the network's compute; ``lipsync.sampling.presets``, measured in
-            ``bench_results/sampling_demo.md``).
+            ``bench_results/sampling_demo.md``) or "student" (a distilled student's 2 passes, no CFG
+            batch; only for a model made by ``experiment=distill``).
         sampler: ODE solver on Karras sigmas: "euler" (paper), "heun" (EDM's 2nd order) or "dpmpp_2m"
-            (DPM-Solver++(2M)). None = the preset's.
-        num_steps: solver steps (paper: 15). None = the preset's.
+            (DPM-Solver++(2M)); or "consistency", a student's passes at the levels its folder records.
+            None = the preset's.
+        num_steps: solver steps (paper: 15), or a student's passes (1 or 2). None = the preset's.
         guidance_interval: (lo, hi): guidance only where lo < sigma <= hi, the conditional pass alone
             elsewhere (Kynkaanniemi et al. 2024). None = the preset's (paper: every step).
         guidance_scale: classifier-free guidance scale; the unconditional pass drops reference and
@@ -163,6 +165,16 @@ def sigma_range(opts: InferenceOptions, recorded: Mapping[str, Any]) -> tuple[fl
     if not 0 < lo < hi:
         raise ValueError(f"need 0 < sigma_min < sigma_max, got {lo} and {hi}")
     return float(lo), float(hi)
+
+
+def student_levels(recorded: Mapping[str, Any]) -> list[float]:
+    """The noise levels of a distilled student's passes (``student_sigmas``, recorded by convert from an
+    ``experiment=distill`` run); a one-line ValueError for any other model."""
+    levels = recorded.get("student_sigmas")
+    if not levels:
+        raise ValueError("preset=student (sampler consistency) needs a distilled student (a folder converted "
+                         "from an experiment=distill run); this model records no sampling.student_sigmas")
+    return [float(v) for v in levels]
 
 
 def options_from_mapping(values: Mapping[str, Any]) -> InferenceOptions:

@@ -34,13 +34,14 @@ from lipsync.data.masks import MaskSpec
 from lipsync.infer import loading
 from lipsync.infer.generate import Conditions, Model, Sampling, audio_features, reference_condition, render
 from lipsync.infer.options import (PAPER_GUIDANCE, InferenceOptions, InferenceResult, guidance_scale,
-                                   options_from_mapping, sigma_range)
+                                   options_from_mapping, sigma_range, student_levels)
 from lipsync.infer.plan import plan_frames, read_inputs
 from lipsync.media import MODEL_FPS
 from lipsync.models.audio import audio_windows
 from lipsync.models.denoiser import Denoiser
 from lipsync.prepare.crop import CropSpec
-from lipsync.sampling import karras_sigmas
+from lipsync.sampling import consistency_sigmas, karras_sigmas
+from lipsync.sampling.samplers import CONSISTENCY
 
 log = logging.getLogger(__name__)
 
@@ -121,8 +122,13 @@ class LipSyncPipeline:
                      audio_context=self.audio_context, model_fps=self.model_fps, device=self.device)
 
     def sampling(self, opts: InferenceOptions) -> Sampling:
-        """The sampler settings of a call: the options over the model's recorded defaults."""
-        sigmas = karras_sigmas(opts.num_steps, *self.sigma_range(opts), opts.rho, device=self.device)
+        """The sampler settings of a call: the options over the model's recorded defaults (a student's
+        levels for the consistency sampler, Karras sigmas for the solvers)."""
+        if opts.sampler == CONSISTENCY:
+            levels = student_levels(self.config.get("sampling") or {})
+            sigmas = consistency_sigmas(levels, opts.num_steps, device=self.device)
+        else:
+            sigmas = karras_sigmas(opts.num_steps, *self.sigma_range(opts), opts.rho, device=self.device)
         return Sampling(sigmas=sigmas, guidance_scale=self.guidance_scale(opts),
                         audio_guidance_scale=opts.audio_guidance_scale, seed=opts.seed, sampler=opts.sampler,
                         guidance_interval=opts.guidance_interval)
@@ -137,6 +143,7 @@ class LipSyncPipeline:
             MediaError: a missing or unreadable file, no video or no audio stream, an empty clip.
         """
         opts, clock = replace(options or InferenceOptions(), **overrides).resolved(), Stopwatch()
+        sampling = self.sampling(opts)  # first: a preset this model cannot take fails before any work
         inputs = read_inputs(video, audio, opts.junction)  # 1. inputs
         clock.lap("inputs")
         plan = plan_frames(inputs, self.faces, self.crop, self.mask, opts)  # 2-3. faces, plan
@@ -152,7 +159,7 @@ class LipSyncPipeline:
                         video)
         # the generated crop's own box widens a feathered paste; a Poisson paste keeps to the edit region
         detector = self.generated_faces if opts.detect_generated and opts.paste_blend == "feather" else None
-        regions = render(plan, inputs, self.model, conditions, self.sampling(opts), detector, output,
+        regions = render(plan, inputs, self.model, conditions, sampling, detector, output,
                          opts)  # 6. generate, paste, write
         clock.lap("generate")
         return InferenceResult(

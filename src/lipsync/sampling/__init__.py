@@ -3,9 +3,12 @@
 from lipsync.sampling.guidance import GuidedDenoiser, network_passes
 from lipsync.sampling.samplers import (
     SAMPLERS,
+    consistency_sigmas,
+    euler_step,
     evaluation_sigmas,
     get_sampler,
     karras_sigmas,
+    sample_consistency,
     sample_dpmpp_2m,
     sample_euler,
     sample_heun,
@@ -14,10 +17,13 @@ from lipsync.sampling.samplers import (
 __all__ = [
     "GuidedDenoiser",
     "SAMPLERS",
+    "consistency_sigmas",
+    "euler_step",
     "evaluation_sigmas",
     "get_sampler",
     "karras_sigmas",
     "network_passes",
+    "sample_consistency",
     "sample_dpmpp_2m",
     "sample_euler",
     "sample_heun",

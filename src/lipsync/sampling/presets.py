@@ -7,6 +7,11 @@ instead of 477 full-size TFLOP per output second (155 instead of 531 with the VA
 DPM-Solver++(2M) at 6 and 8 steps and Heun at 5 lost 0.05-0.08 of sync against Euler at the same step count,
 so the fast preset stays with Euler.
 
+``student`` is for a distilled student (``experiment=distill``, :mod:`lipsync.training.distill`): 2 passes of
+multistep consistency sampling at the noise levels its folder records (``num_steps=1``: one pass), with the
+teacher's guidance folded into the student, so its recorded guidance scale is 1 and no pass is unconditional.
+A model that is not a student refuses it (:func:`lipsync.infer.options.student_levels`).
+
 A preset only fills the options a caller left unset (None): ``preset=fast, num_steps=10`` is the fast
 preset with 10 steps.
 """
@@ -24,6 +29,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # bench_results/sampling_demo.md: 6 Euler steps, the unconditional pass only for sigma in (0.25, 5] (2 of the 6
     # on the demo model's 20 -> 0.002 schedule), segments sharing 2 frames (seams stay at the truth's level).
     "fast": {"sampler": "euler", "num_steps": 6, "guidance_interval": (0.25, 5.0), "overlap": 2},
+    # issue 28: a consistency student's 2 passes (re-noised once), segments sharing 2 frames as in fast.
+    "student": {"sampler": "consistency", "num_steps": 2, "guidance_interval": (0.0, math.inf), "overlap": 2},
 }
 PRESET_FIELDS = ("sampler", "num_steps", "guidance_interval", "overlap")
 

@@ -6,17 +6,21 @@ convention): it integrates the probability-flow ODE ``dx/dsigma = (x - D(x; sigm
 
 Cost in denoiser calls (NFE) for ``n`` steps ending at 0: Euler and DPM-Solver++(2M) ``n``; Heun ``2n - 1``
 (no correction on the last step, whose end is sigma = 0).
+
+``sample_consistency`` is not an ODE solver: it samples a distilled consistency student (Song et al. 2023)
+in ``len(sigmas) - 1`` passes on the levels its folder records (:func:`consistency_sigmas`).
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 from torch import Tensor
 
 DenoiseFn = Callable[[Tensor, Tensor], Tensor]
 Callback = Callable[[int, Tensor, Tensor], None]
+NoiseSampler = Callable[[int], Tensor]
 Sampler = Callable[..., Tensor]
 
 
@@ -42,11 +46,17 @@ def _to_d(x: Tensor, sigma: Tensor, denoised: Tensor) -> Tensor:
     return (x - denoised) / sigma
 
 
+def euler_step(x: Tensor, denoised: Tensor, sigma: Tensor, sigma_next: Tensor) -> Tensor:
+    """x at ``sigma_next`` after one Euler step of the probability-flow ODE from ``sigma`` (EDM Algorithm 2,
+    line 5); the levels are scalars or broadcast against x (per-sample levels (B, 1, ...) in distillation)."""
+    return x + _to_d(x, sigma, denoised) * (sigma_next - sigma)
+
+
 def sample_euler(denoise: DenoiseFn, x: Tensor, sigmas: Tensor, callback: Callback | None = None) -> Tensor:
     """Euler steps of the probability-flow ODE (EDM Algorithm 2 without the Heun correction)."""
     for i in range(len(sigmas) - 1):
         denoised = denoise(x, sigmas[i])
-        x = x + _to_d(x, sigmas[i], denoised) * (sigmas[i + 1] - sigmas[i])
+        x = euler_step(x, denoised, sigmas[i], sigmas[i + 1])
         if callback is not None:
             callback(i, x, denoised)
     return x
@@ -92,6 +102,36 @@ def sample_dpmpp_2m(denoise: DenoiseFn, x: Tensor, sigmas: Tensor, callback: Cal
     return x
 
 
+def sample_consistency(denoise: DenoiseFn, x: Tensor, sigmas: Tensor, callback: Callback | None = None,
+                       noise_sampler: NoiseSampler | None = None) -> Tensor:
+    """Multistep consistency sampling (Song et al. 2023, Algorithm 1): the student's estimate at
+    ``sigmas[0]``, then for each later level before the final 0 the estimate re-noised to it and denoised.
+
+    ``len(sigmas) - 1`` denoiser calls; returns the last estimate. The re-noise is ``x0 + sigma * n``: EDM's
+    data sit at sigma = 0 (Algorithm 1's ``sqrt(sigma^2 - eps^2)`` is for data at ``eps``).
+    ``noise_sampler(i)`` gives the standard normal ``n`` of the i-th call (i >= 1); default ``randn_like``.
+    """
+    denoised = denoise(x, sigmas[0])
+    if callback is not None:
+        callback(0, x, denoised)
+    for i in range(1, len(sigmas) - 1):
+        noise = noise_sampler(i) if noise_sampler is not None else torch.randn_like(x)
+        x = denoised + sigmas[i] * noise
+        denoised = denoise(x, sigmas[i])
+        if callback is not None:
+            callback(i, x, denoised)
+    return denoised
+
+
+def consistency_sigmas(levels: Sequence[float], passes: int, device: torch.device | str = "cpu") -> Tensor:
+    """The schedule of a ``passes``-pass consistency sample: the first ``passes`` of a student's recorded
+    noise levels, then 0 (the samplers' convention: n calls = n + 1 values)."""
+    if not 1 <= passes <= len(levels):
+        raise ValueError(f"the student records {len(levels)} pass levels {list(levels)}; "
+                         f"cannot take {passes} passes")
+    return torch.tensor([*levels[:passes], 0.0], device=device)
+
+
 def evaluation_sigmas(sampler: str, sigmas: Tensor) -> list[float]:
     """The noise levels at which ``sampler`` calls the denoiser on schedule ``sigmas`` (a dry run on a
     scalar; length = the NFE: ``n`` for Euler and DPM-Solver++(2M), ``2n - 1`` for Heun)."""
@@ -106,7 +146,9 @@ def evaluation_sigmas(sampler: str, sigmas: Tensor) -> list[float]:
 
 
 # The names users pick (``options.sampler``); each value is a plain function above.
-SAMPLERS: dict[str, Sampler] = {"euler": sample_euler, "heun": sample_heun, "dpmpp_2m": sample_dpmpp_2m}
+SAMPLERS: dict[str, Sampler] = {"euler": sample_euler, "heun": sample_heun, "dpmpp_2m": sample_dpmpp_2m,
+                                "consistency": sample_consistency}
+CONSISTENCY = "consistency"  # the student's sampler: its levels are the folder's, not Karras sigmas
 
 
 def get_sampler(name: str) -> Sampler:

@@ -1,4 +1,5 @@
-"""Atomic checkpoint writes: a crash while saving never leaves the only checkpoint corrupt (issue 7)."""
+"""Atomic checkpoint writes: a crash while saving never leaves the only checkpoint corrupt (issue 7); and
+the one reader of a trained network's weights (``init_from``, a distillation's teacher)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from typing import Any
 import torch
 from lightning.fabric.utilities.cloud_io import _is_local_file_protocol
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from safetensors.torch import load_file
+from torch import Tensor
 
 # Temp-file prefix: hidden, no ".ckpt" suffix and not "last*", so a half-written file left by a kill -9
 # is never picked up by ckpt_path="last" (the newest last*.ckpt) or taken for a checkpoint.
@@ -46,3 +49,25 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
+
+
+def read_net_weights(path: str | os.PathLike, what: str = "init_from") -> dict[str, Tensor]:
+    """The raw network's weights, keyed as its ``state_dict``, from a pipeline folder (``model.safetensors``,
+    ``net.*``) or a Lightning checkpoint of a training system (``state_dict``, ``denoiser.net.*``).
+
+    Raises:
+        ValueError: the file is missing or holds no network (one line starting with ``what``).
+    """
+    file = Path(path)
+    if file.is_dir():
+        file = file / "model.safetensors"
+    if not file.is_file():
+        raise ValueError(f"{what}: {file} does not exist")
+    if file.suffix == ".safetensors":
+        state, prefix = load_file(file), "net."
+    else:
+        state, prefix = torch.load(file, map_location="cpu", weights_only=True)["state_dict"], "denoiser.net."
+    weights = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    if not weights:
+        raise ValueError(f"{what}: {file} holds no network weights ({prefix}*)")
+    return weights

@@ -121,16 +121,17 @@ class LipSyncSystem(L.LightningModule):
         cached = batch.get(LATENTS)
         return cached if cached is not None else self.vae.encode(batch[VIDEO])
 
-    def conditions(self, batch: Mapping[str, Any]) -> Cond:
-        """The role-keyed conditions (SPEC section 2) of a batch, assembled by the net's identity pathway.
+    def conditions(self, batch: Mapping[str, Any], net: nn.Module | None = None) -> Cond:
+        """The role-keyed conditions (SPEC section 2) of a batch, assembled by the net's identity pathway
+        (``net``: another network's, e.g. a distillation teacher's with its own ID-Guider; default: this one).
 
         Paper: ``concat``: z_m = E(V * (1 - M)) (B, T, C, h, w), from the cache when the batch has it;
         ``audio``: (B, T, A, D) per-frame audio windows; ``id``: ID-Guider features of (I_ref, M_ref),
         once per sample. The Table 3 ablations (no ID-Guider, VAE Feature, Video Fusion) change what
         :meth:`lipsync.models.net.LipSyncNet.conditions` puts under ``concat`` and ``id``.
         """
-        return self.net.conditions(self.vae.encode, batch[MASKED_VIDEO], batch[MASK], batch[REF],
-                                   batch[REF_MASK], batch[AUDIO_FEATS], batch.get(MASKED_LATENTS))
+        return (net or self.net).conditions(self.vae.encode, batch[MASKED_VIDEO], batch[MASK], batch[REF],
+                                            batch[REF_MASK], batch[AUDIO_FEATS], batch.get(MASKED_LATENTS))
 
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor:
         """One DSM step: encode, drop conditions (reference/audio), loss, log."""
