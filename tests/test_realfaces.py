@@ -347,3 +347,13 @@ def test_split_command_names_a_missing_corpus_in_one_line(tmp_path: Path) -> Non
                            str(tmp_path / "out"), "--corpus", str(tmp_path / "absent")], capture_output=True, text=True)
     assert done.returncode == 1 and done.stderr.strip().count("\n") == 0
     assert "lipsync-prepare-split: error:" in done.stderr and "absent" in done.stderr
+
+
+def test_select_clips_leaves_out_clips_over_max_side_and_names_them(tmp_path: Path) -> None:
+    for name, (h, w) in {"a.mp4": (48, 64), "b.mp4": (96, 40), "c.mp4": (40, 130)}.items():
+        media.write_video(tmp_path / name, np.zeros((3, h, w, 3), np.uint8), 25)
+    (tmp_path / "notes.txt").write_text("not a clip")
+    kept, left_out = realface.select_clips(tmp_path, max_side=96)
+    assert [p.name for p in kept] == ["a.mp4", "b.mp4"] and left_out == ["c.mp4"]  # 96 is kept, 130 is not
+    kept, left_out = realface.select_clips(tmp_path)
+    assert [p.name for p in kept] == ["a.mp4", "b.mp4", "c.mp4"] and left_out == []

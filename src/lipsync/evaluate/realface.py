@@ -387,12 +387,26 @@ def build_metrics(cfg: Mapping) -> tuple[torch.nn.Module | None, torch.nn.Module
     return fid, net, missing
 
 
+def select_clips(folder: Path, max_side: int | None = None) -> tuple[list[Path], list[str]]:
+    """The folder's ``.mp4`` clips, sorted, and the names of those whose larger side exceeds ``max_side``
+    (left out: full-body 1080 px frames cost minutes each on a CPU; None keeps every clip)."""
+    videos, too_large = [], []
+    for path in sorted(folder.glob("*.mp4")):
+        info = media.probe(path) if max_side is not None else None
+        if info is not None and max(info.width, info.height) > int(max_side):
+            too_large.append(path.name)
+        else:
+            videos.append(path)
+    return videos, too_large
+
+
 def run(cfg: Mapping, out_dir: Path) -> dict:
     """Dub and score the folder ``cfg['clips']`` with ``cfg['ckpt']``; writes metrics.json and realface.md."""
 
-    videos = sorted(p for p in Path(cfg["clips"]).glob("*.mp4"))
+    videos, too_large = select_clips(Path(cfg["clips"]), cfg.get("max_side"))
     if len(videos) < 2:
-        raise ValueError(f"clips={cfg['clips']}: needs at least 2 .mp4 clips, found {len(videos)}")
+        raise ValueError(f"clips={cfg['clips']}: needs at least 2 .mp4 clips, found {len(videos)}"
+                         + (f" of at most max_side={cfg['max_side']} px" if too_large else ""))
     pipe = LipSyncPipeline.from_pretrained(cfg["ckpt"])
     opts = options_from_mapping(cfg["options"])
     selfs, crosses = dub_all(pipe, videos, Path(cfg["output"] or out_dir / "generated"), opts)
@@ -406,6 +420,7 @@ def run(cfg: Mapping, out_dir: Path) -> dict:
     summary = scorer.table.summary(int(boot["resamples"]), float(boot["level"]), int(boot["seed"]))
     fids = scorer.fids(int(boot["frechet_resamples"]), float(boot["level"]), int(boot["seed"]))
     metrics = {"ckpt": str(cfg["ckpt"]), "clips": str(cfg["clips"]), "videos": [v.name for v in videos],
+               "left_out": {name: f"larger side over max_side={cfg['max_side']} px" for name in too_large},
                "protocol": protocol(cfg, int(pipe.crop.resolution)), "summary": summary, "fid": fids,
                "per_clip": scorer.table.rows, "missing_weights": missing}
     _write(out_dir / "metrics.json", json.dumps(metrics, indent=1, default=float))
@@ -427,6 +442,9 @@ def main(cfg: DictConfig) -> None:
     metrics = run(OmegaConf.to_container(cfg, resolve=True), out_dir)
     print((out_dir / "realface.md").read_text())
     print(f"metrics: {out_dir / 'metrics.json'}")
+    if metrics["left_out"]:
+        print(f"left out {len(metrics['left_out'])} clips larger than max_side={cfg.max_side} px: "
+              + ", ".join(metrics["left_out"]))
     for line in metrics["missing_weights"]:
         print(line)
 
