@@ -2,8 +2,9 @@
 
     make demo && python benchmarks/publish.py demo
     make bench-sync && python benchmarks/publish.py bench_sync
-    make eval DATA=outputs/realfaces/tail512 CKPT=models/realface EVAL=realface \\
-        ARGS="hydra.run.dir=outputs/evaluate/realface_tail" && python benchmarks/publish.py realface_tail
+    make eval DATA=outputs/realfaces/split/tail CKPT=models/realface EVAL=realface \\
+        ARGS="max_side=512 hydra.run.dir=outputs/evaluate/realface_tail"
+    python benchmarks/publish.py realface_tail
     python benchmarks/publish.py NAME [--run FOLDER]       # a run made elsewhere
 
 The commands behind the README's long results (the demo, its ablations, the real-face evaluations, a
@@ -26,9 +27,9 @@ from pathlib import Path
 from lipsync.benchresults import RESULTS, ROOT, Results, in_checkout
 
 EVAL = "make eval DATA=outputs/realfaces/{data} CKPT=models/realface EVAL=realface " \
-       'ARGS="hydra.run.dir=outputs/evaluate/{name}"'
+       'ARGS="{args}hydra.run.dir=outputs/evaluate/{name}"'
 FINETUNE = "python -m lipsync.finetune video=../shared/realfaces/voxceleb2_pcavs_741400163.mp4 " \
-           "out=outputs/realfaces/finetune_7414 steps=120"
+           "out=outputs/realfaces/finetune_7414"
 
 
 @dataclass(frozen=True)
@@ -48,10 +49,11 @@ PUBLICATIONS: dict[str, Publication] = {
     "bench_sync": Publication("make bench-sync", "outputs/demo", {
         "bench_sync_report.json": "report.json", "bench_sync_report.md": "report.md",
         "bench_sync_loss_curves.png": "loss_curves.png"}, ablations=True),
-    "realface_tail": Publication(EVAL.format(data="tail512", name="realface_tail"),
+    "realface_tail": Publication(EVAL.format(data="split/tail", args="max_side=512 ", name="realface_tail"),
                                  "outputs/evaluate/realface_tail",
                                  {"realface_tail.json": "metrics.json", "realface_tail.md": "realface.md"}),
-    "realface_heldout3s": Publication(EVAL.format(data="heldout3s", name="realface_heldout3s"),
+    "realface_heldout3s": Publication(EVAL.format(data="split/heldout", args="max_frames=75 ",
+                                                  name="realface_heldout3s"),
                                       "outputs/evaluate/realface_heldout3s",
                                       {"realface_heldout3s.json": "metrics.json",
                                        "realface_heldout3s.md": "realface.md"}),

@@ -89,7 +89,9 @@ def test_json_and_markdown_carry_how_they_were_made(tmp_path: Path) -> None:
     assert "`python benchmarks/bench_x.py --frames 8`" in first and head[:12] in first and blank == ""
     assert "\n".join(rest) == "| a |\n|---|\n| 1 |\n"
     titled = results.markdown(tmp_path / "t.md", "# Title\n\nbody\n").read_text().split("\n")
-    assert titled[:2] == ["# Title", ""] and titled[2] == first and titled[3:] == ["", "body", ""]
+    # the stamp's wall minutes are read at each write: on a busy machine they may tick between the two
+    assert titled[:2] == ["# Title", ""] and titled[3:] == ["", "body", ""]
+    assert re.sub(r"\d+\.\d+ min", "M min", titled[2]) == re.sub(r"\d+\.\d+ min", "M min", first)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.md", "x.json", "x.md"]  # no temporary left
 
 
@@ -159,3 +161,26 @@ def test_make_clean_keeps_results_and_phony_names_only_targets() -> None:
     assert set(phony) - targets == set()
     clean = re.search(r"^clean:.*\n((?:\t.*\n)+)", text, re.M).group(1)
     assert "rm -rf" in clean and "bench_results" not in clean
+
+
+def test_paired_realface_differences_are_clip_by_clip() -> None:
+    paired = _script("paired_realface")
+
+    def metrics(lmd: list[float], sync: list[float]) -> dict:
+        names = [f"c{i}.mp4" for i in range(len(lmd))]
+        return {"videos": names, "per_clip": {
+            "self/model": [{"clip": n, "lmd": v, "opening_r": 0.0, "ssim": 0.5, "psnr": 20.0}
+                           for n, v in zip(names, lmd)],
+            "cross/model": [{"clip": n, "sync": v, "leak": 0.0} for n, v in zip(names, sync)]}}
+
+    a = metrics([0.10, 0.20, 0.30, 0.40], [0.0, 0.1, float("nan"), 0.3])
+    b = metrics([0.09, 0.18, 0.27, 0.44], [0.2, 0.2, 0.5, 0.2])
+    result = paired.compare(a, b)
+    lmd = result["self/model:lmd"]
+    assert lmd["diff"] == pytest.approx((-0.01 - 0.02 - 0.03 + 0.04) / 4)
+    assert lmd["b_better"] == 3  # lower LMD is better: three clips improve, one gets worse
+    assert lmd["se"] == pytest.approx(np.std([-0.01, -0.02, -0.03, 0.04], ddof=1) / 2)
+    sync = result["cross/model:sync"]
+    assert sync["clips"] == 3 and sync["diff"] == pytest.approx((0.2 + 0.1 - 0.1) / 3)  # the NaN clip is out
+    assert sync["ci95"][0] <= sync["diff"] <= sync["ci95"][1]
+    assert result["self/model:ssim"]["diff"] == 0.0 and result["self/model:ssim"]["b_better"] == 0

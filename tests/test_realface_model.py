@@ -1,5 +1,6 @@
-"""The shipped real-face model (issue 27): it is what its README command trains, from the showcase weights
-on the committed split's training heads, and it loads through the public API."""
+"""The shipped real-face model (issue 27): it is what its README commands train (stage 1 from the showcase
+weights, stage 2 from stage 1 with the motion-weighted loss) on the committed split's training heads, and it
+loads through the public API."""
 
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ from lipsync.infer.pipeline import LipSyncPipeline
 
 ROOT = Path(__file__).resolve().parents[1]
 REALFACE = ROOT / "models" / "realface"
-COMMAND = ["experiment=realface"]  # models/realface/README.md: stopped with SIGTERM at STEPS
-STEPS = 432
+COMMAND = ["experiment=realface_stage2"]  # models/realface/README.md: stage 2, run to its max_steps
+STEPS = 600
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -36,7 +37,8 @@ def test_committed_models_training_record_is_what_its_command_composes() -> None
     for key in ("model", "data", "mask", "sampling", "seed", "init_from", "torch_threads"):
         assert recorded[key] == composed[key], key
     assert record["global_step"] == STEPS
-    assert recorded["init_from"] == "models/showcase" and recorded["mask"]["size"] == "steady"
+    assert recorded["init_from"] == "models/realface" and recorded["mask"]["size"] == "steady"  # stage 1
+    assert recorded["model"]["loss"]["motion_weight"] == 2.0
     assert recorded["data"]["shards"] == "outputs/realfaces/train48/shards"  # the split's training heads
 
 

@@ -357,3 +357,18 @@ def test_select_clips_leaves_out_clips_over_max_side_and_names_them(tmp_path: Pa
     assert [p.name for p in kept] == ["a.mp4", "b.mp4"] and left_out == ["c.mp4"]  # 96 is kept, 130 is not
     kept, left_out = realface.select_clips(tmp_path)
     assert [p.name for p in kept] == ["a.mp4", "b.mp4", "c.mp4"] and left_out == []
+
+
+def test_first_frames_cuts_video_and_sound_and_keeps_shorter_clips(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    long, short = tmp_path / "in" / "long.mp4", tmp_path / "in" / "short.mp4"
+    long.parent.mkdir()
+    sound = rng.uniform(-0.5, 0.5, 16000).astype(np.float32)  # 1 s under 25 frames
+    media.write_video(long, rng.integers(0, 255, (25, 32, 48, 3), dtype=np.uint8), 25, sound, 16000)
+    media.write_video(short, np.zeros((3, 32, 48, 3), np.uint8), 25)
+    cut = realface.first_frames([long, short], 10, tmp_path / "out")
+    assert cut[0] == tmp_path / "out" / "first10" / "long.mp4" and cut[1] == short
+    info = media.probe(cut[0])
+    assert info.num_frames == 10 and (info.width, info.height) == (48, 32)
+    audio, rate = media.read_audio(cut[0], sample_rate=16000)
+    assert 0.4 - 1e-3 <= len(audio) / rate <= 0.4 + 1024 / 16000  # 10 frames' sound, AAC pads < 1 frame

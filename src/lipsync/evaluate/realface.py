@@ -50,6 +50,7 @@ from lipsync.infer.options import InferenceOptions, options_from_mapping
 from lipsync.infer.paste import paste_crop
 from lipsync.infer.pipeline import LipSyncPipeline
 from lipsync.models.weights import MissingWeights, require_file
+from lipsync.prepare import split
 from lipsync.prepare.crop import CropSpec
 from lipsync.prepare.preview import grid, write_png
 
@@ -400,6 +401,20 @@ def select_clips(folder: Path, max_side: int | None = None) -> tuple[list[Path],
     return videos, too_large
 
 
+def first_frames(videos: Sequence[Path], num_frames: int, out: Path) -> list[Path]:
+    """Each video's first ``num_frames`` frames with the sound under them, cut into ``out/first<N>/`` (kept
+    for a rerun); a clip that is no longer is used as it is."""
+    cut = []
+    for video in videos:
+        info = media.probe(video)
+        if info.num_frames <= num_frames:
+            cut.append(video)
+            continue
+        part = split.Part(f"first{num_frames}", "", video.name, 0, int(num_frames), float(info.fps))
+        cut.append(split.cut(part, video.parent, out))
+    return cut
+
+
 def run(cfg: Mapping, out_dir: Path) -> dict:
     """Dub and score the folder ``cfg['clips']`` with ``cfg['ckpt']``; writes metrics.json and realface.md."""
 
@@ -407,6 +422,8 @@ def run(cfg: Mapping, out_dir: Path) -> dict:
     if len(videos) < 2:
         raise ValueError(f"clips={cfg['clips']}: needs at least 2 .mp4 clips, found {len(videos)}"
                          + (f" of at most max_side={cfg['max_side']} px" if too_large else ""))
+    if cfg["max_frames"]:
+        videos = first_frames(videos, int(cfg["max_frames"]), Path(cfg["output"] or out_dir / "generated"))
     pipe = LipSyncPipeline.from_pretrained(cfg["ckpt"])
     opts = options_from_mapping(cfg["options"])
     selfs, crosses = dub_all(pipe, videos, Path(cfg["output"] or out_dir / "generated"), opts)
