@@ -23,7 +23,7 @@ from lipsync.infer.presets import full_config, tiny_config
 from lipsync.media import MODEL_FPS
 from lipsync.models.audio import WHISPER_DIMS
 from lipsync.models.id_guider import IDGuider
-from lipsync.models.net import LipSyncNet, build_net, build_unet
+from lipsync.models.net import LipSyncNet, build_id_guider_for, build_net, build_unet
 from lipsync.models.svd_xt import SVD_XT_HEADS, SVD_XT_VAE, SVD_XT_WIDTHS
 from lipsync.prepare.crop import CropSpec
 from lipsync.summary import svd_vae_full
@@ -61,6 +61,19 @@ def test_svd_xt_sizes_agree_everywhere() -> None:
     assert {k: v for k, v in vae.items() if k != "_target_"} == SVD_XT_VAE
     built = dict(svd_vae_full().vae.config)  # the summary's SVD VAE, built from the same dict
     assert {k: list(v) if isinstance(v, tuple) else v for k, v in built.items() if k in SVD_XT_VAE} == SVD_XT_VAE
+
+
+def test_build_net_passes_the_unet_and_guider_defaults_through_unchanged() -> None:
+    # build_net restates build_unet's and build_id_guider_for's keyword defaults in its own signature (so
+    # Hydra and the summary read them there); every one must be the callee's, or a UNet built through
+    # build_net would differ from one built directly
+    net, unet, guider = defaults(build_net), defaults(build_unet), defaults(build_id_guider_for)
+    shared = set(net) & set(unet)
+    assert shared >= {"block_out_channels", "layers_per_block", "num_attention_heads", "cross_attention_dim",
+                      "cross_attn_levels", "latent_channels", "attention_levels"}
+    assert {k: net[k] for k in shared} == {k: unet[k] for k in shared}
+    assert (net["vae_downsample_factor"], net["id_pixel_channels"]) == (
+        guider["downsample_factor"], guider["pixel_channels"])
 
 
 @pytest.mark.parametrize("name", ["full", "tiny"])
