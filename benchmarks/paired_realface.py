@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from lipsync.benchresults import RESULTS, Results, in_checkout
+from lipsync.evaluate.frechet import mean_interval
 
 #: (row, score) pairs compared; higher is better except for LMD
 SCORES = (("self/model", "lmd"), ("self/model", "opening_r"), ("self/model", "ssim"), ("self/model", "psnr"),
@@ -40,8 +41,7 @@ def paired(a: dict[str, float], b: dict[str, float], lower_is_better: bool = Fal
     if len(clips) < 2:
         raise ValueError(f"needs at least 2 clips scored in both evaluations, found {len(clips)}")
     d = np.array([b[c] - a[c] for c in clips])
-    idx = np.random.default_rng(seed).integers(0, len(d), (resamples, len(d)))
-    lo, hi = np.quantile(d[idx].mean(1), [0.025, 0.975])
+    lo, hi = mean_interval(list(d), resamples, 0.95, seed)  # the protocol's own bootstrap over clips
     better = d < 0 if lower_is_better else d > 0
     return {"clips": len(clips), "a": float(np.mean([a[c] for c in clips])),
             "b": float(np.mean([b[c] for c in clips])), "diff": float(d.mean()),

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import torch
@@ -33,12 +33,7 @@ TINY = ["experiment=tiny", "data.size=16", "data.num_frames=2", "data.batch_size
 SIGMA_D = 0.5  # the closed-form data: every latent element ~ N(0, SIGMA_D^2)
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def gaussian_D(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
